@@ -1,0 +1,352 @@
+/**
+ * Data-plane benchmark in the netns lab (client ns → router ns → server ns),
+ * side by side for several subjects sitting in the router ns:
+ *
+ * - `kernel`: plain forwarding, the ceiling.
+ * - `v2ray`: Debian's v2ray 4.34, dokodemo-door with `followRedirect` +
+ *   `sockopt.tproxy`, freedom outbound with `sockopt.mark` = skip mark,
+ *   behind our `tproxy-rules`.
+ * - `router`: our process (`deno run -A main.ts run --config CFG`); skipped
+ *   with the reason when it does not start or listen.
+ *
+ * Metrics (every run bounded in time and count): iperf3 TCP bulk with 1 and
+ * 4 streams, 1-byte request/response latency p50/p99, new connections per
+ * second, and the proxy's VmRSS idle and with 1,000 open flows.
+ *
+ * `deno run -A bench/netns_bench.ts [--json] [--seconds 5] [--subjects kernel,v2ray,router]`
+ *
+ * Needs root, iperf3, nft, and v2ray for the v2ray subject. Traffic stays in
+ * the namespaces the bench creates; they are removed at the end.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Lab, type LabProcess } from "../tests/netns/harness.ts";
+import { markdownTable, type SubjectResult, vmRssMiB } from "./lib/stats.ts";
+
+const LIB = new URL("./lib/", import.meta.url);
+const ROOT = new URL("../", import.meta.url);
+const TPROXY_PORT = 7893;
+const SKIP_MARK = 255;
+
+/** A running subject: the proxy's pid (none for kernel) and how to stop it. */
+export interface SubjectHandle {
+  pid?: number;
+  stop(): Promise<void>;
+  notes?: string[];
+}
+
+/** A bench subject: sets itself up in the router ns, or says why it cannot. */
+export interface Subject {
+  name: string;
+  /** Returns the handle, or a string: the reason the subject is skipped. */
+  setup(lab: Lab, workDir: string): Promise<SubjectHandle | string>;
+}
+
+async function waitListening(
+  lab: Lab,
+  port: number,
+  timeoutMs: number,
+  proc: LabProcess,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !proc.exited) {
+    const r = await lab.run("router", ["ss", "-Hltn", `sport = :${port}`]);
+    if (r.stdout.trim() !== "") return true;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return false;
+}
+
+/** Plain kernel forwarding: nothing to set up. */
+export const kernelSubject: Subject = {
+  name: "kernel",
+  setup: () => Promise.resolve({ stop: () => Promise.resolve(), notes: ["plain forwarding"] }),
+};
+
+/** The v4 JSON config of v2ray as a TPROXY peer. */
+export function v2rayConfig(port: number, mark: number): unknown {
+  return {
+    log: { loglevel: "warning" },
+    inbounds: [{
+      tag: "tproxy-in",
+      listen: "0.0.0.0",
+      port,
+      protocol: "dokodemo-door",
+      settings: { network: "tcp,udp", followRedirect: true },
+      streamSettings: { sockopt: { tproxy: "tproxy" } },
+    }],
+    outbounds: [{
+      tag: "direct",
+      protocol: "freedom",
+      settings: {},
+      streamSettings: { sockopt: { mark } },
+    }],
+  };
+}
+
+/** Debian's v2ray behind our TPROXY rules. */
+export const v2raySubject: Subject = {
+  name: "v2ray",
+  async setup(lab, dir) {
+    const which = await lab.run("router", ["v2ray", "-version"]);
+    if (which.code !== 0) return "v2ray not installed";
+    const cfg = `${dir}/v2ray.json`;
+    await Deno.writeTextFile(cfg, JSON.stringify(v2rayConfig(TPROXY_PORT, SKIP_MARK), null, 2));
+    const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
+    const p = lab.spawn("router", ["v2ray", "-config", cfg]);
+    if (!await waitListening(lab, TPROXY_PORT, 10_000, p)) {
+      await p.kill();
+      await lab.removeTproxy(o);
+      return `v2ray did not listen: ${p.stderr.trim().slice(0, 200)}`;
+    }
+    return {
+      pid: p.pid,
+      notes: ["v2ray 4.34 dokodemo-door tproxy, freedom mark 255"],
+      stop: async () => {
+        await p.kill();
+        await lab.removeTproxy(o);
+      },
+    };
+  },
+};
+
+/** The config the bench gives our router. */
+export function routerConfig(port: number, mark: number): unknown {
+  return {
+    inbounds: [{ type: "tproxy", tag: "tproxy-in", listen: "::", listen_port: port }],
+    outbounds: [{ type: "direct", tag: "direct" }],
+    route: { final: "direct", default_mark: mark },
+    log: { level: "warn" },
+  };
+}
+
+/** Our router process (`main.ts run`); skipped when it fails to start. */
+export const routerSubject: Subject = {
+  name: "router",
+  async setup(lab, dir) {
+    const main = new URL("main.ts", ROOT).pathname;
+    try {
+      await Deno.stat(main);
+    } catch {
+      return "main.ts not found";
+    }
+    const cfg = `${dir}/router.json`;
+    await Deno.writeTextFile(cfg, JSON.stringify(routerConfig(TPROXY_PORT, SKIP_MARK), null, 2));
+    const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
+    const p = lab.spawn("router", [Deno.execPath(), "run", "-A", main, "run", "--config", cfg], {
+      cwd: new URL(".", ROOT).pathname,
+      env: { NO_COLOR: "1" },
+    });
+    if (!await waitListening(lab, TPROXY_PORT, 15_000, p)) {
+      await p.kill();
+      await lab.removeTproxy(o);
+      const why = (p.stderr.trim() || p.lines.join(" ")).slice(0, 300).replaceAll("\n", " ");
+      return `main.ts run did not listen on ${TPROXY_PORT}: ${why}`;
+    }
+    return {
+      pid: p.pid,
+      notes: ["deno run -A main.ts run"],
+      stop: async () => {
+        await p.kill();
+        await lab.removeTproxy(o);
+      },
+    };
+  },
+};
+
+/** Every known subject, in table order (add new ones here). */
+export const SUBJECTS: Subject[] = [kernelSubject, v2raySubject, routerSubject];
+
+interface Targets {
+  iperf: string;
+  echo: string;
+}
+
+async function runJson(lab: Lab, argv: string[]): Promise<Record<string, number>> {
+  const r = await lab.run("client", argv);
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as Record<string, number>;
+  } catch {
+    throw new Error(`${argv.join(" ")}: exit ${r.code}: ${r.stderr.trim().slice(0, 300)}`);
+  }
+}
+
+async function iperf(lab: Lab, host: string, streams: number, seconds: number): Promise<number> {
+  const r = await lab.run("client", [
+    "iperf3",
+    "-c",
+    host,
+    "-p",
+    "5201",
+    "-t",
+    String(seconds),
+    "-P",
+    String(streams),
+    "-J",
+  ]);
+  const doc = JSON.parse(r.stdout) as {
+    error?: string;
+    end?: { sum_received?: { bits_per_second: number } };
+  };
+  const bps = doc.end?.sum_received?.bits_per_second;
+  if (bps === undefined) throw new Error(`iperf3: ${doc.error ?? r.stderr.trim()}`);
+  return bps / 1e9;
+}
+
+async function rssMiB(pid: number | undefined): Promise<number | null> {
+  if (pid === undefined) return null;
+  try {
+    return vmRssMiB(await Deno.readTextFile(`/proc/${pid}/status`));
+  } catch {
+    return null;
+  }
+}
+
+async function measure(
+  lab: Lab,
+  h: SubjectHandle,
+  t: Targets,
+  seconds: number,
+  log: (s: string) => void,
+): Promise<Record<string, number | null>> {
+  const m: Record<string, number | null> = {};
+  const deno = Deno.execPath();
+  const lib = (f: string) => new URL(f, LIB).pathname;
+  m.rss_idle_mib = await rssMiB(h.pid);
+  const step = async (key: string[], f: () => Promise<number[]>) => {
+    try {
+      const vals = await f();
+      key.forEach((k, i) => m[k] = vals[i] ?? null);
+    } catch (e) {
+      log(`  ${key.join(",")}: ${(e as Error).message}`);
+      key.forEach((k) => m[k] = null);
+    }
+  };
+  await step(["tcp_1_gbps"], async () => [await iperf(lab, t.iperf, 1, seconds)]);
+  await step(["tcp_4_gbps"], async () => [await iperf(lab, t.iperf, 4, seconds)]);
+  await step(["rr_p50_us", "rr_p99_us"], async () => {
+    const r = await runJson(lab, [
+      deno,
+      "run",
+      "-A",
+      lib("pingpong.ts"),
+      "--connect",
+      t.echo,
+      "--count",
+      "20000",
+      "--seconds",
+      String(seconds),
+    ]);
+    return [r.p50_us!, r.p99_us!];
+  });
+  await step(["conn_per_s"], async () => {
+    const r = await runJson(lab, [
+      deno,
+      "run",
+      "-A",
+      lib("connrate.ts"),
+      "--connect",
+      t.echo,
+      "--seconds",
+      String(Math.min(seconds, 5)),
+      "--max",
+      "100000",
+    ]);
+    if (r.errors! > 0) log(`  connrate: ${r.errors} errors`);
+    return [r.per_s!];
+  });
+  await step(["rss_1000_mib"], async () => {
+    if (h.pid === undefined) return [NaN];
+    const holder = lab.spawn("client", [
+      deno,
+      "run",
+      "-A",
+      lib("hold_flows.ts"),
+      "--connect",
+      t.echo,
+      "--flows",
+      "1000",
+      "--seconds",
+      "60",
+    ]);
+    try {
+      const line = await holder.waitForLine(/^\{/, 60_000);
+      const held = JSON.parse(line) as { held: number; errors: number };
+      if (held.held < 1000) log(`  hold_flows: only ${held.held} held (${held.errors} errors)`);
+      return [(await rssMiB(h.pid)) ?? NaN];
+    } finally {
+      await holder.kill();
+    }
+  });
+  return m;
+}
+
+/** Runs the bench for the named subjects; returns one result per subject. */
+export async function runNetnsBench(
+  names: string[],
+  seconds: number,
+  log: (s: string) => void = (s) => console.error(s),
+): Promise<SubjectResult[]> {
+  const lab = await Lab.create();
+  const dir = await Deno.makeTempDir({ prefix: "vr-bench-" });
+  const results: SubjectResult[] = [];
+  try {
+    const dst = lab.addrs.extra4[0]!;
+    lab.spawn("server", ["iperf3", "-s", "-B", dst, "-p", "5201"]);
+    await lab.tcpServer("server", dst, 7000, "echo");
+    const t: Targets = { iperf: dst, echo: `${dst}:7000` };
+    await new Promise((r) => setTimeout(r, 300)); // iperf3 -s has no ready line
+    for (const name of names) {
+      const s = SUBJECTS.find((x) => x.name === name);
+      if (!s) {
+        throw new TypeError(`--subjects: "${name}": unknown (${SUBJECTS.map((x) => x.name)})`);
+      }
+      log(`== ${name}`);
+      const h = await s.setup(lab, dir);
+      if (typeof h === "string") {
+        log(`  skipped: ${h}`);
+        results.push({ subject: name, skipped: h, metrics: {}, notes: [] });
+        continue;
+      }
+      try {
+        const metrics = await measure(lab, h, t, seconds, log);
+        log(`  ${JSON.stringify(metrics)}`);
+        results.push({ subject: name, metrics, notes: h.notes ?? [] });
+      } finally {
+        await h.stop();
+      }
+    }
+  } finally {
+    await lab.destroy();
+    await Deno.remove(dir, { recursive: true });
+  }
+  return results;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      json: { type: "boolean" },
+      seconds: { type: "string", default: "5" },
+      subjects: { type: "string", default: SUBJECTS.map((s) => s.name).join(",") },
+    },
+  });
+  const seconds = Number(values.seconds);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) {
+    console.error(`--seconds: "${values.seconds}": expected 1..60`);
+    return 2;
+  }
+  const results = await runNetnsBench(values.subjects.split(","), seconds);
+  if (values.json) console.log(JSON.stringify({ seconds, results }, null, 2));
+  else {
+    console.log(markdownTable(results));
+    for (const r of results) if (r.skipped) console.log(`\n${r.subject}: skipped: ${r.skipped}`);
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

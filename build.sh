@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds dist/router and dist/slim.
+#
+# With a denort runtime (DENORT_BIN set, or network access to download one)
+# `deno compile` makes self-contained executables. Without one it falls back
+# to `deno bundle` + a launcher script that runs the bundle with the pinned
+# Deno and the permissions the program needs. It prints which one it made.
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p dist
+want_deno=$(tr -d ' \n' < DENO_VERSION)
+deno --version | head -n1 | grep -q "deno $want_deno " ||
+  echo "build.sh: warning: deno is not $want_deno (run ./dev setup)" >&2
+
+# name entry permissions
+programs=(
+  "router main.ts --allow-ffi --allow-read --allow-write --allow-env --allow-run --allow-net --allow-sys"
+  "slim slim/main.ts --allow-ffi --allow-read --allow-write --allow-env --allow-run --allow-net --allow-sys"
+)
+
+compile_one() { # name entry perms...
+  local name=$1 entry=$2
+  shift 2
+  deno compile --quiet --no-check=remote "$@" --output "dist/$name" "$entry"
+}
+
+bundle_one() { # name entry perms...
+  local name=$1 entry=$2
+  shift 2
+  deno bundle --quiet --platform=deno --output "dist/$name.bundle.js" "$entry"
+  cat > "dist/$name" <<LAUNCHER
+#!/bin/sh
+# Launcher made by build.sh (no denort runtime was available for deno compile).
+# Runs the bundle with Deno $want_deno; install it with: npm install -g deno@$want_deno
+here=\$(dirname "\$(readlink -f "\$0")")
+exec deno run --no-prompt $* "\$here/$name.bundle.js" "\$@"
+LAUNCHER
+  chmod +x "dist/$name"
+}
+
+for p in "${programs[@]}"; do
+  read -r -a words <<<"$p"
+  name=${words[0]}
+  entry=${words[1]}
+  perms=("${words[@]:2}")
+  [[ -f "$entry" ]] || { echo "build.sh: $entry missing, skipping $name" >&2; continue; }
+  if compile_one "$name" "$entry" "${perms[@]}" 2>/tmp/build-$name.log; then
+    echo "build.sh: dist/$name: self-contained executable (deno compile), $(du -h "dist/$name" | cut -f1)"
+  else
+    echo "build.sh: deno compile unavailable for $name ($(tail -n1 /tmp/build-$name.log)); making a bundle + launcher" >&2
+    bundle_one "$name" "$entry" "${perms[@]}"
+    echo "build.sh: dist/$name: launcher for dist/$name.bundle.js (needs deno $want_deno on PATH), $(du -h "dist/$name.bundle.js" | cut -f1)"
+  fi
+done

@@ -1,0 +1,52 @@
+/**
+ * `router reload|status|route-test`: the IPC client commands of
+ * `cli/ipc_commands.ts`, given the real stdio and the offline route tester
+ * (the rule engine compiled from `--config FILE`).
+ *
+ * @module
+ */
+
+import { loadConfig } from "../config/mod.ts";
+import { flowFromRouteTest } from "../ipc/protocol.ts";
+import {
+  type IpcCommandDeps,
+  type RouteTester,
+  runReload,
+  runRouteTest,
+  runStatus,
+} from "./ipc_commands.ts";
+
+/** Compiles the config at `path` and answers route tests from it, without a router. */
+export async function offlineRouteTester(path: string): Promise<RouteTester> {
+  const { engine } = await loadConfig(path);
+  return {
+    test(params) {
+      const e = engine.explain(flowFromRouteTest(params));
+      return {
+        outbound: e.outbound,
+        rule: e.rule,
+        final: e.final,
+        ...(e.rule_json !== null ? { rule_text: JSON.stringify(e.rule_json) } : {}),
+      };
+    },
+  };
+}
+
+function deps(): IpcCommandDeps {
+  return { offline: offlineRouteTester, stdout: Deno.stdout, stdin: Deno.stdin.readable };
+}
+
+/** `router reload` */
+export function runReloadCommand(args: string[]): Promise<number> {
+  return runReload(args, deps());
+}
+
+/** `router status` */
+export function runStatusCommand(args: string[]): Promise<number> {
+  return runStatus(args, deps());
+}
+
+/** `router route-test` */
+export function runRouteTestCommand(args: string[]): Promise<number> {
+  return runRouteTest(args, deps());
+}

@@ -1,0 +1,505 @@
+/**
+ * `router status`, `router reload` and `router route-test`: thin clients of
+ * the IPC socket (route-test can also run offline against a config file,
+ * through an injected {@linkcode RouteTester} factory).
+ *
+ * Exit codes: 0 success; 1 the operation failed (router unreachable, reload
+ * rejected, a batch line was bad); 2 usage error.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parseDuration } from "../core/duration.ts";
+import { IpcClient } from "../ipc/client.ts";
+import { LineReader, writeAll } from "../ipc/line_reader.ts";
+import {
+  IpcError,
+  type RouteTestParams,
+  type RouteTestResult,
+  type StatusResult,
+  validateRouteTest,
+} from "../ipc/protocol.ts";
+
+/** Default socket path when neither `--socket` nor `VPN_ROUTER_SOCKET` is given. */
+export const DEFAULT_SOCKET_PATH = "/run/vpn-router/router.sock";
+/** Longest accepted `--batch` input line, in bytes. */
+export const MAX_BATCH_LINE_BYTES = 64 * 1024;
+/** Batch flows in flight at once against a running router. */
+export const BATCH_WINDOW = 64;
+
+/** Answers "where would this flow go" without a running router (offline route-test). */
+export interface RouteTester {
+  /** The outbound and matching rule for a validated flow. */
+  test(flow: RouteTestParams): RouteTestResult | Promise<RouteTestResult>;
+}
+
+/** Something bytes can be written to (`Deno.stdout` fits). */
+export interface ByteWriter {
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** What the commands need from the outside world (injected for tests). */
+export interface IpcCommandDeps {
+  /** Builds a route tester from a config file (offline `route-test --config F`). */
+  offline?: (configPath: string) => Promise<RouteTester>;
+  stdout: ByteWriter;
+  stdin: ReadableStream<Uint8Array>;
+  /** Where errors go (default `Deno.stderr`). */
+  stderr?: ByteWriter;
+  /** Environment lookup (default `Deno.env.get`). */
+  env?: (name: string) => string | undefined;
+  /** Current directory, to make `--config` absolute (default `Deno.cwd()`). */
+  cwd?: () => string;
+}
+
+const encoder = new TextEncoder();
+
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+interface Io {
+  out(text: string): Promise<void>;
+  err(text: string): Promise<void>;
+  env(name: string): string | undefined;
+  cwd(): string;
+}
+
+function makeIo(deps: IpcCommandDeps): Io {
+  const stderr = deps.stderr ?? Deno.stderr;
+  return {
+    out: (t) => writeAll(deps.stdout, encoder.encode(t)),
+    err: (t) => writeAll(stderr, encoder.encode(t)),
+    env: deps.env ?? ((name) => {
+      try {
+        return Deno.env.get(name);
+      } catch {
+        return undefined; // no --allow-env
+      }
+    }),
+    cwd: deps.cwd ?? (() => Deno.cwd()),
+  };
+}
+
+const COMMON_OPTIONS = {
+  socket: { type: "string" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const COMMON_HELP =
+  `  --socket PATH    router IPC socket (default $VPN_ROUTER_SOCKET or ${DEFAULT_SOCKET_PATH})
+  --timeout T      how long to wait for the router, e.g. 5s, 300ms (default 30s)
+  --json           print JSON instead of text
+  -h, --help       show this help`;
+
+/** Help text of `router status`. */
+export const STATUS_HELP = `Usage: router status [--json] [--socket PATH]
+
+Shows the running router: uptime, flows, rules, outbounds with their state.
+
+${COMMON_HELP}
+`;
+
+/** Help text of `router reload`. */
+export const RELOAD_HELP = `Usage: router reload [--config FILE] [--close-removed] [--socket PATH]
+
+Asks the running router to load a config. Without --config it re-reads the
+file it runs from. A config that fails validation is rejected whole; the
+old one stays in force and the error names the field.
+
+  -c, --config FILE  config file to load (made absolute before sending)
+  --close-removed    close flows whose outbound is gone from the new config
+${COMMON_HELP}
+`;
+
+/** Help text of `router route-test`. */
+export const ROUTE_TEST_HELP =
+  `Usage: router route-test --dst IP:PORT [flow options] [--socket PATH | --config FILE]
+       router route-test --batch [--socket PATH | --config FILE] < flows.ndjson
+
+Shows which outbound and rule a flow would take: against the running router
+(--socket) or offline against a config file (--config).
+
+Flow options:
+  --dst IP:PORT      destination (required; IPv6 as [addr]:port)
+  --domain NAME      sniffed server name (SNI / Host)
+  --src IP[:PORT]    source address
+  --network tcp|udp  (default tcp)
+  --protocol P       sniffed protocol: tls, http, quic
+  --mark N           netfilter mark (decimal or 0x hex)
+  --dscp N           DSCP 0..63
+  --inbound TAG      inbound tag
+  -c, --config FILE  test offline against this config instead of the router
+  --batch            read flows as NDJSON from stdin (keys: dst, domain, src,
+                     network, protocol, mark, dscp, inbound) and write one
+                     JSON object per input line: {"line":N,"outbound":...,
+                     "rule":N|null,"final":bool} or {"line":N,"error":"..."};
+                     blank lines are skipped; lines over ${MAX_BATCH_LINE_BYTES} bytes are errors
+${COMMON_HELP}
+`;
+
+function socketPath(value: string | undefined, io: Io): string {
+  return value ?? io.env("VPN_ROUTER_SOCKET") ?? DEFAULT_SOCKET_PATH;
+}
+
+function timeoutMs(value: string | undefined): number {
+  if (value === undefined) return 30_000;
+  try {
+    const ms = parseDuration(/^\d+(\.\d+)?$/.test(value) ? Number(value) : value);
+    if (ms <= 0) throw new RangeError("must be positive");
+    return ms;
+  } catch (e) {
+    throw new UsageError(`--timeout: "${value}": ${(e as Error).message}`);
+  }
+}
+
+function absolute(path: string, io: Io): string {
+  if (path.startsWith("/")) return path;
+  const cwd = io.cwd();
+  return `${cwd.endsWith("/") ? cwd : cwd + "/"}${path}`.replace(/\/\.\//g, "/");
+}
+
+async function connect(path: string, ms: number): Promise<IpcClient> {
+  try {
+    return await IpcClient.connect(path, { timeoutMs: ms, connectTimeoutMs: Math.min(ms, 5000) });
+  } catch (e) {
+    if (e instanceof IpcError && e.code === "connect_failed") {
+      throw new IpcError(e.code, `${e.message} (is the router running?)`);
+    }
+    throw e;
+  }
+}
+
+function parse<T extends Record<string, { type: "string" | "boolean"; short?: string }>>(
+  args: string[],
+  options: T,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Runs a command body, mapping errors to messages on stderr and exit codes. */
+async function run(name: string, io: Io, help: string, body: () => Promise<number>) {
+  try {
+    return await body();
+  } catch (e) {
+    if (e instanceof UsageError) {
+      await io.err(`router ${name}: ${e.message}\n\n${help}`);
+      return 2;
+    }
+    const msg = e instanceof IpcError ? `${e.message} [${e.code}]` : (e as Error).message;
+    await io.err(`router ${name}: ${msg}\n`);
+    return 1;
+  }
+}
+
+// ---------------------------------------------------------------- status
+
+/** `router status [--json]`: prints the running router's status. */
+export function runStatus(args: string[], deps: IpcCommandDeps): Promise<number> {
+  const io = makeIo(deps);
+  return run("status", io, STATUS_HELP, async () => {
+    const { values } = parse(args, COMMON_OPTIONS);
+    if (values.help) {
+      await io.out(STATUS_HELP);
+      return 0;
+    }
+    const client = await connect(socketPath(values.socket, io), timeoutMs(values.timeout));
+    try {
+      const status = await client.status();
+      await io.out(values.json ? JSON.stringify(status) + "\n" : formatStatus(status));
+      return 0;
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+/** Formats seconds as `1d 2h 3m 4s` (largest units only as needed). */
+export function formatUptime(seconds: number): string {
+  let s = Math.max(0, Math.floor(seconds));
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  const parts: string[] = [];
+  if (d) parts.push(`${d}d`);
+  if (d || h) parts.push(`${h}h`);
+  if (d || h || m) parts.push(`${m}m`);
+  parts.push(`${s}s`);
+  return parts.join(" ");
+}
+
+/** The human form of a `status` result. */
+export function formatStatus(st: StatusResult): string {
+  const lines = [
+    `vpn-router ${st.version} (pid ${st.pid}), up ${
+      formatUptime(st.uptime_s)
+    } since ${st.started_at}`,
+    `config:   ${st.config_path ?? "(inline)"}`,
+    `rules:    ${st.rules} (final: ${st.final})`,
+    `flows:    ${st.flows.active} active (${st.flows.tcp} tcp, ${st.flows.udp} udp), ${st.flows.total} since start`,
+  ];
+  if (st.last_reload) {
+    const r = st.last_reload;
+    lines.push(`reload:   ${r.at} ${r.ok ? "ok" : `FAILED: ${r.error ?? "unknown error"}`}`);
+  }
+  lines.push(`outbounds (${st.outbounds.length}):`);
+  const rows = [["TAG", "TYPE", "STATE", "FLOWS", "DETAIL"]];
+  for (const o of st.outbounds) {
+    rows.push([
+      o.tag,
+      o.kind ? `${o.type}/${o.kind}` : o.type,
+      o.state,
+      String(o.flows),
+      o.detail ?? "",
+    ]);
+  }
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) {
+    const cells = r.map((c, i) =>
+      i === 3 ? c.padStart(widths[i]!) : i < 4 ? c.padEnd(widths[i]!) : c
+    );
+    lines.push(("  " + cells.join("  ")).trimEnd());
+  }
+  return lines.join("\n") + "\n";
+}
+
+// ---------------------------------------------------------------- reload
+
+/** `router reload [--config F] [--close-removed]`: asks the router to load a config. */
+export function runReload(args: string[], deps: IpcCommandDeps): Promise<number> {
+  const io = makeIo(deps);
+  return run("reload", io, RELOAD_HELP, async () => {
+    const { values } = parse(args, {
+      ...COMMON_OPTIONS,
+      config: { type: "string", short: "c" },
+      "close-removed": { type: "boolean" },
+    });
+    if (values.help) {
+      await io.out(RELOAD_HELP);
+      return 0;
+    }
+    if (values.config === "") throw new UsageError("--config: empty path");
+    const client = await connect(socketPath(values.socket, io), timeoutMs(values.timeout));
+    let path = values.config === undefined ? undefined : absolute(values.config, io);
+    try {
+      if (path === undefined) {
+        const st = await client.status();
+        if (st.config_path === null) {
+          throw new Error("the router runs an inline config; pass --config FILE");
+        }
+        path = st.config_path;
+      }
+      const closeRemoved = values["close-removed"] === true;
+      let result;
+      try {
+        result = await client.reload(
+          closeRemoved ? { path, close_removed: true } : { path },
+        );
+      } catch (e) {
+        if (!(e instanceof IpcError)) throw e;
+        const msg = e.message.replace(/^reload: /, "");
+        throw new IpcError(e.code, `reload of ${path} failed: ${msg}`);
+      }
+      if (values.json) await io.out(JSON.stringify({ path, ...result }) + "\n");
+      else {
+        const closed = closeRemoved ? `, closed ${result.closed} flows` : "";
+        await io.out(
+          `reloaded ${path}: ${result.rules} rules, ${result.outbounds} outbounds in ${result.took_ms} ms${closed}\n`,
+        );
+      }
+      return 0;
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+// ---------------------------------------------------------------- route-test
+
+type Backend = {
+  test(p: RouteTestParams): Promise<RouteTestResult>;
+  close(): Promise<void>;
+};
+
+const FLOW_FLAGS = ["dst", "domain", "src", "network", "protocol", "mark", "dscp", "inbound"];
+
+function flagInt(value: string, flag: string): number {
+  if (!/^(0x[0-9a-fA-F]{1,8}|\d{1,10})$/.test(value)) {
+    throw new UsageError(`--${flag}: "${value}": expected an integer (decimal or 0x hex)`);
+  }
+  return Number(value);
+}
+
+/**
+ * `router route-test`: one flow from flags, or NDJSON flows from stdin with
+ * `--batch`; against the router (`--socket`) or offline (`--config`).
+ */
+export function runRouteTest(args: string[], deps: IpcCommandDeps): Promise<number> {
+  const io = makeIo(deps);
+  return run("route-test", io, ROUTE_TEST_HELP, async () => {
+    const { values } = parse(args, {
+      ...COMMON_OPTIONS,
+      config: { type: "string", short: "c" },
+      batch: { type: "boolean" },
+      dst: { type: "string" },
+      domain: { type: "string" },
+      src: { type: "string" },
+      network: { type: "string" },
+      protocol: { type: "string" },
+      mark: { type: "string" },
+      dscp: { type: "string" },
+      inbound: { type: "string" },
+    });
+    if (values.help) {
+      await io.out(ROUTE_TEST_HELP);
+      return 0;
+    }
+    if (values.config !== undefined && values.socket !== undefined) {
+      throw new UsageError("use either --socket (running router) or --config (offline)");
+    }
+    let flow: RouteTestParams | null = null;
+    if (values.batch) {
+      const given = FLOW_FLAGS.filter((f) => (values as Record<string, unknown>)[f] !== undefined);
+      if (given.length > 0) {
+        throw new UsageError(`--batch reads flows from stdin; drop --${given[0]}`);
+      }
+    } else {
+      if (values.dst === undefined) throw new UsageError("--dst IP:PORT is required");
+      const raw: Record<string, unknown> = {};
+      for (const f of FLOW_FLAGS) {
+        const v = (values as Record<string, unknown>)[f];
+        if (v !== undefined) raw[f] = f === "mark" || f === "dscp" ? flagInt(String(v), f) : v;
+      }
+      try {
+        flow = validateRouteTest(raw, "--");
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    }
+    const backend = await openBackend(values.config, values.socket, values.timeout, deps, io);
+    try {
+      if (flow === null) return await runBatch(backend, deps.stdin, io);
+      const result = await backend.test(flow);
+      await io.out(values.json ? JSON.stringify(result) + "\n" : formatRouteTest(result));
+      return 0;
+    } finally {
+      await backend.close();
+    }
+  });
+}
+
+async function openBackend(
+  config: string | undefined,
+  socket: string | undefined,
+  timeout: string | undefined,
+  deps: IpcCommandDeps,
+  io: Io,
+): Promise<Backend> {
+  const ms = timeoutMs(timeout);
+  if (config !== undefined) {
+    if (!deps.offline) throw new Error("offline route-test (--config) is not available here");
+    const path = absolute(config, io);
+    let tester: RouteTester;
+    try {
+      tester = await deps.offline(path);
+    } catch (e) {
+      throw new Error(`cannot load ${path}: ${(e as Error).message}`);
+    }
+    return { test: async (p) => await tester.test(p), close: async () => {} };
+  }
+  const client = await connect(socketPath(socket, io), ms);
+  return { test: (p) => client.routeTest(p), close: () => client.close() };
+}
+
+/** The human form of a `route.test` result. */
+export function formatRouteTest(r: RouteTestResult): string {
+  const rule = r.rule === null || r.final
+    ? "none matched; final applied"
+    : `#${r.rule}${r.rule_text ? " " + r.rule_text : ""}`;
+  return `outbound: ${r.outbound}\nrule:     ${rule}\n`;
+}
+
+/** Errors that end a batch: the router is gone, not just one flow bad. */
+function isFatal(e: unknown): boolean {
+  return e instanceof IpcError &&
+    (e.code === "connection_closed" || e.code === "timeout" || e.code === "connect_failed" ||
+      e.code === "bad_response");
+}
+
+async function runBatch(
+  backend: Backend,
+  stdin: ReadableStream<Uint8Array>,
+  io: Io,
+): Promise<number> {
+  const lines = new LineReader(stdin, MAX_BATCH_LINE_BYTES);
+  // Results in input order, at most BATCH_WINDOW flows in flight.
+  // Queued promises never reject (see testLine), so none is left unhandled
+  // when a fatal error ends the batch early.
+  const queue: Promise<LineOutcome>[] = [];
+  let bad = 0;
+  const flushOne = async () => {
+    const outcome = await queue.shift()!;
+    if ("fatal" in outcome) throw outcome.fatal;
+    const out = outcome.out;
+    if ("error" in out) bad++;
+    await io.out(JSON.stringify(out) + "\n");
+  };
+  let n = 0;
+  try {
+    for (;;) {
+      const item = await lines.next();
+      if (item === null) break;
+      n++;
+      const line = n;
+      if (item.kind === "too_long") {
+        queue.push(Promise.resolve({
+          out: { line, error: `line exceeds ${MAX_BATCH_LINE_BYTES} bytes (${item.bytes})` },
+        }));
+      } else if (item.text.trim() !== "") {
+        queue.push(testLine(backend, item.text, line));
+      }
+      while (queue.length >= BATCH_WINDOW) await flushOne();
+    }
+    while (queue.length > 0) await flushOne();
+  } finally {
+    await lines.cancel();
+  }
+  return bad > 0 ? 1 : 0;
+}
+
+type LineOutcome = { out: Record<string, unknown> } | { fatal: unknown };
+
+/** Tests one batch line; never rejects. */
+async function testLine(backend: Backend, text: string, line: number): Promise<LineOutcome> {
+  let flow: RouteTestParams;
+  try {
+    flow = validateRouteTest(JSON.parse(text), "");
+  } catch (e) {
+    const msg = e instanceof SyntaxError ? `Cannot parse JSON: ${e.message}` : (e as Error).message;
+    return { out: { line, error: msg } };
+  }
+  try {
+    const r = await backend.test(flow);
+    const out: Record<string, unknown> = {
+      line,
+      outbound: r.outbound,
+      rule: r.rule,
+      final: r.final,
+    };
+    if (r.rule_text !== undefined) out.rule_text = r.rule_text;
+    return { out };
+  } catch (e) {
+    if (isFatal(e)) return { fatal: e };
+    return { out: { line, error: e instanceof Error ? e.message : String(e) } };
+  }
+}

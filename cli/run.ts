@@ -1,0 +1,174 @@
+/**
+ * `router run` and `router check`: both load the config through the one
+ * `loadConfig()` path that reload uses too.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { ConfigError, loadConfig } from "../config/mod.ts";
+import { createLogger, type Level, LEVELS } from "../core/log.ts";
+import { IpcServer } from "../ipc/server.ts";
+import { createIpcHandlers } from "../router/ipc_handlers.ts";
+import { Router } from "../router/router.ts";
+import { VERSION } from "../core/version.ts";
+
+const RUN_HELP = `Usage: router run --config FILE [--log-level LEVEL] [--no-ipc]
+
+Runs the data plane: TPROXY listeners, sniffing, the rule engine, outbounds
+and the IPC socket (ipc.path in the config). SIGHUP reloads the config file,
+SIGTERM/SIGINT stop.
+
+Options:
+  -c, --config FILE     router config (JSON); see docs/config.md
+      --log-level L     override log.level: ${LEVELS.join(", ")}
+      --no-ipc          do not open the IPC socket
+  -h, --help            this help
+`;
+
+const CHECK_HELP = `Usage: router check --config FILE
+
+Validates a config the way start-up and reload do (rule sets and GeoIP
+database included). Exit 0 when valid; otherwise prints every problem with
+its field path (e.g. route.rules[3].ip_cidr[0]: ...) and exits 1.
+`;
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    options: {
+      config: { type: "string", short: "c" },
+      help: { type: "boolean", short: "h" },
+      "log-level": { type: "string" },
+      "no-ipc": { type: "boolean" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+}
+
+/** `router check --config FILE` */
+export async function runCheckCommand(args: string[]): Promise<number> {
+  let values;
+  try {
+    values = parse(args).values;
+    if (values["log-level"] !== undefined || values["no-ipc"]) throw new TypeError("check takes only --config");
+  } catch (e) {
+    console.error(`router check: ${(e as Error).message}\n\n${CHECK_HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(CHECK_HELP);
+    return 0;
+  }
+  if (!values.config) {
+    console.error(`router check: --config is required\n\n${CHECK_HELP}`);
+    return 2;
+  }
+  try {
+    const { config, engine } = await loadConfig(resolve(values.config));
+    console.log(
+      `${values.config}: OK (${config.inbounds.length} inbounds, ${config.outbounds.length} outbounds, ${engine.ruleCount} rules, final ${engine.final})`,
+    );
+    return 0;
+  } catch (e) {
+    console.error(`${values.config}: invalid\n${(e as Error).message}`);
+    return 1;
+  }
+}
+
+/** `router run --config FILE` */
+export async function runRunCommand(args: string[]): Promise<number> {
+  let values;
+  try {
+    values = parse(args).values;
+  } catch (e) {
+    console.error(`router run: ${(e as Error).message}\n\n${RUN_HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  if (!values.config) {
+    console.error(`router run: --config is required\n\n${RUN_HELP}`);
+    return 2;
+  }
+  const levelOverride = values["log-level"];
+  if (levelOverride !== undefined && !(LEVELS as readonly string[]).includes(levelOverride)) {
+    console.error(`router run: --log-level: "${levelOverride}": expected ${LEVELS.join(", ")}`);
+    return 2;
+  }
+  const configPath = resolve(values.config);
+  let loaded;
+  try {
+    loaded = await loadConfig(configPath);
+  } catch (e) {
+    console.error(
+      `router run: ${configPath}: ${e instanceof ConfigError ? "invalid\n" : ""}${
+        (e as Error).message
+      }`,
+    );
+    return 1;
+  }
+  const level = (levelOverride ?? loaded.config.log.level) as Level;
+  const logger = createLogger({ level, scope: "router" });
+  let router: Router;
+  try {
+    router = Router.start(loaded.config, loaded.engine, { logger });
+  } catch (e) {
+    logger.error("cannot start", { error: e });
+    return 1;
+  }
+  const ipcOpts = {
+    router,
+    version: VERSION,
+    configPath: configPath as string | null,
+    logger,
+  };
+  const handlers = createIpcHandlers(ipcOpts);
+  let ipc: IpcServer | null = null;
+  if (!values["no-ipc"]) {
+    try {
+      const ipcCfg = loaded.config.ipc;
+      ipc = await IpcServer.listen({
+        path: ipcCfg.path,
+        mode: ipcCfg.mode,
+        ...(ipcCfg.group !== null ? { group: ipcCfg.group } : {}),
+        handlers,
+        logger,
+      });
+      logger.info("ipc listening", { path: ipcCfg.path });
+    } catch (e) {
+      logger.error("cannot open the IPC socket", { path: loaded.config.ipc.path, error: e });
+      await router.stop();
+      return 1;
+    }
+  }
+  logger.info("started", {
+    version: VERSION,
+    rules: loaded.engine.ruleCount,
+    outbounds: loaded.config.outbounds.length,
+  });
+
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
+  const onStop = (sig: Deno.Signal) => () => stop(sig);
+  const stopHandlers = (["SIGTERM", "SIGINT"] as const).map((s) => [s, onStop(s)] as const);
+  for (const [s, h] of stopHandlers) Deno.addSignalListener(s, h);
+  const onHup = () => {
+    const path = ipcOpts.configPath ?? configPath;
+    Promise.resolve(handlers.reload({ path })).then(
+      (r) => logger.info("SIGHUP reload done", { rules: r.rules }),
+      (e: unknown) => logger.warn("SIGHUP reload failed", { error: e }),
+    );
+  };
+  Deno.addSignalListener("SIGHUP", onHup);
+  const sig = await stopped;
+  logger.info("stopping", { signal: sig });
+  for (const [s, h] of stopHandlers) Deno.removeSignalListener(s, h);
+  Deno.removeSignalListener("SIGHUP", onHup);
+  await ipc?.close();
+  await router.stop();
+  return 0;
+}

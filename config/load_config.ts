@@ -1,0 +1,156 @@
+/**
+ * Loading: reads the config file, the rule-set files and the GeoIP
+ * database, and compiles the {@linkcode Engine}. Every failure is a
+ * {@linkcode ConfigError} naming the field path, so start-up, reload and
+ * `router check` report problems the same way. Nothing here has side
+ * effects beyond reading files: a reload builds a new engine and only the
+ * caller swaps it in.
+ *
+ * @module
+ */
+
+import { dirname, resolve } from "node:path";
+import { Engine } from "../rules/engine.ts";
+import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
+import type { RuleSetSpec, RuleSpec } from "../rules/spec.ts";
+import { ConfigError, Issues } from "./config_error.ts";
+import { parseConfig } from "./parse_config.ts";
+import { parseRuleMatch, type RuleContext } from "./rule_parser.ts";
+import type { RouterConfig } from "./schema.ts";
+import { object, show, typeName } from "./values.ts";
+
+/** Injected I/O for {@linkcode compileEngine} / {@linkcode loadConfig}. */
+export interface CompileDeps {
+  /** Reads a file; `Deno.readFile` by default. */
+  readonly readFile?: (path: string) => Promise<Uint8Array>;
+  /** A GeoIP lookup to use instead of opening `route.geoip.path`. */
+  readonly geoip?: GeoIpLookup;
+}
+
+/** Where {@linkcode loadConfig} gets the config: a file path, or an inline object. */
+export type ConfigSource = string | { readonly inline: unknown; readonly baseDir?: string };
+
+/** Upper bound on config and rule-set file size (64 MiB). */
+export const MAX_CONFIG_BYTES = 64 << 20;
+
+const decoder = new TextDecoder();
+
+async function readJson(
+  path: string,
+  where: string,
+  iss: Issues,
+  deps: CompileDeps,
+): Promise<unknown> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await (deps.readFile ?? Deno.readFile)(path);
+  } catch (e) {
+    iss.add(where, `cannot read ${show(path)}: ${(e as Error).message}`);
+    return undefined;
+  }
+  if (bytes.length > MAX_CONFIG_BYTES) {
+    iss.add(where, `${show(path)}: larger than ${MAX_CONFIG_BYTES} bytes`);
+    return undefined;
+  }
+  try {
+    return JSON.parse(decoder.decode(bytes));
+  } catch (e) {
+    iss.add(where, `${show(path)}: invalid JSON: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * Parses a sing-box source-format rule set (`{"version": 1|2|3, "rules": [...]}`);
+ * issues are recorded under `path` (e.g. `route.rule_set[0](geosite.json)`).
+ */
+export function parseRuleSetSource(
+  raw: unknown,
+  tag: string,
+  path: string,
+  iss: Issues,
+): RuleSetSpec {
+  const ctx: RuleContext = {
+    iss,
+    inbounds: new Set(),
+    outbounds: new Set(),
+    ruleSets: new Set(),
+    hasGeoip: false,
+    usedReject: new Set(),
+  };
+  const rules: RuleSpec[] = [];
+  const o = object(raw, path, iss, new Set(["version", "rules"]));
+  if (o) {
+    if (o.version !== 1 && o.version !== 2 && o.version !== 3) {
+      iss.add(`${path}.version`, `${show(o.version)}: expected 1, 2 or 3`);
+    }
+    if (!Array.isArray(o.rules)) {
+      iss.add(`${path}.rules`, `expected an array of rules, got ${typeName(o.rules)}`);
+    } else {
+      o.rules.forEach((r, i) => {
+        const m = parseRuleMatch(r, `${path}.rules[${i}]`, ctx, "headless");
+        if (m) rules.push(m);
+      });
+    }
+  }
+  return { tag, rules };
+}
+
+/** Reads rule sets and GeoIP for `config` and compiles its engine; throws `ConfigError`. */
+export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}): Promise<Engine> {
+  const iss = new Issues();
+  const ruleSets: RuleSetSpec[] = [];
+  await Promise.all(config.route.rule_set.map(async (ref, i) => {
+    if (ref.type === "inline") {
+      ruleSets[i] = { tag: ref.tag, rules: ref.rules };
+      return;
+    }
+    const where = `route.rule_set[${i}].path`;
+    const raw = await readJson(ref.path, where, iss, deps);
+    if (raw === undefined) return;
+    const name = ref.path.slice(ref.path.lastIndexOf("/") + 1);
+    ruleSets[i] = parseRuleSetSource(raw, ref.tag, `route.rule_set[${i}](${name})`, iss);
+  }));
+  let geoip = deps.geoip;
+  if (!geoip && config.route.geoip) {
+    const p = config.route.geoip.path;
+    try {
+      geoip = openGeoIp(await (deps.readFile ?? Deno.readFile)(p));
+    } catch (e) {
+      iss.add("route.geoip.path", `${show(p)}: ${(e as Error).message}`);
+    }
+  }
+  iss.throwIfAny();
+  return new Engine({
+    rules: config.route.rules,
+    final: config.route.final,
+    ruleSets: ruleSets.filter((x) => x !== undefined),
+    ...(geoip ? { geoip } : {}),
+  });
+}
+
+/**
+ * Reads, validates and compiles a config: the single path used by start-up,
+ * reload and `router check`. Relative paths inside resolve against the
+ * config file's directory (or `baseDir`, default the cwd, for inline configs).
+ */
+export async function loadConfig(
+  source: ConfigSource,
+  deps: CompileDeps = {},
+): Promise<{ config: RouterConfig; engine: Engine }> {
+  let raw: unknown, baseDir: string;
+  if (typeof source === "string") {
+    const iss = new Issues();
+    raw = await readJson(source, "", iss, deps);
+    iss.throwIfAny();
+    baseDir = dirname(resolve(source));
+  } else {
+    raw = source.inline;
+    baseDir = resolve(source.baseDir ?? ".");
+  }
+  const config = parseConfig(raw, { baseDir });
+  const engine = await compileEngine(config, deps);
+  return { config, engine };
+}
+
+export { ConfigError };

@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { ClosedError } from "./errno.ts";
+import { defaultReactor, Reactor } from "./reactor.ts";
+import { pair, TestServer } from "./_test_util.ts";
+
+Deno.test("Reactor.readable() resolves when the peer writes", async () => {
+  const reactor = new Reactor();
+  const server = new TestServer(undefined, reactor);
+  const [c, s] = await pair(server);
+  const buf = new Uint8Array(8);
+  assert.equal(s.tryRead(buf), -1);
+  const ready = reactor.readable(s.fd);
+  await c.writeAll(new Uint8Array([1, 2, 3]));
+  await ready;
+  assert.equal(s.tryRead(buf), 3);
+  c.close();
+  s.close();
+  server.close();
+  reactor.close();
+  await reactor.idle();
+});
+
+Deno.test("Reactor.unregister() rejects a pending wait with ClosedError", async () => {
+  const reactor = new Reactor();
+  const server = new TestServer(undefined, reactor);
+  const [c, s] = await pair(server);
+  const p = reactor.readable(s.fd);
+  await new Promise((r) => setTimeout(r, 5)); // let the loop park
+  s.close();
+  await assert.rejects(p, ClosedError);
+  await reactor.idle();
+  assert.equal(reactor.stats().waiters, 0);
+  assert.ok(reactor.stats().wakeups >= 1, "the parked epoll_wait was woken by the eventfd");
+  c.close();
+  server.close();
+  reactor.close();
+});
+
+Deno.test("Reactor.close() rejects every waiter and wakes the parked poll", async () => {
+  const reactor = new Reactor();
+  const server = new TestServer(undefined, reactor);
+  const [c, s] = await pair(server);
+  const waits = [reactor.readable(s.fd), reactor.readable(c.fd), reactor.writable(s.fd)];
+  waits[2]!.catch(() => {}); // may resolve (writable): readiness can be reported early
+  await new Promise((r) => setTimeout(r, 5));
+  assert.ok(reactor.stats().waiters >= 2);
+  reactor.close();
+  for (const w of waits.slice(0, 2)) await assert.rejects(w, ClosedError);
+  await reactor.idle();
+  assert.throws(() => reactor.register(99999), ClosedError);
+  // Owners still close their fds; unregister on a closed reactor is a no-op.
+  c.close();
+  s.close();
+  server.close();
+});
+
+Deno.test("Reactor.cancel() rejects the wait with the given reason", async () => {
+  const reactor = new Reactor();
+  const server = new TestServer(undefined, reactor);
+  const [c, s] = await pair(server);
+  const p = reactor.readable(s.fd);
+  const reason = new Error("stop");
+  assert.equal(reactor.cancel(s.fd, "read", reason), true);
+  await assert.rejects(p, (e) => e === reason);
+  assert.equal(reactor.cancel(s.fd, "read", reason), false);
+  c.close();
+  s.close();
+  server.close();
+  reactor.close();
+  await reactor.idle();
+});
+
+Deno.test("Reactor keeps timers running under sustained traffic", async () => {
+  const reactor = defaultReactor();
+  const server = new TestServer();
+  const [c, s] = await pair(server);
+  let fired = false;
+  setTimeout(() => fired = true, 0);
+  const echo = (async () => {
+    const b = new Uint8Array(16);
+    for (;;) {
+      const n = await s.read(b);
+      if (n === 0) return;
+      await s.writeAll(b.subarray(0, n));
+    }
+  })();
+  const b = new Uint8Array(16);
+  let roundTrips = 0;
+  for (let i = 0; i < 20_000 && !fired; i++) {
+    await c.writeAll(b.subarray(0, 1));
+    await c.read(b);
+    roundTrips++;
+  }
+  assert.ok(fired, `timer starved for ${roundTrips} round trips`);
+  c.shutdownWrite();
+  await echo;
+  c.close();
+  s.close();
+  server.close();
+  await reactor.idle();
+});
+
+Deno.test("a process whose reactor has nothing to wait for exits by itself", async () => {
+  const script = `
+    import { pair, TestServer } from ${
+    JSON.stringify(new URL("./_test_util.ts", import.meta.url).href)
+  };
+    const server = new TestServer();
+    const [c, s] = await pair(server);
+    const p = s.read(new Uint8Array(4));
+    await c.writeAll(new Uint8Array([7]));
+    console.log(await p);
+    c.close(); s.close(); server.close();
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const out = await child.output();
+  clearTimeout(killer);
+  assert.equal(new TextDecoder().decode(out.stderr), "");
+  assert.equal(out.code, 0, "exited normally (not killed by the 20 s guard)");
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "1");
+});

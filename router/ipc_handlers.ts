@@ -1,0 +1,184 @@
+/**
+ * Wires the IPC methods to a running {@linkcode Router}: reload goes through
+ * the same `loadConfig()` as start-up and `router check`, and on any error
+ * the running snapshot stays untouched and the error goes back to the caller.
+ *
+ * @module
+ */
+
+import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
+import type { Logger } from "../core/log.ts";
+import { IpcError } from "../ipc/protocol.ts";
+import {
+  type ConnectionInfo,
+  flowFromRouteTest,
+  type LastReload,
+  type OutboundInfo,
+  type StatsResult,
+  type StatusResult,
+} from "../ipc/protocol.ts";
+import type { IpcHandlers } from "../ipc/server.ts";
+import type { Router } from "./router.ts";
+
+/** Options of {@linkcode createIpcHandlers}. */
+export interface RouterIpcOptions {
+  readonly router: Router;
+  readonly version: string;
+  /** File the running config came from (null for inline). Updated by reloads from a path. */
+  configPath: string | null;
+  readonly logger: Logger;
+  /** Hook run after a successful reload (e.g. to change the log level). */
+  readonly onReload?: () => void;
+}
+
+/** Builds the IPC handlers for a router. */
+export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
+  const { router } = opts;
+  let lastReload: LastReload | null = null;
+  let reloads = 0, reloadFailures = 0;
+  // Reloads are serialised: a second one waits for the first to swap.
+  let reloadChain: Promise<unknown> = Promise.resolve();
+
+  const outboundInfos = (): OutboundInfo[] => {
+    const snap = router.snapshot;
+    const counters = router.counters().outbounds;
+    return [...snap.outbounds.values()].map(({ outbound, config }) => {
+      const h = outbound.health?.();
+      const d = outbound.describe?.();
+      const info: OutboundInfo = {
+        tag: outbound.tag,
+        type: config.type,
+        kind: outbound.kind,
+        state: h?.state ?? "unknown",
+        flows: counters.get(outbound.tag)?.flowsActive ?? 0,
+      };
+      const detail = [h?.lastError, d ? JSON.stringify(d) : undefined].filter(Boolean).join("; ");
+      if (detail) info.detail = detail;
+      return info;
+    });
+  };
+
+  const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
+    const t0 = performance.now();
+    try {
+      const { config, engine } = await loadConfig(source);
+      const summary = router.reload(config, engine, { closeRemoved });
+      if (typeof source === "string") opts.configPath = source;
+      else opts.configPath = null;
+      reloads++;
+      lastReload = { at: new Date().toISOString(), ok: true };
+      opts.onReload?.();
+      return {
+        rules: summary.rules,
+        outbounds: summary.outbounds,
+        took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+        closed: summary.closed,
+      };
+    } catch (e) {
+      reloadFailures++;
+      const message = e instanceof Error ? e.message : String(e);
+      lastReload = { at: new Date().toISOString(), ok: false, error: message };
+      opts.logger.warn("reload rejected; the running config stays", { error: message });
+      // Config errors name the field path; anything else (an outbound that
+      // cannot be built) is still a reason the config was refused.
+      throw new IpcError(e instanceof ConfigError ? "config_invalid" : "internal", message);
+    }
+  };
+
+  return {
+    ping: () => ({ pong: true }),
+    status(): StatusResult {
+      const snap = router.snapshot;
+      const c = router.counters();
+      return {
+        version: opts.version,
+        pid: Deno.pid,
+        started_at: new Date(router.startedAt).toISOString(),
+        uptime_s: Math.round(c.uptimeS),
+        config_path: opts.configPath,
+        rules: snap.engine.ruleCount,
+        final: snap.engine.final,
+        flows: { active: c.flowsActive, tcp: c.flowsActive, udp: 0, total: c.flowsTotal },
+        outbounds: outboundInfos(),
+        last_reload: lastReload,
+      };
+    },
+    reload(params) {
+      const source: ConfigSource = params.path !== undefined ? params.path : {
+        inline: params.config,
+        ...(opts.configPath ? { baseDir: dirOf(opts.configPath) } : {}),
+      };
+      const run = reloadChain.then(() => doReload(source, params.close_removed ?? false));
+      reloadChain = run.catch(() => {});
+      return run;
+    },
+    routeTest(params) {
+      const r = router.routeTest(flowFromRouteTest(params));
+      return {
+        outbound: r.outbound,
+        rule: r.rule,
+        final: r.final,
+        ...(r.rule_json !== null ? { rule_text: JSON.stringify(r.rule_json) } : {}),
+      };
+    },
+    connectionsList(params) {
+      const all: ConnectionInfo[] = [];
+      for (const f of router.flows.values()) {
+        if (params.outbound !== undefined && f.outbound !== params.outbound) continue;
+        const i = router.flows.info(f);
+        const c: ConnectionInfo = {
+          id: i.id,
+          network: f.meta.network,
+          inbound: i.inbound,
+          src: i.source,
+          dst: i.destination,
+          outbound: i.outbound ?? "",
+          rule: i.rule,
+          started_at: new Date(f.startedAt).toISOString(),
+          bytes_up: i.upload,
+          bytes_down: i.download,
+        };
+        if (f.meta.domain) c.domain = f.meta.domain;
+        if (f.meta.protocol) c.protocol = f.meta.protocol;
+        all.push(c);
+      }
+      const limit = params.limit ?? 1000;
+      return { connections: all.slice(0, limit), total: all.length };
+    },
+    connectionsClose(params) {
+      const closed = "id" in params
+        ? router.flows.close((f) => f.id === params.id, "closed by IPC")
+        : router.flows.close((f) => f.outbound === params.outbound, "closed by IPC");
+      return { closed };
+    },
+    outboundsList: () => ({ outbounds: outboundInfos() }),
+    stats(): StatsResult {
+      const c = router.counters();
+      const outbounds: StatsResult["outbounds"] = {};
+      for (const [tag, o] of c.outbounds) {
+        outbounds[tag] = {
+          flows_active: o.flowsActive,
+          flows_total: o.flowsTotal,
+          bytes_up: o.bytesUp,
+          bytes_down: o.bytesDown,
+          errors: o.errors,
+        };
+      }
+      return {
+        uptime_s: Math.round(c.uptimeS),
+        flows: { active: c.flowsActive, tcp: c.flowsActive, udp: 0, total: c.flowsTotal },
+        bytes_up: c.bytesUp,
+        bytes_down: c.bytesDown,
+        reloads,
+        reload_failures: reloadFailures,
+        outbounds,
+        counters: Object.fromEntries(c.named),
+      };
+    },
+  };
+}
+
+function dirOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
+}

@@ -1,0 +1,429 @@
+/**
+ * The running Full Node: TPROXY listeners feed flows through the sniffer and
+ * the rule engine to an outbound, and the relay moves the bytes. Rules and
+ * outbounds live in one immutable {@linkcode Snapshot} swapped in one step on
+ * reload: a flow keeps the decision it was born with, new flows see the new
+ * snapshot.
+ *
+ * @module
+ */
+
+import type { OutboundConfig, RouterConfig, TproxyInbound } from "../config/schema.ts";
+import { formatEndpoint } from "../core/ip.ts";
+import type { Logger } from "../core/log.ts";
+import type { Endpoint, FlowMeta } from "../core/types.ts";
+import type { Reactor } from "../ffi/reactor.ts";
+import type { FdStream } from "../ffi/stream.ts";
+import { type AcceptedConn, TcpListener } from "../inbound/tproxy_tcp.ts";
+import { BlockedError } from "../outbound/block.ts";
+import type { Outbound } from "../outbound/outbound.ts";
+import { buildOutbound, outboundKey } from "../outbound/registry.ts";
+import type { Engine } from "../rules/engine.ts";
+import { sniffStream } from "../sniff/sniff.ts";
+import { type Flow, FlowTable } from "./flow_table.ts";
+import { relay } from "./relay.ts";
+
+/** Per-outbound counters; they survive reload while the tag exists. */
+export interface OutboundCounters {
+  flowsActive: number;
+  flowsTotal: number;
+  bytesUp: number;
+  bytesDown: number;
+  errors: number;
+}
+
+/** A live outbound and what it was built from. */
+interface OutboundSlot {
+  readonly outbound: Outbound;
+  readonly key: string;
+  readonly config: OutboundConfig;
+}
+
+/** Rules, outbounds and inbound settings of one generation. */
+export interface Snapshot {
+  readonly generation: number;
+  readonly config: RouterConfig;
+  readonly engine: Engine;
+  readonly outbounds: ReadonlyMap<string, OutboundSlot>;
+  readonly inbounds: ReadonlyMap<string, TproxyInbound>;
+}
+
+/** Options of {@linkcode Router.start}. */
+export interface RouterOptions {
+  readonly logger: Logger;
+  readonly reactor?: Reactor;
+  /** Most flows open at once; new flows past it are reset (default 65536). */
+  readonly maxFlows?: number;
+  /** Bytes the TCP sniffer looks at (default 16 KiB). */
+  readonly sniffMaxBytes?: number;
+}
+
+/** What a reload did. */
+export interface ReloadSummary {
+  rules: number;
+  outbounds: number;
+  added: string[];
+  removed: string[];
+  changed: string[];
+  closed: number;
+}
+
+/** Result of a route test. */
+export interface RouteTestAnswer {
+  outbound: string;
+  rule: number | null;
+  final: boolean;
+  rule_json: unknown;
+}
+
+const SNIFF_PEEK_BYTES = 16 * 1024;
+
+/** The data plane of one isolate. */
+export class Router {
+  readonly #log: Logger;
+  readonly #reactor: Reactor | undefined;
+  readonly #flows: FlowTable;
+  readonly #sniffMax: number;
+  readonly #listeners: { tag: string; key: string; listener: TcpListener; loop: Promise<void> }[] =
+    [];
+  readonly #counters = new Map<string, OutboundCounters>();
+  readonly #named = new Map<string, number>();
+  readonly #startedAt = Date.now();
+  #snap: Snapshot;
+  #flowsTotal = 0;
+  #bytesUp = 0;
+  #bytesDown = 0;
+  #stopping = false;
+
+  private constructor(snap: Snapshot, opts: RouterOptions) {
+    this.#log = opts.logger;
+    this.#reactor = opts.reactor;
+    this.#flows = new FlowTable({ maxFlows: opts.maxFlows ?? 65536 });
+    this.#sniffMax = opts.sniffMaxBytes ?? SNIFF_PEEK_BYTES;
+    this.#snap = snap;
+  }
+
+  /** Builds outbounds, opens the listeners and starts serving. */
+  static start(config: RouterConfig, engine: Engine, opts: RouterOptions): Router {
+    const outbounds = new Map<string, OutboundSlot>();
+    for (const cfg of config.outbounds) {
+      outbounds.set(cfg.tag, {
+        outbound: buildOutbound(cfg, config.route, opts),
+        key: outboundKey(cfg, config.route),
+        config: cfg,
+      });
+    }
+    const snap: Snapshot = {
+      generation: 1,
+      config,
+      engine,
+      outbounds,
+      inbounds: new Map(config.inbounds.map((i) => [i.tag, i])),
+    };
+    const router = new Router(snap, opts);
+    try {
+      for (const inbound of config.inbounds) router.#openInbound(inbound);
+    } catch (e) {
+      router.stop();
+      throw e;
+    }
+    return router;
+  }
+
+  /** The active snapshot. */
+  get snapshot(): Snapshot {
+    return this.#snap;
+  }
+
+  /** The flow table (connections.list / close). */
+  get flows(): FlowTable {
+    return this.#flows;
+  }
+
+  /** Bound addresses of the TCP listeners, by inbound tag. */
+  listenAddresses(): { tag: string; addresses: readonly Endpoint[] }[] {
+    return this.#listeners.map((l) => ({ tag: l.tag, addresses: l.listener.addresses }));
+  }
+
+  #openInbound(inbound: TproxyInbound): void {
+    if (!inbound.network.includes("tcp")) return;
+    const listener = TcpListener.open({
+      mode: inbound.mode,
+      listen: inbound.listen,
+      port: inbound.listen_port,
+      logger: this.#log.child(`inbound/${inbound.tag}`),
+      ...(this.#reactor ? { reactor: this.#reactor } : {}),
+    });
+    const loop = (async () => {
+      for await (const conn of listener) {
+        this.#handleTcp(inbound.tag, conn).catch((e) =>
+          this.#log.error("flow handler failed", { error: e })
+        );
+      }
+    })();
+    this.#listeners.push({ tag: inbound.tag, key: listenKey(inbound), listener, loop });
+    this.#log.info("listening", {
+      inbound: inbound.tag,
+      mode: inbound.mode,
+      addresses: listener.addresses.map(formatEndpoint).join(","),
+    });
+  }
+
+  #count(name: string): void {
+    this.#named.set(name, (this.#named.get(name) ?? 0) + 1);
+  }
+
+  #outboundCounters(tag: string): OutboundCounters {
+    let c = this.#counters.get(tag);
+    if (!c) {
+      c = { flowsActive: 0, flowsTotal: 0, bytesUp: 0, bytesDown: 0, errors: 0 };
+      this.#counters.set(tag, c);
+    }
+    return c;
+  }
+
+  async #handleTcp(inboundTag: string, conn: AcceptedConn): Promise<void> {
+    const client = conn.stream;
+    const meta: FlowMeta = {
+      network: "tcp",
+      inbound: inboundTag,
+      source: conn.source,
+      destination: conn.destination,
+      mark: conn.mark,
+    };
+    const flow = this.#flows.add(meta);
+    if (!flow) {
+      this.#count("flows_refused_full");
+      this.#log.warn("flow table full: resetting new flow", { src: formatEndpoint(conn.source) });
+      client.resetAndClose();
+      return;
+    }
+    this.#flowsTotal++;
+    let upstream: FdStream | null = null;
+    let counters: OutboundCounters | null = null;
+    try {
+      const inbound = this.#snap.inbounds.get(inboundTag);
+      if (inbound?.sniff) await this.#sniff(client, meta, inbound.sniff_timeout_ms, flow);
+      // The decision is taken against one snapshot; a reload later does not change it.
+      const snap = this.#snap;
+      const decision = snap.engine.match(meta);
+      flow.outbound = decision.outbound;
+      flow.rule = decision.rule;
+      flow.generation = snap.generation;
+      counters = this.#outboundCounters(decision.outbound);
+      counters.flowsActive++;
+      counters.flowsTotal++;
+      const slot = snap.outbounds.get(decision.outbound);
+      if (!slot) throw new Error(`outbound "${decision.outbound}" is not configured`);
+      this.#log.info("flow", {
+        id: flow.id,
+        src: formatEndpoint(meta.source),
+        dst: formatEndpoint(meta.destination),
+        domain: meta.domain,
+        protocol: meta.protocol,
+        mark: meta.mark ? `0x${meta.mark.toString(16)}` : undefined,
+        outbound: decision.outbound,
+        rule: decision.rule ?? "final",
+      });
+      try {
+        upstream = await slot.outbound.dialTcp(meta.destination, meta.domain, flow.abort.signal);
+      } catch (e) {
+        if (e instanceof BlockedError) {
+          this.#count("flows_blocked");
+          if (e.mode === "reset") client.resetAndClose();
+          else client.close();
+          return;
+        }
+        counters.errors++;
+        this.#count("dial_errors");
+        this.#log.warn("dial failed: resetting client", {
+          id: flow.id,
+          outbound: decision.outbound,
+          dst: formatEndpoint(meta.destination),
+          error: e,
+        });
+        client.resetAndClose();
+        return;
+      }
+      const idle = inbound?.tcp_idle_timeout_ms ?? 600_000;
+      const r = await relay(client, upstream, {
+        idleTimeoutMs: idle,
+        counters: flow.counters,
+        signal: flow.abort.signal,
+      });
+      if (r.reason === "error") counters.errors++;
+      this.#log.debug("flow closed", {
+        id: flow.id,
+        reason: r.reason,
+        up: r.up,
+        down: r.down,
+        error: r.error?.code,
+      });
+    } catch (e) {
+      this.#log.warn("flow failed", { id: flow.id, error: e });
+      if (!client.closed) client.resetAndClose();
+      upstream?.close();
+    } finally {
+      this.#flows.delete(flow.id);
+      this.#bytesUp += flow.counters.up;
+      this.#bytesDown += flow.counters.down;
+      if (counters) {
+        counters.flowsActive--;
+        counters.bytesUp += flow.counters.up;
+        counters.bytesDown += flow.counters.down;
+      }
+    }
+  }
+
+  async #sniff(client: FdStream, meta: FlowMeta, timeoutMs: number, flow: Flow): Promise<void> {
+    const buf = new Uint8Array(this.#sniffMax);
+    let seen = 0;
+    const source = {
+      peek: async (): Promise<Uint8Array | null> => {
+        for (;;) {
+          const n = client.tryPeek(buf);
+          if (n === 0) return null;
+          if (n > seen) {
+            seen = n;
+            return buf.subarray(0, n);
+          }
+          if (n === buf.length) return buf; // full: let the sniffer decide
+          await client.waitReadable();
+        }
+      },
+    };
+    const r = await sniffStream(source, {
+      maxBytes: this.#sniffMax,
+      timeoutMs,
+      signal: flow.abort.signal,
+    });
+    if (r.status === "found") {
+      meta.protocol = r.protocol;
+      if (r.domain) meta.domain = r.domain;
+    } else if (r.waitedMs >= timeoutMs) {
+      this.#count("sniff_timeouts");
+    }
+  }
+
+  /**
+   * Swaps in a new config and engine (already validated and compiled by the
+   * caller). Outbounds whose config is unchanged are kept with their pools;
+   * changed ones are rebuilt; removed ones are closed, and with
+   * `closeRemoved` their flows are closed too (otherwise they finish).
+   */
+  reload(
+    config: RouterConfig,
+    engine: Engine,
+    opts: { closeRemoved?: boolean } = {},
+  ): ReloadSummary {
+    const old = this.#snap;
+    const added: string[] = [], changed: string[] = [], removed: string[] = [];
+    const next = new Map<string, OutboundSlot>();
+    const built: Outbound[] = [];
+    try {
+      for (const cfg of config.outbounds) {
+        const key = outboundKey(cfg, config.route);
+        const prev = old.outbounds.get(cfg.tag);
+        if (prev && prev.key === key) {
+          next.set(cfg.tag, prev);
+          continue;
+        }
+        const outbound = buildOutbound(cfg, config.route, {
+          logger: this.#log,
+          ...(this.#reactor ? { reactor: this.#reactor } : {}),
+        });
+        built.push(outbound);
+        next.set(cfg.tag, { outbound, key, config: cfg });
+        (prev ? changed : added).push(cfg.tag);
+      }
+    } catch (e) {
+      for (const b of built) b.close();
+      throw e;
+    }
+    for (const tag of old.outbounds.keys()) if (!next.has(tag)) removed.push(tag);
+    for (const inbound of config.inbounds) {
+      const l = this.#listeners.find((x) => x.tag === inbound.tag);
+      if (inbound.network.includes("tcp") && (!l || l.key !== listenKey(inbound))) {
+        this.#log.warn("inbound listen address changes take effect after a restart", {
+          inbound: inbound.tag,
+        });
+      }
+    }
+    this.#snap = {
+      generation: old.generation + 1,
+      config,
+      engine,
+      outbounds: next,
+      inbounds: new Map(config.inbounds.map((i) => [i.tag, i])),
+    };
+    for (const tag of [...changed, ...removed]) old.outbounds.get(tag)?.outbound.close();
+    let closed = 0;
+    if (opts.closeRemoved && removed.length > 0) {
+      const gone = new Set(removed);
+      closed = this.#flows.close(
+        (f) => f.outbound !== null && gone.has(f.outbound),
+        "outbound removed",
+      );
+    }
+    this.#log.info("reloaded", {
+      generation: this.#snap.generation,
+      rules: engine.ruleCount,
+      added: added.join(",") || undefined,
+      changed: changed.join(",") || undefined,
+      removed: removed.join(",") || undefined,
+      closed: closed || undefined,
+    });
+    return { rules: engine.ruleCount, outbounds: next.size, added, removed, changed, closed };
+  }
+
+  /** Which outbound and rule a flow would get from the active engine. */
+  routeTest(flow: FlowMeta): RouteTestAnswer {
+    const e = this.#snap.engine.explain(flow);
+    return { outbound: e.outbound, rule: e.rule, final: e.final, rule_json: e.rule_json };
+  }
+
+  /** Counters for `stats`. */
+  counters(): {
+    uptimeS: number;
+    flowsActive: number;
+    flowsTotal: number;
+    bytesUp: number;
+    bytesDown: number;
+    outbounds: ReadonlyMap<string, OutboundCounters>;
+    named: ReadonlyMap<string, number>;
+  } {
+    let up = this.#bytesUp, down = this.#bytesDown;
+    for (const f of this.#flows.values()) {
+      up += f.counters.up;
+      down += f.counters.down;
+    }
+    return {
+      uptimeS: (Date.now() - this.#startedAt) / 1000,
+      flowsActive: this.#flows.size,
+      flowsTotal: this.#flowsTotal,
+      bytesUp: up,
+      bytesDown: down,
+      outbounds: this.#counters,
+      named: this.#named,
+    };
+  }
+
+  /** When the router started (ms since epoch). */
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  /** Closes listeners, flows and outbounds. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    for (const l of this.#listeners) l.listener.close();
+    this.#flows.close(() => true, "router stopping");
+    for (const slot of this.#snap.outbounds.values()) slot.outbound.close();
+    await Promise.allSettled(this.#listeners.map((l) => l.loop));
+  }
+}
+
+function listenKey(i: TproxyInbound): string {
+  return `${i.mode}|${i.listen}|${i.listen_port}`;
+}

@@ -1,0 +1,14 @@
+/**
+ * The rule engine: compiled matchers over {@linkcode RouteRule}s, one
+ * immutable {@linkcode Engine} per config, and {@linkcode RuleStats} for hit
+ * counters that survive reloads.
+ *
+ * @module
+ */
+
+export * from "./spec.ts";
+export { Engine, type EngineOptions, type Explanation } from "./engine.ts";
+export { type GeoIpLookup, noGeoIp, openGeoIp } from "./item_geoip.ts";
+export { isPrivateIp } from "./item_private.ts";
+export { fingerprint } from "./fingerprint.ts";
+export { type RuleHits, RuleStats } from "./rule_stats.ts";

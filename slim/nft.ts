@@ -1,0 +1,78 @@
+/**
+ * Renders the Slim Node's own nftables table (`inet` family, `forward` hook)
+ * as one `nft -f -` script. The script replaces only our table, atomically:
+ * no other table, chain or rule is touched.
+ *
+ * @module
+ */
+
+import type { RuleRecord } from "./model.ts";
+import { formatPortSpec, PEER_IFACE_PREFIX, peerInterface, ValidationError } from "./validate.ts";
+
+/** Validates an nftables table name (we create and replace only this table). */
+export function parseTableName(field: string, v: unknown): string {
+  if (typeof v !== "string" || !/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(v)) {
+    throw new ValidationError(
+      field,
+      `${JSON.stringify(v)}: expected 1..32 of A-Z, a-z, 0-9, "_" starting with a letter`,
+    );
+  }
+  return v;
+}
+
+/** Options of {@linkcode renderRuleset}. */
+export interface RulesetOptions {
+  /** Table name (already validated). */
+  readonly table: string;
+  /**
+   * When true, traffic entering from a peer may leave only towards another
+   * peer (the node is a relay, not an exit). Traffic not from a peer is never
+   * matched.
+   */
+  readonly peersOnly: boolean;
+}
+
+const ANY_PEER = `"${PEER_IFACE_PREFIX}*"`;
+
+/** One nft statement line per direction of a rule. */
+export function renderRuleLines(r: RuleRecord): string[] {
+  let match = "";
+  if (r.protocol === "icmp") match = " meta l4proto { icmp, ipv6-icmp }";
+  else if (r.protocol !== null && r.ports.length === 0) match = ` meta l4proto ${r.protocol}`;
+  else if (r.protocol !== null) {
+    match = ` ${r.protocol} dport { ${r.ports.map(formatPortSpec).join(", ")} }`;
+  }
+  const line = (a: string, b: string) =>
+    `iifname "${peerInterface(a)}" oifname "${
+      peerInterface(b)
+    }"${match} counter accept comment "rule ${r.id}"`;
+  const out = [line(r.from, r.to)];
+  if (r.bidirectional) out.push(line(r.to, r.from));
+  return out;
+}
+
+/**
+ * The whole `nft -f -` script: creates our table if missing, deletes it and
+ * recreates it with `rules`, all in one transaction.
+ */
+export function renderRuleset(rules: readonly RuleRecord[], opts: RulesetOptions): string {
+  const t = opts.table;
+  const lines = [
+    `add table inet ${t}`,
+    `delete table inet ${t}`,
+    `table inet ${t} {`,
+    `  chain forward {`,
+    `    type filter hook forward priority filter; policy accept;`,
+    `    iifname ${ANY_PEER} oifname ${ANY_PEER} jump between_peers`,
+  ];
+  if (opts.peersOnly) lines.push(`    iifname ${ANY_PEER} counter drop comment "peer to non-peer"`);
+  lines.push(`  }`, `  chain between_peers {`, `    ct state established,related accept`);
+  for (const r of rules) for (const l of renderRuleLines(r)) lines.push(`    ${l}`);
+  lines.push(`    counter drop comment "no forwarding rule"`, `  }`, `}`, ``);
+  return lines.join("\n");
+}
+
+/** A script deleting our table (creating it first so the delete cannot fail). */
+export function renderDeleteTable(table: string): string {
+  return `add table inet ${table}\ndelete table inet ${table}\n`;
+}

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import type { RuleRecord } from "./model.ts";
+import { parseTableName, renderDeleteTable, renderRuleLines, renderRuleset } from "./nft.ts";
+
+const rule = (over: Partial<RuleRecord>): RuleRecord => ({
+  id: 1,
+  from: "a",
+  to: "b",
+  bidirectional: false,
+  protocol: null,
+  ports: [],
+  comment: null,
+  createdAt: "",
+  ...over,
+});
+
+Deno.test("renderRuleset() replaces only our table in one script, dropping peer-to-peer by default", () => {
+  const s = renderRuleset([], { table: "vpn_slim", peersOnly: false });
+  assert.equal(
+    s,
+    [
+      "add table inet vpn_slim",
+      "delete table inet vpn_slim",
+      "table inet vpn_slim {",
+      "  chain forward {",
+      "    type filter hook forward priority filter; policy accept;",
+      '    iifname "wg-peer-*" oifname "wg-peer-*" jump between_peers',
+      "  }",
+      "  chain between_peers {",
+      "    ct state established,related accept",
+      '    counter drop comment "no forwarding rule"',
+      "  }",
+      "}",
+      "",
+    ].join("\n"),
+  );
+  assert.ok(!/\btable (?!inet vpn_slim)/.test(s.replace(/table inet vpn_slim/g, "")));
+  assert.match(
+    renderRuleset([], { table: "t", peersOnly: true }),
+    /iifname "wg-peer-\*" counter drop comment "peer to non-peer"/,
+  );
+});
+
+Deno.test("renderRuleLines() renders directions, protocols and port sets", () => {
+  assert.deepEqual(renderRuleLines(rule({ bidirectional: true })), [
+    'iifname "wg-peer-a" oifname "wg-peer-b" counter accept comment "rule 1"',
+    'iifname "wg-peer-b" oifname "wg-peer-a" counter accept comment "rule 1"',
+  ]);
+  assert.deepEqual(renderRuleLines(rule({ protocol: "udp", ports: [53, { from: 60, to: 70 }] })), [
+    'iifname "wg-peer-a" oifname "wg-peer-b" udp dport { 53, 60-70 } counter accept comment "rule 1"',
+  ]);
+  assert.match(renderRuleLines(rule({ protocol: "tcp" }))[0]!, / meta l4proto tcp counter/);
+  assert.match(
+    renderRuleLines(rule({ protocol: "icmp" }))[0]!,
+    /meta l4proto \{ icmp, ipv6-icmp \}/,
+  );
+});
+
+Deno.test("parseTableName() accepts nft identifiers only", () => {
+  assert.equal(parseTableName("nft_table", "vpn_slim2"), "vpn_slim2");
+  for (const bad of ["", "1abc", "a-b", "a b", "x;flush ruleset", "a".repeat(33), 5]) {
+    assert.throws(() => parseTableName("nft_table", bad), /^ValidationError: nft_table: /);
+  }
+  assert.equal(renderDeleteTable("t"), "add table inet t\ndelete table inet t\n");
+});
