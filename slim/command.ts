@@ -21,6 +21,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Environment variables removed from the inherited environment. */
+  unsetEnv?: readonly string[];
 }
 
 /** A command that exited non-zero, timed out or could not start. */
@@ -53,6 +55,15 @@ export type CommandRunner = (
   opts?: RunOptions,
 ) => Promise<CommandResult>;
 
+function inherited(
+  unset: readonly string[],
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const k of unset) delete env[k];
+  return { ...env, ...extra };
+}
+
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
@@ -71,7 +82,8 @@ export const runCommand: CommandRunner = async (cmd, args, opts = {}) => {
       stdout: "piped",
       stderr: "piped",
       signal,
-      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.unsetEnv ? { clearEnv: true, env: inherited(opts.unsetEnv, opts.env) } : {}),
+      ...(opts.env && !opts.unsetEnv ? { env: opts.env } : {}),
     }).spawn();
   } catch (e) {
     throw new CommandError(argv, null, e instanceof Error ? e.message : String(e), e);

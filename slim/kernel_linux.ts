@@ -122,8 +122,10 @@ export class LinuxKernel implements Kernel {
     // wireguard-go daemonises: it returns once the tun device and its UAPI
     // socket exist, and keeps forwarding if we restart.
     await this.#run(this.#wgGo, [iface], {
-      // An empty LOG_LEVEL keeps the daemon off our stdout/stderr pipes.
-      env: { WG_PROCESS_FOREGROUND: "0", LOG_LEVEL: "" },
+      // wireguard-go passes its environment on to the daemon it forks and
+      // appends WG_PROCESS_FOREGROUND=1 without removing ours; LOG_LEVEL
+      // would keep the daemon on our stdout/stderr pipes.
+      unsetEnv: ["WG_PROCESS_FOREGROUND", "LOG_LEVEL"],
     });
     if (!await this.#link(iface)) throw new Error(`wireguard-go did not create ${iface}`);
     this.#log.info("created wireguard-go interface", { iface });

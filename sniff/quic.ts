@@ -33,6 +33,7 @@ export const DEFAULT_MAX_DATAGRAMS = 8;
 export const DEFAULT_MAX_CRYPTO_BYTES = 64 * 1024;
 
 const MAX_CID = 20;
+const MIN_CLIENT_DCID = 8;
 const SAMPLE_LEN = 16;
 const TAG_LEN = 16;
 
@@ -318,6 +319,8 @@ export class QuicSniffer {
       off = pkt.end;
       if (!pkt.initial) continue;
       if (this.#dcid === null) {
+        // A client's first Initial carries a DCID of at least 8 bytes (RFC 9000 7.2).
+        if (pkt.dcid.length < MIN_CLIENT_DCID) return NOT_THIS;
         this.#dcid = pkt.dcid.slice();
         this.#params = pkt.params;
         this.#keys = deriveClientInitialKeys(pkt.params, this.#dcid);

@@ -311,6 +311,16 @@ Deno.test("QuicSniffer stops reading a packet at a frame not allowed in Initial 
   });
 });
 
+Deno.test("QuicSniffer rejects a first Initial whose DCID is shorter than 8 bytes", async () => {
+  const d = await protectInitial(
+    QUIC_V1,
+    fromHex("01020304"),
+    0,
+    new Uint8Array(cryptoFrame(0, hello)),
+  );
+  assert.deepEqual(await new QuicSniffer().push(d), { status: "not_this" });
+});
+
 Deno.test("QuicSniffer ends with no name when CRYPTO data passes the bound", async () => {
   const far = await protectInitial(QUIC_V1, testDcid, 0, new Uint8Array(cryptoFrame(70000, hello)));
   assert.deepEqual(await new QuicSniffer().push(far), {

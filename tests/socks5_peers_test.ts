@@ -120,10 +120,17 @@ async function spawn(cmd: string, args: string[], port: number): Promise<Server>
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    // SIGTERM lets danted's mother reap its children; SIGKILL if it lingers.
     try {
-      child.kill("SIGKILL");
+      child.kill("SIGTERM");
     } catch { /* already exited */ }
+    const t = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited meanwhile */ }
+    }, 2000);
     await child.status;
+    clearTimeout(t);
   };
   try {
     await waitListening(port);
@@ -156,13 +163,16 @@ async function startDante(): Promise<Server & { dir: string }> {
     "",
   ].join("\n");
   await Deno.writeTextFile(`${dir}/danted.conf`, conf);
-  const s = await spawn("danted", ["-f", `${dir}/danted.conf`, "-N", "1", "-p", `${dir}/pid`], port);
+  const s = await spawn(
+    "danted",
+    ["-f", `${dir}/danted.conf`, "-N", "1", "-p", `${dir}/pid`],
+    port,
+  );
   return {
     ...s,
     dir,
     stop: async () => {
       await s.stop();
-      // The mother's children exit on their own when it dies; give them no say in cleanup.
       await Deno.remove(dir, { recursive: true });
     },
   };
@@ -329,7 +339,11 @@ Deno.test({
       assert.equal(ob.health().state, "down");
 
       ms = await startMicrosocks(port);
-      await until("pool recovers", () => ob.stats().pool!.state === "up" && ob.stats().pool!.idle === 4, 15_000);
+      await until(
+        "pool recovers",
+        () => ob.stats().pool!.state === "up" && ob.stats().pool!.idle === 4,
+        15_000,
+      );
       await assertEcho(await ob.dialTcp(dst, undefined), "after-restart");
       assert.equal(ob.health().state, "up");
     } finally {

@@ -12,7 +12,8 @@ const dir = new URL("./examples/", import.meta.url);
 const ingress = JSON.parse(Deno.readTextFileSync(new URL("ingress.settings.json", dir)));
 const egress = JSON.parse(Deno.readTextFileSync(new URL("egress.settings.json", dir)));
 
-type J = Record<string, any>; // deno-lint-ignore no-explicit-any
+// deno-lint-ignore no-explicit-any
+type J = Record<string, any>;
 
 Deno.test("renderXrayConfig(ingress) builds a VLESS + XHTTP + REALITY inbound and freedom outbound", () => {
   const c = renderXrayConfig("ingress", ingress) as J;
@@ -75,9 +76,18 @@ Deno.test("validateIngressSettings() names the bad field", () => {
     { reality: { ...ingress.reality, short_ids: ["0123456789abcdef01"] } },
     /reality.short_ids\[0\]/,
   );
-  bad({ reality: { ...ingress.reality, server_names: ["ok.com", "bad_name"] } }, /reality.server_names\[1\]/);
-  bad({ reality: { ...ingress.reality, private_key: "short" } }, /reality.private_key: "short": want 43/);
-  bad({ reality: { ...ingress.reality, dest: "www.example.com" } }, /reality.dest: .*want host:port/);
+  bad(
+    { reality: { ...ingress.reality, server_names: ["ok.com", "bad_name"] } },
+    /reality.server_names\[1\]/,
+  );
+  bad(
+    { reality: { ...ingress.reality, private_key: "short" } },
+    /reality.private_key: "short": want 43/,
+  );
+  bad(
+    { reality: { ...ingress.reality, dest: "www.example.com" } },
+    /reality.dest: .*want host:port/,
+  );
   bad({ xhttp: { path: "/x", mode: "h3" } }, /xhttp.mode: "h3"/);
   bad({ xhttp: { path: "x" } }, /xhttp.path: "x"/);
   assert.throws(() => validateIngressSettings([]), /want an object/);
@@ -85,10 +95,17 @@ Deno.test("validateIngressSettings() names the bad field", () => {
 
 Deno.test("validateEgressSettings() names the bad field and applies defaults", () => {
   assert.throws(
-    () => validateEgressSettings({ ...egress, reality: { ...egress.reality, fingerprint: "netscape" } }),
+    () =>
+      validateEgressSettings({
+        ...egress,
+        reality: { ...egress.reality, fingerprint: "netscape" },
+      }),
     /reality.fingerprint: "netscape"/,
   );
-  assert.throws(() => validateEgressSettings({ ...egress, server: "bad host" }), /server: "bad host"/);
+  assert.throws(
+    () => validateEgressSettings({ ...egress, server: "bad host" }),
+    /server: "bad host"/,
+  );
   assert.throws(() => validateEgressSettings({ ...egress, uuid: undefined }), /uuid: required/);
   const { socks_port: _p, socks_listen: _l, ...rest } = egress;
   const s = validateEgressSettings(rest);

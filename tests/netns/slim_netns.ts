@@ -91,9 +91,20 @@ export function uid(n = 4): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("").slice(0, n);
 }
 
-/** Deletes namespaces (their interfaces go with them, so wireguard-go daemons exit). */
+/**
+ * Deletes namespaces. Their links are deleted first: a wireguard-go daemon
+ * keeps its namespace alive through its sockets, so `ip netns del` alone
+ * would leave it running; deleting its tun device makes it exit.
+ */
 export async function deleteNamespaces(names: string[]): Promise<void> {
-  for (const n of names) await exec("ip", ["netns", "del", n]);
+  for (const n of names) {
+    const o = await exec("ip", ["-n", n, "-j", "link", "show"]);
+    const links = o.code === 0 ? JSON.parse(o.stdout || "[]") as { ifname: string }[] : [];
+    for (const l of links) {
+      if (l.ifname !== "lo") await exec("ip", ["-n", n, "link", "del", "dev", l.ifname]);
+    }
+    await exec("ip", ["netns", "del", n]);
+  }
 }
 
 /** A running `slim run` inside a namespace. */

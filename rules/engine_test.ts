@@ -1,0 +1,193 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../config/parse_config.ts";
+import { Engine } from "./engine.ts";
+import { flow, type FlowInit } from "./_testing.ts";
+import type { GeoIpLookup } from "./item_geoip.ts";
+
+/** Builds an engine from JSON route rules (+ inline rule sets). */
+function engine(
+  rules: unknown[],
+  opts: { ruleSets?: unknown[]; geoip?: GeoIpLookup } = {},
+): Engine {
+  const config = parseConfig({
+    inbounds: [{ type: "tproxy", tag: "tproxy-in", listen_port: 7893 }, {
+      type: "tproxy",
+      tag: "other-in",
+      listen_port: 7894,
+    }],
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "direct", tag: "a" }, {
+      type: "direct",
+      tag: "b",
+    }],
+    route: {
+      ...(opts.geoip ? { geoip: { path: "x.mmdb" } } : {}),
+      rule_set: (opts.ruleSets ?? []).map((rules, i) => ({ type: "inline", tag: `s${i}`, rules })),
+      rules,
+      final: "direct",
+    },
+  }, { baseDir: "/" });
+  return new Engine({
+    rules: config.route.rules,
+    final: config.route.final,
+    ruleSets: config.route.rule_set.map((s) => ({ tag: s.tag, rules: s.type === "inline" ? s.rules : [] })),
+    ...(opts.geoip ? { geoip: opts.geoip } : {}),
+  });
+}
+
+const ruleOf = (e: Engine, init: FlowInit) => e.match(flow(init)).rule;
+
+Deno.test("Engine.match(): first matching rule wins, final otherwise", () => {
+  const e = engine([
+    { domain_suffix: "x.com", outbound: "a" },
+    { domain: "a.x.com", outbound: "b" },
+  ]);
+  assert.deepEqual(e.match(flow({ domain: "a.x.com" })), { outbound: "a", rule: 0 });
+  assert.deepEqual(e.match(flow({ domain: "y.com" })), { outbound: "direct", rule: null });
+});
+
+Deno.test("Engine.match(): a flow without a sniffed name matches no domain item", () => {
+  const e = engine([{ domain_keyword: "x", outbound: "a" }, {
+    domain_regex: ".*",
+    outbound: "b",
+  }]);
+  assert.equal(ruleOf(e, {}), null);
+  assert.equal(ruleOf(e, { domain: "" }), null);
+  assert.equal(ruleOf(e, { domain: "q" }), 1);
+});
+
+Deno.test("Engine.match(): destination address items OR together, groups AND", () => {
+  const e = engine([{
+    domain: "x.com",
+    ip_cidr: "10.0.0.0/8",
+    port: 443,
+    port_range: "8000:8100",
+    outbound: "a",
+  }]);
+  assert.equal(ruleOf(e, { domain: "x.com", dport: 443 }), 0);
+  assert.equal(ruleOf(e, { dst: "10.1.1.1", dport: 8050 }), 0);
+  assert.equal(ruleOf(e, { dst: "10.1.1.1", dport: 80 }), null);
+  assert.equal(ruleOf(e, { domain: "y.com", dport: 443 }), null);
+});
+
+Deno.test("Engine.match(): source groups and other fields must all match", () => {
+  const e = engine([{
+    source_ip_cidr: ["192.168.0.0/16", "fd00::/8"],
+    source_port_range: ":1024",
+    network: "udp",
+    inbound: "other-in",
+    protocol: ["quic"],
+    outbound: "a",
+  }]);
+  const ok: FlowInit = {
+    src: "192.168.3.4",
+    sport: 1000,
+    network: "udp",
+    inbound: "other-in",
+    protocol: "quic",
+  };
+  assert.equal(ruleOf(e, ok), 0);
+  assert.equal(ruleOf(e, { ...ok, src: "fd00::1", dst: "2001:db8::1" }), 0);
+  assert.equal(ruleOf(e, { ...ok, sport: 2000 }), null);
+  assert.equal(ruleOf(e, { ...ok, network: "tcp" }), null);
+  assert.equal(ruleOf(e, { ...ok, inbound: "tproxy-in" }), null);
+  assert.equal(ruleOf(e, { ...ok, protocol: "tls" }), null);
+  const { protocol: _, ...noProto } = ok;
+  assert.equal(ruleOf(e, noProto), null);
+});
+
+Deno.test("Engine.match(): fwmark, dscp and ip_version", () => {
+  const e = engine([
+    { fwmark: "0x100/0xff00", outbound: "a" },
+    { dscp: [46], ip_version: 6, outbound: "b" },
+  ]);
+  assert.equal(ruleOf(e, { mark: 0x1ab }), 0);
+  assert.equal(ruleOf(e, { mark: 0x200 }), null);
+  assert.equal(ruleOf(e, {}), null);
+  assert.equal(ruleOf(e, { dscp: 46, src: "fd00::1", dst: "2001:db8::1" }), 1);
+  assert.equal(ruleOf(e, { dscp: 46 }), null);
+});
+
+Deno.test("Engine.match(): ip_is_private and geoip, including geoip \"private\"", () => {
+  const geoip: GeoIpLookup = { country: (a) => a[0] === 1 ? "cn" : null };
+  const e = engine([
+    { geoip: "CN", outbound: "a" },
+    { ip_is_private: true, outbound: "b" },
+    { source_geoip: "private", port: 53, outbound: "a" },
+  ], { geoip });
+  assert.equal(ruleOf(e, { dst: "1.2.3.4" }), 0);
+  assert.equal(ruleOf(e, { dst: "10.0.0.1" }), 1);
+  assert.equal(ruleOf(e, { dst: "8.8.8.8", dport: 53 }), 2);
+  assert.equal(ruleOf(e, { dst: "8.8.8.8", dport: 53, src: "8.8.4.4" }), null);
+});
+
+Deno.test("Engine.match(): invert negates a rule", () => {
+  const e = engine([{ domain_suffix: "cn", invert: true, outbound: "a" }]);
+  assert.equal(ruleOf(e, { domain: "baidu.cn" }), null);
+  assert.equal(ruleOf(e, { domain: "google.com" }), 0);
+  assert.equal(ruleOf(e, {}), 0);
+});
+
+Deno.test("Engine.match(): logical and/or rules nest", () => {
+  const e = engine([{
+    type: "logical",
+    mode: "and",
+    rules: [
+      { type: "logical", mode: "or", rules: [{ port: 443 }, { network: "udp" }] },
+      { domain_suffix: "x.com" },
+      { ip_cidr: "10.0.0.0/8", invert: true },
+    ],
+    outbound: "a",
+  }]);
+  assert.equal(ruleOf(e, { domain: "x.com", dport: 443 }), 0);
+  assert.equal(ruleOf(e, { domain: "x.com", dport: 80, network: "udp" }), 0);
+  assert.equal(ruleOf(e, { domain: "x.com", dport: 80 }), null);
+  assert.equal(ruleOf(e, { domain: "x.com", dport: 443, dst: "10.0.0.1" }), null);
+});
+
+Deno.test("Engine.match(): rule_set items merge into the rule's groups", () => {
+  const e = engine([{ domain: "own.com", port: 443, rule_set: ["s0"], outbound: "a" }], {
+    ruleSets: [[{ domain_suffix: "set.com" }, { ip_cidr: "10.0.0.0/8", port: 80 }]],
+  });
+  // own destination item or the set's: either satisfies the address group.
+  assert.equal(ruleOf(e, { domain: "own.com", dport: 443 }), 0);
+  assert.equal(ruleOf(e, { domain: "a.set.com", dport: 443 }), 0);
+  // The rule's own port group still applies to the set's domain rule.
+  assert.equal(ruleOf(e, { domain: "a.set.com", dport: 80 }), null);
+  // The set's second rule brings port 80 into the port group.
+  assert.equal(ruleOf(e, { dst: "10.0.0.1", dport: 80 }), 0);
+  assert.equal(ruleOf(e, { domain: "other.com", dport: 443 }), null);
+});
+
+Deno.test("Engine.explain() names the rule and its JSON, or final; it counts nothing", () => {
+  const e = engine([{ domain: "x.com", outbound: "a" }]);
+  const hit = e.explain(flow({ domain: "x.com" }));
+  assert.deepEqual(hit, {
+    outbound: "a",
+    rule: 0,
+    final: false,
+    rule_json: { domain: "x.com", outbound: "a" },
+  });
+  assert.deepEqual(e.explain(flow({})), {
+    outbound: "direct",
+    rule: null,
+    final: true,
+    rule_json: null,
+  });
+  assert.equal(e.hits(0), 0);
+  e.match(flow({ domain: "x.com" }));
+  e.match(flow({}));
+  assert.equal(e.hits(0), 1);
+  assert.equal(e.finalHits, 1);
+});
+
+Deno.test("Engine: many indexed rules still honour rule order", () => {
+  const rules: Record<string, unknown>[] = [];
+  for (let i = 0; i < 500; i++) rules.push({ domain_suffix: `d${i}.com`, outbound: "a" });
+  rules.splice(250, 0, { domain_keyword: "d400", outbound: "b" });
+  rules.push({ port: 443, outbound: "b" });
+  const e = engine(rules);
+  assert.equal(ruleOf(e, { domain: "x.d400.com" }), 250);
+  assert.equal(ruleOf(e, { domain: "x.d100.com" }), 100);
+  assert.equal(ruleOf(e, { domain: "x.d450.com" }), 451);
+  assert.equal(ruleOf(e, { domain: "none.org", dport: 443 }), 501);
+});

@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../config/parse_config.ts";
+import { Engine } from "./engine.ts";
+import { fingerprint } from "./fingerprint.ts";
+import { RuleStats } from "./rule_stats.ts";
+import { flow } from "./_testing.ts";
+
+function engine(rules: unknown[], final = "direct"): Engine {
+  const c = parseConfig({
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+    route: { rules, final },
+  }, { baseDir: "/" });
+  return new Engine({ rules: c.route.rules, final: c.route.final });
+}
+
+Deno.test("fingerprint() ignores key order but not values", () => {
+  assert.equal(
+    fingerprint({ domain: ["a"], outbound: "x" }),
+    fingerprint({ outbound: "x", domain: ["a"] }),
+  );
+  assert.notEqual(fingerprint({ domain: ["a"] }), fingerprint({ domain: ["b"] }));
+  assert.notEqual(fingerprint({ domain: ["a", "b"] }), fingerprint({ domain: ["b", "a"] }));
+});
+
+Deno.test("RuleStats.adopt() carries counts of unchanged rules across a reload", () => {
+  const stats = new RuleStats();
+  const old = engine([
+    { domain: "a.com", outbound: "block" },
+    { domain: "b.com", outbound: "block" },
+  ]);
+  stats.adopt(old);
+  old.match(flow({ domain: "a.com" }));
+  old.match(flow({ domain: "a.com" }));
+  old.match(flow({ domain: "b.com" }));
+  old.match(flow({ domain: "c.com" }));
+  // Reordered, one rule changed, one inserted.
+  const next = engine([
+    { domain: "new.com", outbound: "block" },
+    { outbound: "block", domain: "a.com" },
+    { domain: "b.com", outbound: "direct" },
+  ]);
+  stats.adopt(next);
+  assert.equal(stats.engine, next);
+  assert.deepEqual(stats.snapshot().map((r) => [r.rule, r.hits]), [
+    [0, 0],
+    [1, 2],
+    [2, 0],
+    [null, 1],
+  ]);
+  next.match(flow({ domain: "a.com" }));
+  assert.equal(next.hits(1), 3);
+});
+
+Deno.test("RuleStats.adopt() resets final's count when the final tag changes", () => {
+  const stats = new RuleStats();
+  const old = engine([]);
+  stats.adopt(old);
+  old.match(flow({}));
+  const next = engine([], "block");
+  stats.adopt(next);
+  assert.equal(next.finalHits, 0);
+});
