@@ -12,10 +12,11 @@ want_deno=$(tr -d ' \n' < DENO_VERSION)
 deno --version | head -n1 | grep -q "deno $want_deno " ||
   echo "build.sh: warning: deno is not $want_deno (run ./dev setup)" >&2
 
-# name entry permissions
+# name entry permissions. Both need --allow-all: FFI (libc sockets) grants
+# everything anyway, and reading /proc/self/* (doctor, fd counts) needs it.
 programs=(
-  "router main.ts --allow-ffi --allow-read --allow-write --allow-env --allow-run --allow-net --allow-sys"
-  "slim slim/main.ts --allow-ffi --allow-read --allow-write --allow-env --allow-run --allow-net --allow-sys"
+  "router main.ts --allow-all"
+  "slim slim/main.ts --allow-all"
 )
 
 compile_one() { # name entry perms...
@@ -44,10 +45,11 @@ for p in "${programs[@]}"; do
   entry=${words[1]}
   perms=("${words[@]:2}")
   [[ -f "$entry" ]] || { echo "build.sh: $entry missing, skipping $name" >&2; continue; }
+  rm -f "dist/$name" "dist/$name.bundle.js"
   if compile_one "$name" "$entry" "${perms[@]}" 2>/tmp/build-$name.log; then
     echo "build.sh: dist/$name: self-contained executable (deno compile), $(du -h "dist/$name" | cut -f1)"
   else
-    echo "build.sh: deno compile unavailable for $name ($(tail -n1 /tmp/build-$name.log)); making a bundle + launcher" >&2
+    echo "build.sh: deno compile unavailable for $name ($(sed 's/\x1b\[[0-9;]*m//g' /tmp/build-$name.log | grep -m1 -o 'error sending request[^:]*\|error: .*' | head -c 120)); making a bundle + launcher" >&2
     bundle_one "$name" "$entry" "${perms[@]}"
     echo "build.sh: dist/$name: launcher for dist/$name.bundle.js (needs deno $want_deno on PATH), $(du -h "dist/$name.bundle.js" | cut -f1)"
   fi

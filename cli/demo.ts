@@ -49,7 +49,7 @@ interface FlowLog {
 function flowLogs(stderr: string): Map<string, FlowLog[]> {
   const out = new Map<string, FlowLog[]>();
   for (const line of stderr.split("\n")) {
-    if (!/ INFO  router: flow /.test(line)) continue;
+    if (!/ INFO {2}router: flow /.test(line)) continue;
     const kv = Object.fromEntries(
       [...line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)].map((m) => [m[1], m[2]]),
     );
@@ -103,7 +103,9 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     console.log(bold("1. Lab"));
     console.log(`   client ${lab.ns.client} ${a.client4} ${a.client6}`);
     console.log(`   router ${lab.ns.router} (nft table inet vpn_router, TPROXY -> :7893)`);
-    console.log(`   server ${lab.ns.server} ${a.server4} ${a.server6} +${a.extra4.length} addresses`);
+    console.log(
+      `   server ${lab.ns.server} ${a.server4} ${a.server6} +${a.extra4.length} addresses`,
+    );
     await lab.applyTproxy();
     for (const addr of [a.server4, a.extra4[0]!, a.extra4[1]!, a.server6]) {
       for (const port of [80, 443, 5201]) await lab.tcpServer("server", addr, port, "echo");
@@ -175,7 +177,9 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       });
     };
 
-    console.log(bold("\n3. Sample flows from the client (sniffed name => outbound, what the client saw)"));
+    console.log(
+      bold("\n3. Sample flows from the client (sniffed name => outbound, what the client saw)"),
+    );
     const flows: DemoFlow[] = [
       { dst: `${a.server4}:80`, kind: "http", name: "www.example.com" },
       { dst: `${a.server4}:443`, kind: "tls", name: "cdn.video.example" },

@@ -100,17 +100,20 @@ export function parseRuleSetSource(
 export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}): Promise<Engine> {
   const iss = new Issues();
   const ruleSets: RuleSetSpec[] = [];
+  // Files are read in parallel; issues are kept per rule set to report them in config order.
+  const perSet = config.route.rule_set.map(() => new Issues());
   await Promise.all(config.route.rule_set.map(async (ref, i) => {
     if (ref.type === "inline") {
       ruleSets[i] = { tag: ref.tag, rules: ref.rules };
       return;
     }
     const where = `route.rule_set[${i}].path`;
-    const raw = await readJson(ref.path, where, iss, deps);
+    const raw = await readJson(ref.path, where, perSet[i]!, deps);
     if (raw === undefined) return;
     const name = ref.path.slice(ref.path.lastIndexOf("/") + 1);
-    ruleSets[i] = parseRuleSetSource(raw, ref.tag, `route.rule_set[${i}](${name})`, iss);
+    ruleSets[i] = parseRuleSetSource(raw, ref.tag, `route.rule_set[${i}](${name})`, perSet[i]!);
   }));
+  for (const s of perSet) iss.list.push(...s.list);
   let geoip = deps.geoip;
   if (!geoip && config.route.geoip) {
     const p = config.route.geoip.path;

@@ -175,7 +175,7 @@ export function parseRuleMatch(
     : (logical ? KNOWN.headlessLogical : KNOWN.headless);
   const o = object(v, path, ctx.iss, known, UNSUPPORTED, NESTED_ONLY_MESSAGE);
   if (!o) return undefined;
-  return logical ? parseLogical(o, path, ctx, level) : parseDefault(o, path, ctx);
+  return logical ? parseLogical(o, path, ctx, level) : parseDefault(o, path, ctx, known);
 }
 
 function parseLogical(
@@ -206,11 +206,13 @@ function parseDefault(
   o: Obj,
   path: string,
   ctx: RuleContext,
+  known: ReadonlySet<string>,
 ): DefaultRuleSpec {
   const iss = ctx.iss;
   const r: Mutable<DefaultRuleSpec> = { ...EMPTY_DEFAULT_RULE };
   let ports: PortRange[] | undefined, srcPorts: PortRange[] | undefined;
   for (const k in o) {
+    if (!known.has(k)) continue; // reported by object()
     const v = o[k];
     const p = `${path}.${k}`;
     switch (k) {

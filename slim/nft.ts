@@ -51,6 +51,11 @@ export function renderRuleLines(r: RuleRecord): string[] {
   return out;
 }
 
+/** True when a rule's replies need `ct state established,related accept`. */
+export function needsConntrack(r: RuleRecord): boolean {
+  return !r.bidirectional || r.ports.length > 0;
+}
+
 /**
  * The whole `nft -f -` script: creates our table if missing, deletes it and
  * recreates it with `rules`, all in one transaction.
@@ -66,7 +71,12 @@ export function renderRuleset(rules: readonly RuleRecord[], opts: RulesetOptions
     `    iifname ${ANY_PEER} oifname ${ANY_PEER} jump between_peers`,
   ];
   if (opts.peersOnly) lines.push(`    iifname ${ANY_PEER} counter drop comment "peer to non-peer"`);
-  lines.push(`  }`, `  chain between_peers {`, `    ct state established,related accept`);
+  lines.push(`  }`, `  chain between_peers {`);
+  // Connection tracking costs every forwarded packet of the namespace, so
+  // it is only switched on when a rule needs it: a one-way rule (replies)
+  // or a port-restricted one (replies come from the port). A two-way rule
+  // without ports accepts every packet of the pair anyway.
+  if (rules.some(needsConntrack)) lines.push(`    ct state established,related accept`);
   for (const r of rules) for (const l of renderRuleLines(r)) lines.push(`    ${l}`);
   lines.push(`    counter drop comment "no forwarding rule"`, `  }`, `}`, ``);
   return lines.join("\n");

@@ -27,7 +27,6 @@ Deno.test("renderRuleset() replaces only our table in one script, dropping peer-
       '    iifname "wg-peer-*" oifname "wg-peer-*" jump between_peers',
       "  }",
       "  chain between_peers {",
-      "    ct state established,related accept",
       '    counter drop comment "no forwarding rule"',
       "  }",
       "}",
@@ -54,6 +53,20 @@ Deno.test("renderRuleLines() renders directions, protocols and port sets", () =>
     renderRuleLines(rule({ protocol: "icmp" }))[0]!,
     /meta l4proto \{ icmp, ipv6-icmp \}/,
   );
+});
+
+Deno.test("renderRuleset() accepts established/related only when a rule needs replies let back", () => {
+  const opts = { table: "t", peersOnly: false };
+  const ct = /ct state established,related accept/;
+  assert.doesNotMatch(renderRuleset([rule({ bidirectional: true })], opts), ct);
+  assert.doesNotMatch(renderRuleset([rule({ bidirectional: true, protocol: "icmp" })], opts), ct);
+  assert.match(renderRuleset([rule({})], opts), ct);
+  assert.match(
+    renderRuleset([rule({ bidirectional: true, protocol: "tcp", ports: [22] })], opts),
+    ct,
+  );
+  const s = renderRuleset([rule({ id: 1, bidirectional: true }), rule({ id: 2 })], opts);
+  assert.ok(s.indexOf("ct state") < s.indexOf('comment "rule 1"'));
 });
 
 Deno.test("parseTableName() accepts nft identifiers only", () => {

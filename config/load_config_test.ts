@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { flow } from "../rules/_testing.ts";
+import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
+import { ConfigError } from "./config_error.ts";
+import { compileEngine, loadConfig } from "./load_config.ts";
+import { parseConfig } from "./parse_config.ts";
+
+const FIXTURE = fileURLToPath(new URL("./testdata/singbox_route.json", import.meta.url));
+
+async function issuesOf(p: Promise<unknown>): Promise<string[]> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
+    return e.issues.map((i) => `${i.path}: ${i.message}`);
+  }
+  assert.fail("config was accepted");
+}
+
+Deno.test("loadConfig() loads a sing-box route section unchanged (rule sets, actions, logical)", async () => {
+  const { config, engine } = await loadConfig(FIXTURE);
+  assert.equal(config.route.rules.length, 8);
+  assert.equal(config.route.final, "proxy");
+  const lan = { src: "192.168.50.7", sport: 40000 };
+  const route = (init: Parameters<typeof flow>[0]) => engine.match(flow({ ...lan, ...init }));
+  assert.deepEqual(route({ dport: 853 }), { outbound: "@reject", rule: 0 });
+  assert.deepEqual(route({ protocol: "quic", network: "udp" }), {
+    outbound: "@reject-drop",
+    rule: 1,
+  });
+  assert.deepEqual(route({ dst: "10.1.2.3" }), { outbound: "direct", rule: 2 });
+  assert.deepEqual(route({ domain: "x.doubleclick.net" }), { outbound: "@reject", rule: 3 });
+  assert.deepEqual(route({ domain: "ad12.example.org" }), { outbound: "@reject", rule: 3 });
+  assert.deepEqual(route({ domain: "www.netflix.com" }), { outbound: "wg-us", rule: 4 });
+  assert.deepEqual(route({ dst: "45.57.1.1" }), { outbound: "wg-us", rule: 4 });
+  assert.deepEqual(route({ domain: "mynetflixcdn.org", dport: 443 }), {
+    outbound: "wg-us",
+    rule: 4,
+  });
+  assert.deepEqual(route({ domain: "mynetflixcdn.org", dport: 80 }), {
+    outbound: "proxy",
+    rule: null,
+  });
+  assert.deepEqual(route({ domain: "www.hulu.com", dport: 8443 }), { outbound: "wg-us", rule: 4 });
+  assert.deepEqual(route({ domain: "hulu.com", dport: 8443 }), { outbound: "proxy", rule: null });
+  assert.deepEqual(route({ domain: "raw.githubusercontent.com" }), { outbound: "proxy", rule: 5 });
+  assert.deepEqual(route({ dst: "ff02::1", src: "fd00::2" }), { outbound: "direct", rule: 6 });
+  assert.deepEqual(route({ src: "192.168.1.1" }), { outbound: "block", rule: 7 });
+  assert.deepEqual(route({ sport: 80 }), { outbound: "block", rule: 7 });
+});
+
+Deno.test("loadConfig() reads the GeoIP database relative to the config file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(join(dir, "country.mmdb"), writeCountryMmdb({ "1.2.0.0/16": "CN" }));
+    await Deno.writeTextFile(
+      join(dir, "router.json"),
+      JSON.stringify({
+        outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+        route: {
+          geoip: { path: "country.mmdb" },
+          rules: [{ geoip: ["cn"], outbound: "block" }],
+          final: "direct",
+        },
+      }),
+    );
+    const { engine } = await loadConfig(join(dir, "router.json"));
+    assert.deepEqual(engine.match(flow({ dst: "1.2.3.4" })), { outbound: "block", rule: 0 });
+    assert.deepEqual(engine.match(flow({ dst: "8.8.8.8" })), { outbound: "direct", rule: null });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadConfig() names the rule-set file and the path inside it", async () => {
+  const files: Record<string, string> = {
+    "/cfg/bad.json": JSON.stringify({
+      version: 4,
+      rules: [{ ip_cidr: ["10.0.0.0/8", "1.2.3.4/40"] }, { geoip: "cn" }],
+    }),
+    "/cfg/broken.json": "{ nope",
+  };
+  const readFile = (p: string) => {
+    const text = files[p];
+    if (text === undefined) return Promise.reject(new Deno.errors.NotFound(`no such file`));
+    return Promise.resolve(new TextEncoder().encode(text));
+  };
+  const got = await issuesOf(loadConfig({
+    inline: {
+      outbounds: [{ type: "direct", tag: "direct" }],
+      route: {
+        geoip: { path: "missing.mmdb" },
+        rule_set: [
+          { type: "local", tag: "bad", path: "bad.json" },
+          { type: "local", tag: "broken", path: "broken.json" },
+          { type: "local", tag: "gone", path: "gone.json" },
+        ],
+      },
+    },
+    baseDir: "/cfg",
+  }, { readFile }));
+  assert.equal(got.length, 6, got.join("\n"));
+  assert.deepEqual(got.slice(0, 3), [
+    "route.rule_set[0](bad.json).version: 4: expected 1, 2 or 3",
+    'route.rule_set[0](bad.json).rules[0].ip_cidr[1]: "1.2.3.4/40": prefix out of range',
+    "route.rule_set[0](bad.json).rules[1].geoip: unknown field",
+  ]);
+  assert.match(got[3]!, /^route\.rule_set\[1\]\.path: "\/cfg\/broken\.json": invalid JSON: /);
+  assert.equal(got[4], 'route.rule_set[2].path: cannot read "/cfg/gone.json": no such file');
+  assert.equal(got[5], 'route.geoip.path: "/cfg/missing.mmdb": no such file');
+});
+
+Deno.test("loadConfig() reports an unreadable or malformed config file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const p = join(dir, "router.json");
+    await Deno.writeTextFile(p, "{ \"outbounds\": [ }");
+    const got = await issuesOf(loadConfig(p));
+    assert.equal(got.length, 1);
+    assert.match(got[0]!, /invalid JSON/);
+    const missing = await issuesOf(loadConfig(join(dir, "nope.json")));
+    assert.match(missing[0]!, /cannot read/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compileEngine() uses an injected GeoIP lookup instead of the file", async () => {
+  const config = parseConfig({
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+    route: { geoip: { path: "/nonexistent.mmdb" }, rules: [{ source_geoip: "jp", outbound: "block" }] },
+  }, { baseDir: "/" });
+  const engine = await compileEngine(config, { geoip: { country: () => "jp" } });
+  assert.equal(engine.match(flow({})).outbound, "block");
+});

@@ -1,0 +1,336 @@
+/**
+ * UDP socket helpers over the libc FFI layer: the transparent receive socket
+ * of the TPROXY inbound, reply sockets bound to a foreign (original
+ * destination) address, per-session upstream sockets, a batched receive
+ * (`recvmmsg`) with the original destination of every datagram, and a
+ * `sendto` that reuses one `struct msghdr`.
+ *
+ * All sockets are non-blocking and close-on-exec (see `socket.ts`).
+ *
+ * @module
+ */
+
+import type { Endpoint } from "../core/types.ts";
+import { findMark, findOrigDst, parseCmsgs } from "./cmsg.ts";
+import { Errno, ErrnoError } from "./errno.ts";
+import { errnoView, libc } from "./libc.ts";
+import {
+  AF_INET6,
+  decodeSockaddr,
+  encodeSockaddr,
+  familyOf,
+  SOCKADDR_STORAGE_LEN,
+} from "./sockaddr.ts";
+import {
+  applySocketOptions,
+  bind,
+  close as closeFd,
+  connect,
+  IP_RECVORIGDSTADDR,
+  IP_TRANSPARENT,
+  IPV6_RECVORIGDSTADDR,
+  IPV6_TRANSPARENT,
+  IPV6_V6ONLY,
+  MSG_NOSIGNAL,
+  setsockoptInt,
+  SO_RCVBUF,
+  SO_RCVMARK,
+  SO_REUSEADDR,
+  SO_SNDBUF,
+  SOCK_DGRAM,
+  socket,
+  type SocketOptions,
+  SOL_IP,
+  SOL_IPV6,
+  SOL_SOCKET,
+  WOULD_BLOCK,
+} from "./socket.ts";
+
+/** Largest UDP payload (IPv6 jumbograms aside): receive buffers are this big. */
+export const MAX_DATAGRAM = 65535;
+
+const MSGHDR_LEN = 56;
+const MMSGHDR_LEN = 64;
+const IOVEC_LEN = 16;
+const CONTROL_LEN = 128;
+
+function ptrOf(buf: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
+
+/** Options of {@linkcode openTransparentUdp}. */
+export interface TransparentUdpOptions {
+  /** For an IPv6 address: accept only IPv6 (`IPV6_V6ONLY`). Default true. */
+  v6only?: boolean;
+  /** `SO_RCVBUF` in bytes (the kernel doubles it); 0/absent leaves the default. */
+  rcvbuf?: number;
+  /** Ask for each datagram's netfilter mark (`SO_RCVMARK`, Linux ≥ 5.19; ignored if refused). */
+  recvMark?: boolean;
+}
+
+/**
+ * Opens the UDP socket of a TPROXY inbound: `IP_TRANSPARENT` (or
+ * `IPV6_TRANSPARENT`) before bind(), so nft `tproxy` may hand it datagrams
+ * addressed anywhere, and `IP_RECVORIGDSTADDR` / `IPV6_RECVORIGDSTADDR`, so
+ * each `recvmsg` carries the original destination as a cmsg. Needs
+ * CAP_NET_ADMIN. Throws `ErrnoError`; the fd never leaks.
+ */
+export function openTransparentUdp(ep: Endpoint, opts: TransparentUdpOptions = {}): number {
+  const family = familyOf(ep.addr);
+  const fd = socket(family, SOCK_DGRAM);
+  try {
+    setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (family === AF_INET6) {
+      setsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY, opts.v6only === false ? 0 : 1);
+      setsockoptInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1);
+      setsockoptInt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, 1);
+      // A dual-stack socket also gets IPv4 datagrams: ask for their cmsg too.
+      if (opts.v6only === false) setsockoptInt(fd, SOL_IP, IP_RECVORIGDSTADDR, 1);
+    } else {
+      setsockoptInt(fd, SOL_IP, IP_TRANSPARENT, 1);
+      setsockoptInt(fd, SOL_IP, IP_RECVORIGDSTADDR, 1);
+    }
+    if (opts.rcvbuf) setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, opts.rcvbuf);
+    if (opts.recvMark) {
+      try {
+        setsockoptInt(fd, SOL_SOCKET, SO_RCVMARK, 1);
+      } catch { /* older kernel: no per-datagram mark */ }
+    }
+    bind(fd, ep);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/**
+ * Opens a reply socket for datagrams that must reach a client from `ep`
+ * (the original destination it talked to): `IP_TRANSPARENT` lets it bind a
+ * non-local address and `SO_REUSEADDR` lets it share that address:port
+ * with other sockets. It stays unconnected, so nft `tproxy`'s
+ * established-socket lookup skips it and client datagrams keep reaching the
+ * inbound socket; one reply socket serves every client of `ep`.
+ */
+export function openReplySocket(ep: Endpoint, opts: { mark?: number; sndbuf?: number } = {}): number {
+  const family = familyOf(ep.addr);
+  const fd = socket(family, SOCK_DGRAM);
+  try {
+    setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (family === AF_INET6) {
+      setsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY, 1);
+      setsockoptInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1);
+    } else {
+      setsockoptInt(fd, SOL_IP, IP_TRANSPARENT, 1);
+    }
+    if (opts.sndbuf) setsockoptInt(fd, SOL_SOCKET, SO_SNDBUF, opts.sndbuf);
+    applySocketOptions(fd, family, opts.mark !== undefined ? { mark: opts.mark } : {});
+    bind(fd, ep);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** Options of {@linkcode openUdpUpstream}: marks, interface and TOS plus a source address. */
+export interface UdpUpstreamOptions extends SocketOptions {
+  /** Source address of the family of the destination (port chosen by the kernel). */
+  bindAddress?: Uint8Array;
+  /** `SO_RCVBUF` in bytes; 0/absent leaves the default. */
+  rcvbuf?: number;
+}
+
+/**
+ * Opens a UDP socket for one session towards `dst`: socket options (mark,
+ * interface, TOS), optional source address, then `connect()` so the kernel
+ * only lets `dst`'s replies in and `send()` needs no address.
+ */
+export function openUdpUpstream(dst: Endpoint, opts: UdpUpstreamOptions = {}): number {
+  const family = familyOf(dst.addr);
+  const fd = socket(family, SOCK_DGRAM);
+  try {
+    applySocketOptions(fd, family, opts);
+    if (opts.rcvbuf) setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, opts.rcvbuf);
+    if (opts.bindAddress) {
+      if (opts.bindAddress.length !== dst.addr.length) {
+        throw new RangeError(
+          `Cannot bind a ${opts.bindAddress.length}-byte source address for a ${dst.addr.length}-byte destination`,
+        );
+      }
+      bind(fd, { addr: opts.bindAddress, port: 0 });
+    }
+    connect(fd, dst);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/**
+ * Opens an unconnected UDP socket bound to `local` (port 0 = any), with
+ * socket options; used for a SOCKS5 UDP association before its relay is known.
+ */
+export function openUdpBound(local: Endpoint, opts: SocketOptions = {}): number {
+  const family = familyOf(local.addr);
+  const fd = socket(family, SOCK_DGRAM);
+  try {
+    applySocketOptions(fd, family, opts);
+    bind(fd, local);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** One datagram of a {@linkcode RecvBatch}: views valid until the next receive. */
+export interface ReceivedDatagram {
+  /** Payload (a view into the batch buffer). */
+  readonly data: Uint8Array;
+  /** Sender. */
+  readonly source: Endpoint;
+  /** Original destination (from the cmsg), or null when absent. */
+  readonly destination: Endpoint | null;
+  /** Netfilter mark (with `SO_RCVMARK`), or null. */
+  readonly mark: number | null;
+  /** True when the payload was cut (larger than the slot). */
+  readonly truncated: boolean;
+}
+
+const MSG_TRUNC_FLAG = 0x20;
+
+/**
+ * Buffers for `recvmmsg(2)`: `count` slots, each a `struct mmsghdr` with one
+ * iovec of `slotSize` bytes, a name and a control buffer, all off-heap so
+ * their addresses stay put. One call fills up to `count` datagrams.
+ */
+export class RecvBatch {
+  /** Number of slots. */
+  readonly count: number;
+  readonly #slotSize: number;
+  readonly #vec: Uint8Array;
+  readonly #vecView: DataView;
+  readonly #data: Uint8Array;
+  readonly #names: Uint8Array;
+  readonly #controls: Uint8Array;
+  readonly #iovs: Uint8Array;
+
+  /** Allocates `count` slots of `slotSize` bytes (default 16 × 64 KiB). */
+  constructor(count = 16, slotSize = MAX_DATAGRAM) {
+    if (!Number.isInteger(count) || count < 1 || count > 1024) {
+      throw new RangeError(`RecvBatch count ${count}: expected 1..1024`);
+    }
+    this.count = count;
+    this.#slotSize = slotSize;
+    this.#vec = new Uint8Array(new ArrayBuffer(MMSGHDR_LEN * count));
+    this.#vecView = new DataView(this.#vec.buffer);
+    this.#data = new Uint8Array(new ArrayBuffer(slotSize * count));
+    this.#names = new Uint8Array(new ArrayBuffer(SOCKADDR_STORAGE_LEN * count));
+    this.#controls = new Uint8Array(new ArrayBuffer(CONTROL_LEN * count));
+    this.#iovs = new Uint8Array(new ArrayBuffer(IOVEC_LEN * count));
+    const iv = new DataView(this.#iovs.buffer);
+    const dataBase = ptrOf(this.#data);
+    const nameBase = ptrOf(this.#names);
+    const ctlBase = ptrOf(this.#controls);
+    const iovBase = ptrOf(this.#iovs);
+    const h = this.#vecView;
+    for (let i = 0; i < count; i++) {
+      iv.setBigUint64(i * IOVEC_LEN, dataBase + BigInt(i * slotSize), true);
+      iv.setBigUint64(i * IOVEC_LEN + 8, BigInt(slotSize), true);
+      const o = i * MMSGHDR_LEN;
+      h.setBigUint64(o, nameBase + BigInt(i * SOCKADDR_STORAGE_LEN), true);
+      h.setBigUint64(o + 16, iovBase + BigInt(i * IOVEC_LEN), true);
+      h.setBigUint64(o + 24, 1n, true);
+      h.setBigUint64(o + 32, ctlBase + BigInt(i * CONTROL_LEN), true);
+    }
+  }
+
+  /**
+   * One `recvmmsg` on `fd` (non-blocking): the number of datagrams
+   * received, or {@linkcode WOULD_BLOCK}. Read them with {@linkcode get}.
+   */
+  receive(fd: number): number {
+    const h = this.#vecView;
+    for (let i = 0; i < this.count; i++) {
+      const o = i * MMSGHDR_LEN;
+      h.setUint32(o + 8, SOCKADDR_STORAGE_LEN, true);
+      h.setUint32(o + 40, CONTROL_LEN, true);
+      h.setUint32(o + 44, 0, true);
+      h.setInt32(o + 48, 0, true);
+    }
+    const E = errnoView();
+    const r = libc().recvmmsg(fd, this.#vec, this.count, 0, null);
+    if (r >= 0) return r;
+    const e = E[0]!;
+    if (e === Errno.EAGAIN) return WOULD_BLOCK;
+    if (e === Errno.EINTR) return this.receive(fd);
+    throw new ErrnoError("recvmmsg", e);
+  }
+
+  /** Slot `i` of the last receive, decoded (name, cmsgs). */
+  get(i: number): ReceivedDatagram {
+    const h = this.#vecView;
+    const o = i * MMSGHDR_LEN;
+    const nameLen = h.getUint32(o + 8, true);
+    const ctlLen = Number(h.getBigUint64(o + 40, true));
+    const flags = h.getInt32(o + 48, true);
+    const len = h.getUint32(o + 56, true);
+    const data = this.#data.subarray(i * this.#slotSize, i * this.#slotSize + Math.min(len, this.#slotSize));
+    const name = this.#names.subarray(i * SOCKADDR_STORAGE_LEN, (i + 1) * SOCKADDR_STORAGE_LEN);
+    const ctl = this.#controls.subarray(i * CONTROL_LEN, i * CONTROL_LEN + Math.min(ctlLen, CONTROL_LEN));
+    const cmsgs = parseCmsgs(ctl);
+    return {
+      data,
+      source: decodeSockaddr(name, nameLen),
+      destination: findOrigDst(cmsgs),
+      mark: findMark(cmsgs),
+      truncated: (flags & MSG_TRUNC_FLAG) !== 0,
+    };
+  }
+}
+
+/**
+ * `sendto(2)` through one reused `struct msghdr`: the destination is given
+ * as encoded sockaddr bytes (see {@linkcode encodeSockaddr}), so a session
+ * encodes its client's address once.
+ */
+export class DatagramSender {
+  readonly #hdr = new Uint8Array(new ArrayBuffer(MSGHDR_LEN));
+  readonly #hv = new DataView(this.#hdr.buffer);
+  readonly #iov = new Uint8Array(new ArrayBuffer(IOVEC_LEN));
+  readonly #iv = new DataView(this.#iov.buffer);
+  readonly #name = new Uint8Array(new ArrayBuffer(SOCKADDR_STORAGE_LEN));
+
+  /** Prepares the header. */
+  constructor() {
+    this.#hv.setBigUint64(0, ptrOf(this.#name), true);
+    this.#hv.setBigUint64(16, ptrOf(this.#iov), true);
+    this.#hv.setBigUint64(24, 1n, true);
+  }
+
+  /**
+   * Sends `data` to `sockaddr` on `fd`: bytes sent or
+   * {@linkcode WOULD_BLOCK}; throws `ErrnoError` for other failures.
+   */
+  sendTo(fd: number, data: Uint8Array, sockaddr: Uint8Array): number {
+    this.#name.set(sockaddr);
+    this.#hv.setUint32(8, sockaddr.length, true);
+    const body = data.length > 0 ? data : this.#name.subarray(0, 0);
+    this.#iv.setBigUint64(0, data.length > 0 ? ptrOf(body) : 0n, true);
+    this.#iv.setBigUint64(8, BigInt(data.length), true);
+    const E = errnoView();
+    const r = libc().sendmsg(fd, this.#hdr, MSG_NOSIGNAL);
+    if (r >= 0) return r;
+    const e = E[0]!;
+    if (e === Errno.EAGAIN) return WOULD_BLOCK;
+    if (e === Errno.EINTR) return this.sendTo(fd, data, sockaddr);
+    throw new ErrnoError("sendmsg", e);
+  }
+}
+
+/** Encodes the destination sockaddr once for {@linkcode DatagramSender.sendTo}. */
+export function sockaddrOf(ep: Endpoint): Uint8Array {
+  return encodeSockaddr(ep);
+}

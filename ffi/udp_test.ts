@@ -1,0 +1,116 @@
+// Needs root (IP_TRANSPARENT); traffic stays on loopback.
+import assert from "node:assert/strict";
+import { parseIp } from "../core/ip.ts";
+import { LOOP4, LOOP6 } from "./_test_util.ts";
+import { bind, close, getsockname, recv, SOCK_DGRAM, socket, WOULD_BLOCK } from "./socket.ts";
+import { familyOf } from "./sockaddr.ts";
+import {
+  DatagramSender,
+  openReplySocket,
+  openTransparentUdp,
+  openUdpUpstream,
+  RecvBatch,
+  sockaddrOf,
+} from "./udp.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function plainUdp(addr: Uint8Array): number {
+  const fd = socket(familyOf(addr), SOCK_DGRAM);
+  bind(fd, { addr, port: 0 });
+  return fd;
+}
+
+async function until<T>(f: () => T | null, what: string): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const v = f();
+    if (v !== null) return v;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+for (const [name, loop] of [["IPv4", LOOP4], ["IPv6", LOOP6]] as const) {
+  Deno.test(`RecvBatch.receive() returns several datagrams with source and original destination (${name})`, async () => {
+    const tp = openTransparentUdp({ addr: loop, port: 0 });
+    const client = plainUdp(loop);
+    const batch = new RecvBatch(4, 2048);
+    try {
+      const at = getsockname(tp);
+      const sender = new DatagramSender();
+      for (const text of ["one", "two", "three"]) {
+        assert.equal(sender.sendTo(client, enc.encode(text), sockaddrOf(at)), text.length);
+      }
+      const n = await until(() => {
+        const r = batch.receive(tp);
+        return r === WOULD_BLOCK ? null : r;
+      }, "datagrams");
+      assert.equal(n, 3);
+      const me = getsockname(client);
+      for (const [i, text] of ["one", "two", "three"].entries()) {
+        const d = batch.get(i);
+        assert.equal(dec.decode(d.data), text);
+        assert.deepEqual(d.source, me);
+        assert.deepEqual(d.destination, at);
+        assert.equal(d.truncated, false);
+      }
+      assert.equal(batch.receive(tp), WOULD_BLOCK);
+    } finally {
+      close(tp);
+      close(client);
+    }
+  });
+}
+
+Deno.test("openReplySocket() binds a foreign address and the client sees replies from it", async () => {
+  const client = plainUdp(LOOP4);
+  const foreign = { addr: parseIp("192.0.2.53")!, port: 5353 };
+  const r1 = openReplySocket(foreign);
+  const r2 = openReplySocket(foreign); // SO_REUSEADDR: a second one may share it
+  const batch = new RecvBatch(1, 2048);
+  try {
+    assert.deepEqual(getsockname(r1), foreign);
+    new DatagramSender().sendTo(r1, enc.encode("hi"), sockaddrOf(getsockname(client)));
+    // recvmmsg works on any UDP socket and reports the sender's address.
+    const n = await until(() => {
+      const r = batch.receive(client);
+      return r === WOULD_BLOCK ? null : r;
+    }, "reply");
+    assert.equal(n, 1);
+    assert.deepEqual(batch.get(0).source, foreign);
+    assert.equal(dec.decode(batch.get(0).data), "hi");
+  } finally {
+    close(r1);
+    close(r2);
+    close(client);
+  }
+});
+
+Deno.test("openUdpUpstream() connects: send() needs no address and only the peer's replies arrive", async () => {
+  const server = plainUdp(LOOP4);
+  const other = plainUdp(LOOP4);
+  const up = openUdpUpstream(getsockname(server), { mark: 0 });
+  const buf = new Uint8Array(64);
+  try {
+    const sender = new DatagramSender();
+    sender.sendTo(up, enc.encode("x"), sockaddrOf(getsockname(server)));
+    const n = await until(() => {
+      const r = recv(server, buf);
+      return r === WOULD_BLOCK ? null : r;
+    }, "request");
+    assert.equal(dec.decode(buf.subarray(0, n)), "x");
+    sender.sendTo(other, enc.encode("stranger"), sockaddrOf(getsockname(up)));
+    sender.sendTo(server, enc.encode("reply"), sockaddrOf(getsockname(up)));
+    const m = await until(() => {
+      const r = recv(up, buf);
+      return r === WOULD_BLOCK ? null : r;
+    }, "reply");
+    assert.equal(dec.decode(buf.subarray(0, m)), "reply");
+    assert.equal(recv(up, buf), WOULD_BLOCK, "the stranger's datagram was filtered");
+  } finally {
+    close(server);
+    close(other);
+    close(up);
+  }
+});
