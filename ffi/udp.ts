@@ -112,7 +112,10 @@ export function openTransparentUdp(ep: Endpoint, opts: TransparentUdpOptions = {
  * established-socket lookup skips it and client datagrams keep reaching the
  * inbound socket; one reply socket serves every client of `ep`.
  */
-export function openReplySocket(ep: Endpoint, opts: { mark?: number; sndbuf?: number } = {}): number {
+export function openReplySocket(
+  ep: Endpoint,
+  opts: { mark?: number; sndbuf?: number } = {},
+): number {
   const family = familyOf(ep.addr);
   const fd = socket(family, SOCK_DGRAM);
   try {
@@ -277,9 +280,15 @@ export class RecvBatch {
     const ctlLen = Number(h.getBigUint64(o + 40, true));
     const flags = h.getInt32(o + 48, true);
     const len = h.getUint32(o + 56, true);
-    const data = this.#data.subarray(i * this.#slotSize, i * this.#slotSize + Math.min(len, this.#slotSize));
+    const data = this.#data.subarray(
+      i * this.#slotSize,
+      i * this.#slotSize + Math.min(len, this.#slotSize),
+    );
     const name = this.#names.subarray(i * SOCKADDR_STORAGE_LEN, (i + 1) * SOCKADDR_STORAGE_LEN);
-    const ctl = this.#controls.subarray(i * CONTROL_LEN, i * CONTROL_LEN + Math.min(ctlLen, CONTROL_LEN));
+    const ctl = this.#controls.subarray(
+      i * CONTROL_LEN,
+      i * CONTROL_LEN + Math.min(ctlLen, CONTROL_LEN),
+    );
     const cmsgs = parseCmsgs(ctl);
     return {
       data,

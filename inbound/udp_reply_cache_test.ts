@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import type { Endpoint } from "../core/types.ts";
 import { ReplySocketCache } from "./udp_reply_cache.ts";
 
-const ep = (last: number, port = 53): Endpoint => ({ addr: new Uint8Array([192, 0, 2, last]), port });
+const ep = (last: number, port = 53): Endpoint => ({
+  addr: new Uint8Array([192, 0, 2, last]),
+  port,
+});
 
 function fake(fail: (e: Endpoint) => boolean = () => false) {
   let next = 100;

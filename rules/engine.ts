@@ -51,7 +51,7 @@ export interface EngineOptions {
   readonly geoip?: GeoIpLookup;
 }
 
-const W_NONE = 0, W_DST = 1, W_PORT = 2;
+const W_DST = 1, W_PORT = 2, W_SRC = 3;
 
 /** A compiled, immutable rule snapshot. Build a new one to reload. */
 export class Engine {
@@ -84,6 +84,7 @@ export class Engine {
   };
   readonly #stampSrc = (node: number): void => {
     this.#scratch.srcHit[node] = this.#scratch.epoch;
+    if (this.#nodeWitness[node] === W_SRC) this.#propose(this.#nodeTop[node]!);
   };
   readonly #stampPort = (node: number): void => this.#propose(this.#nodeTop[node]!);
 
@@ -129,7 +130,8 @@ export class Engine {
     this.#dstCidr = dst.build();
     this.#srcCidr = src.build();
 
-    // Witnesses: nodes whose index hit is necessary for their top-level rule to match.
+    // Witnesses: nodes whose index hit is necessary for their top-level rule to match
+    // (destination address preferred, then source address, then destination port).
     this.#nodeTop = new Int32Array(nodes.length).fill(-1);
     this.#nodeWitness = new Uint8Array(nodes.length);
     const portEntries: { node: number; ranges: readonly PortRange[] }[] = [];
@@ -214,6 +216,16 @@ export class Engine {
     return { outbound: r.outbound, rule: i, final: false, rule_json: r.raw };
   }
 
+  /** Sizes of the compiled structures (status output, benches). */
+  get layout(): { rules: number; nodes: number; walked: number; cidrs: number } {
+    return {
+      rules: this.rules.length,
+      nodes: this.#nodeTop.length,
+      walked: this.#always.length,
+      cidrs: this.#dstCidr.size + this.#srcCidr.size,
+    };
+  }
+
   /** Number of route rules. */
   get ruleCount(): number {
     return this.rules.length;
@@ -249,6 +261,7 @@ function witnesses(m: Matcher): Witness[] | null {
   if (m instanceof DefaultMatcher) {
     if (m.spec.invert || m.usesRuleSet || m.empty) return null;
     if (m.dstIndexed) return [[m, W_DST]];
+    if (m.srcIndexed) return [[m, W_SRC]];
     if (m.spec.port.length !== 0) return [[m, W_PORT]];
     return null;
   }
@@ -269,6 +282,3 @@ function witnesses(m: Matcher): Witness[] | null {
   }
   return all.length ? all : null;
 }
-
-/** Unused kind, kept for clarity of the witness table. */
-export const _W_NONE = W_NONE;

@@ -162,6 +162,12 @@ export class DefaultMatcher implements Matcher {
       !this.spec.ip_is_private;
   }
 
+  /** True when the source address group can only match through the source CIDR index. */
+  get srcIndexed(): boolean {
+    return (this.required & G_SRC) !== 0 && this.spec.source_geoip.length === 0 &&
+      !this.spec.source_ip_is_private;
+  }
+
   /** True when the rule has no items at all (matches every flow, as in sing-box). */
   get empty(): boolean {
     return this.#empty;

@@ -1,0 +1,684 @@
+/**
+ * The UDP data plane of one TPROXY inbound: transparent sockets in,
+ * sessions keyed by (client, original destination), a rule decision per
+ * session taken against the newest snapshot (after a bounded QUIC sniff
+ * when `sniff` is on), an upstream per session (direct socket with marks /
+ * interface / source address / TOS, or a SOCKS5 UDP association), and
+ * replies sent from the original destination through a shared, bounded
+ * cache of transparent reply sockets.
+ *
+ * Lifecycle of a session: `sniffing` (datagrams held, bounded, until the
+ * sniffer answers or `sniff_timeout` passes) → routed → `open` (direct at
+ * once; SOCKS after `connecting`) or `blocked` / `failed` (datagrams dropped
+ * until the session idles out, so a blocked destination costs no new
+ * decision per datagram). Held datagrams are sent in arrival order.
+ *
+ * @module
+ */
+
+import type { OutboundConfig, RouteConfig, TproxyInbound } from "../config/schema.ts";
+import { formatEndpoint, parseIp } from "../core/ip.ts";
+import type { Logger } from "../core/log.ts";
+import type { Decision, Endpoint, FlowMeta } from "../core/types.ts";
+import { defaultReactor, isClosedError, type Reactor } from "../ffi/reactor.ts";
+import { close as closeFd, connect, getsockname, recv, send, WOULD_BLOCK } from "../ffi/socket.ts";
+import { connectTcp, type FdStream } from "../ffi/stream.ts";
+import {
+  DatagramSender,
+  MAX_DATAGRAM,
+  openReplySocket,
+  openUdpBound,
+  openUdpUpstream,
+  sockaddrOf,
+  type UdpUpstreamOptions,
+} from "../ffi/udp.ts";
+import { UdpTproxyInbound } from "../inbound/tproxy_udp.ts";
+import { ReplySocketCache } from "../inbound/udp_reply_cache.ts";
+import {
+  defaultUdpTimeouts,
+  endpointKey,
+  type RemoveReason,
+  type SessionEntry,
+  sessionKey,
+  sessionTimeout,
+  UdpSessionTable,
+  type UdpTimeouts,
+} from "../inbound/udp_sessions.ts";
+import {
+  decodeUdpDatagram,
+  encodeUdpDatagram,
+  socks5UdpAssociate,
+  type Socks5UdpAssociation,
+} from "../outbound/socks5_udp.ts";
+import { QuicSniffer } from "../sniff/quic.ts";
+
+/** What the plane reads from the router's current snapshot (a `Snapshot` fits). */
+export interface UdpRouteView {
+  readonly generation: number;
+  readonly engine: { match(flow: FlowMeta): Decision };
+  readonly outbounds: ReadonlyMap<string, { readonly config: OutboundConfig }>;
+  readonly config: { readonly route: Pick<RouteConfig, "default_mark"> };
+  readonly inbounds: ReadonlyMap<string, TproxyInbound>;
+}
+
+/** Options of {@linkcode UdpPlane.open}. */
+export interface UdpPlaneOptions {
+  readonly inbound: TproxyInbound;
+  /** Returns the newest snapshot; each new session is routed against it. */
+  readonly snapshot: () => UdpRouteView;
+  readonly logger: Logger;
+  readonly reactor?: Reactor;
+  /** Most reply sockets kept open (default 1024). */
+  readonly replySockets?: number;
+  /** Per-protocol idle timeouts (DNS, QUIC); capped by the inbound's `udp_timeout`. */
+  readonly timeouts?: Partial<Pick<UdpTimeouts, "dnsMs" | "quicMs">>;
+  /** Datagrams held per session while sniffing or connecting (default 16). */
+  readonly maxPendingDatagrams?: number;
+  /** Bytes held per session while sniffing or connecting (default 64 KiB). */
+  readonly maxPendingBytes?: number;
+  /** Clock (ms, monotonic) for sessions; default `performance.now`. */
+  readonly now?: () => number;
+}
+
+/** Counters of a plane, for `status` / `stats`. */
+export interface UdpPlaneStats {
+  inbound: string;
+  sessions: number;
+  max_sessions: number;
+  created: number;
+  expired: number;
+  evicted: number;
+  closed: number;
+  dropped: number;
+  datagrams_up: number;
+  datagrams_down: number;
+  bytes_up: number;
+  bytes_down: number;
+  reply_sockets: number;
+  reply_opened: number;
+  reply_evicted: number;
+  reply_errors: number;
+  sniffed_quic: number;
+  sniff_timeouts: number;
+  /** Sessions routed to each outbound since start. */
+  outbounds: Record<string, number>;
+}
+
+type State = "sniffing" | "connecting" | "open" | "blocked" | "failed" | "closed";
+
+interface Upstream {
+  /** Sends one datagram; false when it was dropped. */
+  send(data: Uint8Array): boolean;
+  close(): void;
+}
+
+interface Session extends SessionEntry {
+  readonly id: number;
+  readonly key: string;
+  readonly meta: FlowMeta;
+  readonly clientSa: Uint8Array;
+  readonly dstKey: string;
+  state: State;
+  pending: Uint8Array[];
+  pendingBytes: number;
+  sniffer: QuicSniffer | null;
+  sniffTimer: ReturnType<typeof setTimeout> | undefined;
+  upstream: Upstream | null;
+  outbound: string | null;
+  rule: number | null;
+}
+
+/** The UDP side of one TPROXY inbound. */
+export class UdpPlane {
+  readonly #tag: string;
+  readonly #snapshot: () => UdpRouteView;
+  readonly #log: Logger;
+  readonly #reactor: Reactor;
+  readonly #table: UdpSessionTable<Session>;
+  readonly #replies: ReplySocketCache;
+  readonly #timeouts: UdpTimeouts;
+  readonly #sender = new DatagramSender();
+  readonly #rbuf = new Uint8Array(new ArrayBuffer(MAX_DATAGRAM));
+  readonly #maxPending: number;
+  readonly #maxPendingBytes: number;
+  readonly #sniffOn: boolean;
+  readonly #sniffTimeout: number;
+  readonly #sweep: ReturnType<typeof setInterval>;
+  readonly #perOutbound = new Map<string, number>();
+  #inbound: UdpTproxyInbound | null = null;
+  #nextId = 1;
+  #closed = false;
+  readonly #c = {
+    datagramsUp: 0,
+    datagramsDown: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    sniffedQuic: 0,
+    sniffTimeouts: 0,
+  };
+
+  private constructor(opts: UdpPlaneOptions) {
+    const ib = opts.inbound;
+    this.#tag = ib.tag;
+    this.#snapshot = opts.snapshot;
+    this.#log = opts.logger;
+    this.#reactor = opts.reactor ?? defaultReactor();
+    this.#sniffOn = ib.sniff;
+    this.#sniffTimeout = ib.sniff_timeout_ms;
+    this.#maxPending = opts.maxPendingDatagrams ?? 16;
+    this.#maxPendingBytes = opts.maxPendingBytes ?? 64 * 1024;
+    this.#timeouts = { ...defaultUdpTimeouts(ib.udp_timeout_ms), ...opts.timeouts };
+    this.#table = new UdpSessionTable<Session>({
+      maxSessions: ib.udp_max_sessions,
+      ...(opts.now ? { now: opts.now } : {}),
+      onRemove: (s, reason) => this.#onRemove(s, reason),
+    });
+    this.#replies = new ReplySocketCache({
+      maxSockets: opts.replySockets ?? 1024,
+      open: (ep) => openReplySocket(ep),
+      close: (fd) => closeFd(fd),
+    });
+    const shortest = Math.min(
+      this.#timeouts.defaultMs,
+      this.#timeouts.dnsMs,
+      this.#timeouts.quicMs,
+    );
+    // Sweep often enough that a session outlives its timeout by at most ~25%.
+    const period = Math.max(50, Math.min(1000, Math.floor(shortest / 4)));
+    this.#sweep = setInterval(() => this.#table.sweep(), period);
+  }
+
+  /** Opens the inbound sockets and starts serving. Throws like `UdpTproxyInbound.open`. */
+  static open(opts: UdpPlaneOptions): UdpPlane {
+    const plane = new UdpPlane(opts);
+    try {
+      plane.#inbound = UdpTproxyInbound.open({
+        listen: opts.inbound.listen,
+        port: opts.inbound.listen_port,
+        logger: opts.logger,
+        reactor: plane.#reactor,
+        onDatagram: (d) => plane.#onDatagram(d.data, d.source, d.destination, d.mark),
+      });
+    } catch (e) {
+      clearInterval(plane.#sweep);
+      throw e;
+    }
+    return plane;
+  }
+
+  /** Bound addresses of the inbound sockets. */
+  get addresses(): readonly Endpoint[] {
+    return this.#inbound?.addresses ?? [];
+  }
+
+  /** Sessions in the table. */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  /** Counters. */
+  stats(): UdpPlaneStats {
+    const t = this.#table.counters();
+    const r = this.#replies.counters();
+    return {
+      inbound: this.#tag,
+      sessions: this.#table.size,
+      max_sessions: this.#table.maxSessions,
+      created: t.created,
+      expired: t.expired,
+      evicted: t.evicted,
+      closed: t.closed,
+      dropped: t.dropped,
+      datagrams_up: this.#c.datagramsUp,
+      datagrams_down: this.#c.datagramsDown,
+      bytes_up: this.#c.bytesUp,
+      bytes_down: this.#c.bytesDown,
+      reply_sockets: this.#replies.size,
+      reply_opened: r.opened,
+      reply_evicted: r.evicted,
+      reply_errors: r.errors,
+      sniffed_quic: this.#c.sniffedQuic,
+      sniff_timeouts: this.#c.sniffTimeouts,
+      outbounds: Object.fromEntries(this.#perOutbound),
+    };
+  }
+
+  // ------------------------------------------------------------- client side
+
+  #onDatagram(data: Uint8Array, source: Endpoint, destination: Endpoint, mark: number | null) {
+    this.#c.datagramsUp++;
+    this.#c.bytesUp += data.length;
+    const key = sessionKey(source, destination);
+    let s = this.#table.get(key);
+    if (s) this.#table.touch(key, s);
+    else s = this.#create(key, source, destination, mark);
+    switch (s.state) {
+      case "open":
+        if (!s.upstream!.send(data)) this.#table.drop();
+        return;
+      case "sniffing":
+        if (!this.#hold(s, data)) return;
+        s.sniffer!.push(data).then((r) => {
+          if (s.state !== "sniffing") return;
+          if (r.status === "found") {
+            s.meta.protocol = r.protocol;
+            if (r.domain) s.meta.domain = r.domain;
+            this.#c.sniffedQuic++;
+            this.#route(s);
+          } else if (r.status === "not_this") {
+            this.#route(s);
+          }
+        });
+        return;
+      case "connecting":
+        this.#hold(s, data);
+        return;
+      default:
+        this.#table.drop();
+    }
+  }
+
+  /** Holds a copy of `data`; when the bound is hit, routes at once (no name) and sends. */
+  #hold(s: Session, data: Uint8Array): boolean {
+    if (
+      s.pending.length >= this.#maxPending || s.pendingBytes + data.length > this.#maxPendingBytes
+    ) {
+      if (s.state === "sniffing") {
+        this.#route(s);
+        if ((s.state as State) === "open") {
+          if (!s.upstream!.send(data)) this.#table.drop();
+          return false;
+        }
+      }
+      this.#table.drop();
+      return false;
+    }
+    s.pending.push(data.slice());
+    s.pendingBytes += data.length;
+    return true;
+  }
+
+  #create(key: string, source: Endpoint, destination: Endpoint, mark: number | null): Session {
+    const meta: FlowMeta = { network: "udp", inbound: this.#tag, source, destination };
+    if (mark !== null && mark !== 0) meta.mark = mark;
+    const s: Session = {
+      id: this.#nextId++,
+      key,
+      meta,
+      clientSa: sockaddrOf(source),
+      dstKey: endpointKey(destination),
+      lastActive: 0,
+      timeoutMs: sessionTimeout(this.#timeouts, destination, undefined),
+      state: "sniffing",
+      pending: [],
+      pendingBytes: 0,
+      sniffer: null,
+      sniffTimer: undefined,
+      upstream: null,
+      outbound: null,
+      rule: null,
+    };
+    this.#table.add(key, s);
+    if (this.#sniffOn) {
+      s.sniffer = new QuicSniffer();
+      s.sniffTimer = setTimeout(() => {
+        if (s.state !== "sniffing") return;
+        this.#c.sniffTimeouts++;
+        this.#route(s);
+      }, this.#sniffTimeout);
+    } else {
+      this.#route(s);
+    }
+    return s;
+  }
+
+  /** Takes the rule decision against the newest snapshot and opens the upstream. */
+  #route(s: Session): void {
+    if (s.sniffTimer !== undefined) clearTimeout(s.sniffTimer);
+    s.sniffTimer = undefined;
+    s.sniffer = null;
+    const snap = this.#snapshot();
+    const meta = s.meta;
+    const decision = snap.engine.match(meta);
+    s.outbound = decision.outbound;
+    s.rule = decision.rule;
+    s.timeoutMs = sessionTimeout(this.#timeouts, meta.destination, meta.protocol);
+    this.#perOutbound.set(decision.outbound, (this.#perOutbound.get(decision.outbound) ?? 0) + 1);
+    const cfg = snap.outbounds.get(decision.outbound)?.config;
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("udp session", {
+        id: s.id,
+        src: formatEndpoint(meta.source),
+        dst: formatEndpoint(meta.destination),
+        domain: meta.domain,
+        protocol: meta.protocol,
+        outbound: decision.outbound,
+        rule: decision.rule ?? "final",
+      });
+    }
+    if (!cfg) {
+      this.#log.warn("udp: outbound is not configured; dropping session", {
+        outbound: decision.outbound,
+      });
+      this.#fail(s, "failed");
+      return;
+    }
+    try {
+      switch (cfg.type) {
+        case "block":
+          this.#fail(s, "blocked");
+          return;
+        case "direct": {
+          const fd = openUdpUpstream(meta.destination, directOptions(cfg, snap, meta.destination));
+          s.upstream = new SocketUpstream(
+            fd,
+            this.#reactor,
+            this.#rbuf,
+            (data) => this.#reply(s, data),
+            (e) => this.#upstreamEnded(s, e),
+          );
+          this.#open(s);
+          return;
+        }
+        case "socks":
+          s.state = "connecting";
+          this.#connectSocks(s, cfg, snap.config.route.default_mark);
+          return;
+      }
+    } catch (e) {
+      this.#log.warn("udp: cannot open upstream", {
+        id: s.id,
+        outbound: decision.outbound,
+        dst: formatEndpoint(meta.destination),
+        error: e,
+      });
+      this.#fail(s, "failed");
+    }
+  }
+
+  #open(s: Session): void {
+    s.state = "open";
+    const held = s.pending;
+    s.pending = [];
+    s.pendingBytes = 0;
+    for (const d of held) if (!s.upstream!.send(d)) this.#table.drop();
+  }
+
+  #fail(s: Session, state: "blocked" | "failed"): void {
+    s.state = state;
+    this.#table.drop(s.pending.length);
+    s.pending = [];
+    s.pendingBytes = 0;
+  }
+
+  async #connectSocks(
+    s: Session,
+    cfg: Extract<OutboundConfig, { type: "socks" }>,
+    defaultMark: number,
+  ): Promise<void> {
+    try {
+      const up = await SocksUpstream.open(cfg, defaultMark, s.meta.destination, this.#reactor, {
+        buf: this.#rbuf,
+        onData: (data) => this.#reply(s, data),
+        onEnd: (e) => this.#upstreamEnded(s, e),
+      });
+      if (s.state !== "connecting") {
+        up.close();
+        return;
+      }
+      s.upstream = up;
+      this.#open(s);
+    } catch (e) {
+      if (s.state !== "connecting") return;
+      this.#log.warn("udp: SOCKS5 UDP ASSOCIATE failed", {
+        id: s.id,
+        outbound: s.outbound,
+        error: e,
+      });
+      this.#fail(s, "failed");
+    }
+  }
+
+  // ------------------------------------------------------------ upstream side
+
+  /** A datagram from the upstream: send it to the client from the original destination. */
+  #reply(s: Session, data: Uint8Array): void {
+    if (s.state !== "open") return;
+    this.#table.touch(s.key, s);
+    const fd = this.#replies.get(s.meta.destination, s.dstKey);
+    if (fd < 0) {
+      this.#table.drop();
+      return;
+    }
+    try {
+      if (this.#sender.sendTo(fd, data, s.clientSa) === WOULD_BLOCK) {
+        this.#table.drop();
+        return;
+      }
+    } catch (e) {
+      this.#table.drop();
+      this.#log.debug("udp: reply failed", { id: s.id, error: e });
+      return;
+    }
+    this.#c.datagramsDown++;
+    this.#c.bytesDown += data.length;
+  }
+
+  #upstreamEnded(s: Session, e: unknown): void {
+    if (s.state === "closed") return;
+    this.#log.debug("udp: upstream ended", { id: s.id, error: e });
+    this.#table.delete(s.key, "closed");
+  }
+
+  #onRemove(s: Session, reason: RemoveReason): void {
+    if (s.sniffTimer !== undefined) clearTimeout(s.sniffTimer);
+    s.sniffTimer = undefined;
+    s.sniffer = null;
+    const prev = s.state;
+    s.state = "closed";
+    s.upstream?.close();
+    s.upstream = null;
+    if (s.pending.length > 0) this.#table.drop(s.pending.length);
+    s.pending = [];
+    if (this.#log.enabled("trace")) {
+      this.#log.trace("udp session closed", { id: s.id, reason, state: prev });
+    }
+  }
+
+  /** Closes the inbound sockets, every session and reply socket. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    await this.#inbound?.close();
+    this.#table.clear("closed");
+    this.#replies.clear();
+  }
+
+  /** Expires idle sessions now (tests; the plane also sweeps on a timer). */
+  sweep(): number {
+    return this.#table.sweep();
+  }
+}
+
+/** Socket options of a direct outbound for one destination. */
+export function directOptions(
+  cfg: Extract<OutboundConfig, { type: "direct" }>,
+  snap: { readonly config: { readonly route: Pick<RouteConfig, "default_mark"> } },
+  dst: Endpoint,
+): UdpUpstreamOptions {
+  const o: UdpUpstreamOptions = {};
+  const mark = cfg.routing_mark ?? snap.config.route.default_mark;
+  if (mark) o.mark = mark;
+  if (cfg.bind_interface !== null) o.bindInterface = cfg.bind_interface;
+  if (cfg.dscp !== null) o.tos = cfg.dscp << 2;
+  const src = dst.addr.length === 4 ? cfg.inet4_bind_address : cfg.inet6_bind_address;
+  if (src !== null) {
+    const a = parseIp(src);
+    if (a && a.length === dst.addr.length) o.bindAddress = a;
+  }
+  return o;
+}
+
+/**
+ * A connected UDP socket and its read loop (direct outbound). Errors from
+ * ICMP (ECONNREFUSED & co.) are survived; anything else ends the session.
+ */
+class SocketUpstream implements Upstream {
+  readonly #fd: number;
+  readonly #reactor: Reactor;
+  #closed = false;
+
+  constructor(
+    fd: number,
+    reactor: Reactor,
+    readonly buf: Uint8Array,
+    readonly onData: (data: Uint8Array) => void,
+    readonly onEnd: (e: unknown) => void,
+    readonly decode?: (data: Uint8Array) => Uint8Array | null,
+  ) {
+    this.#fd = fd;
+    this.#reactor = reactor;
+    reactor.register(fd);
+    void this.#loop();
+  }
+
+  send(data: Uint8Array): boolean {
+    if (this.#closed) return false;
+    try {
+      return send(this.#fd, data) !== WOULD_BLOCK;
+    } catch {
+      return false; // ECONNREFUSED from an earlier ICMP, ENOBUFS, …: drop this one
+    }
+  }
+
+  async #loop(): Promise<void> {
+    const buf = this.buf;
+    while (!this.#closed) {
+      let n: number;
+      try {
+        n = recv(this.#fd, buf);
+      } catch (e) {
+        if (this.#closed) return;
+        const code = (e as { code?: string }).code;
+        if (code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH") continue;
+        this.onEnd(e);
+        return;
+      }
+      if (n === WOULD_BLOCK) {
+        try {
+          await this.#reactor.readable(this.#fd);
+        } catch (e) {
+          if (!this.#closed && !isClosedError(e)) this.onEnd(e);
+          return;
+        }
+        continue;
+      }
+      const view = buf.subarray(0, n);
+      const data = this.decode ? this.decode(view) : view;
+      if (data) this.onData(data);
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reactor.unregister(this.#fd);
+    closeFd(this.#fd);
+  }
+}
+
+/** A SOCKS5 UDP association: a control TCP connection plus a UDP socket to its relay. */
+class SocksUpstream implements Upstream {
+  readonly #assoc: Socks5UdpAssociation<FdStream>;
+  readonly #sock: SocketUpstream;
+  readonly #header: Uint8Array;
+  #closed = false;
+
+  private constructor(
+    assoc: Socks5UdpAssociation<FdStream>,
+    sock: SocketUpstream,
+    dst: Endpoint,
+  ) {
+    this.#assoc = assoc;
+    this.#sock = sock;
+    this.#header = encodeUdpDatagram(
+      { address: { kind: "ip", addr: dst.addr }, port: dst.port },
+      new Uint8Array(0),
+    );
+  }
+
+  static async open(
+    cfg: Extract<OutboundConfig, { type: "socks" }>,
+    defaultMark: number,
+    dst: Endpoint,
+    reactor: Reactor,
+    cb: { buf: Uint8Array; onData: (d: Uint8Array) => void; onEnd: (e: unknown) => void },
+  ): Promise<SocksUpstream> {
+    const addr = parseIp(cfg.server);
+    if (!addr) {
+      throw new TypeError(
+        `outbound ${cfg.tag}: UDP needs an IP literal server, got "${cfg.server}"`,
+      );
+    }
+    const server = { addr, port: cfg.server_port };
+    const mark = cfg.routing_mark ?? defaultMark;
+    const tos = cfg.dscp !== null ? cfg.dscp << 2 : undefined;
+    const control = await connectTcp(server, {
+      timeoutMs: cfg.connect_timeout_ms,
+      reactor,
+      ...(mark ? { mark } : {}),
+      ...(tos !== undefined ? { tos } : {}),
+    });
+    let fd = -1;
+    try {
+      // Send from the control connection's local address: servers such as
+      // dante accept relay datagrams only from the client's IP.
+      const local = control.localAddress();
+      fd = openUdpBound({ addr: local.addr, port: 0 }, {
+        ...(mark ? { mark } : {}),
+        ...(tos !== undefined ? { tos } : {}),
+      });
+      const hint = getsockname(fd);
+      const auth = cfg.username !== null
+        ? { username: cfg.username, password: cfg.password ?? "" }
+        : undefined;
+      const assoc = await socks5UdpAssociate(control, {
+        server,
+        auth,
+        timeoutMs: cfg.connect_timeout_ms,
+        clientHint: hint,
+      }, `${cfg.server}:${cfg.server_port}`);
+      connect(fd, assoc.relay);
+      const sock = new SocketUpstream(fd, reactor, cb.buf, cb.onData, cb.onEnd, (buf) => {
+        const r = decodeUdpDatagram(buf);
+        return r.ok ? r.data : null;
+      });
+      fd = -1;
+      const up = new SocksUpstream(assoc, sock, dst);
+      assoc.ended.then(() => {
+        if (!up.#closed) cb.onEnd(new Error("SOCKS5 control connection closed"));
+      });
+      return up;
+    } catch (e) {
+      if (fd >= 0) closeFd(fd);
+      control.close();
+      throw e;
+    }
+  }
+
+  send(data: Uint8Array): boolean {
+    if (this.#closed) return false;
+    const out = new Uint8Array(this.#header.length + data.length);
+    out.set(this.#header);
+    out.set(data, this.#header.length);
+    return this.#sock.send(out);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#sock.close();
+    this.#assoc.close();
+  }
+}
