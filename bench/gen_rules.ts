@@ -81,7 +81,9 @@ export function generateConfig(opts: GenOptions = {}): Generated {
         ip_cidr.push(`${1 + int(222)}.${int(256)}.${int(256)}.0/${16 + int(9)}`);
       } else {
         const h = () => int(0x10000).toString(16);
-        ip_cidr.push(`2${int(16).toString(16)}${int(256).toString(16)}:${h()}:${h()}::/${32 + int(17)}`);
+        ip_cidr.push(
+          `2${int(16).toString(16)}${int(256).toString(16)}:${h()}:${h()}::/${32 + int(17)}`,
+        );
       }
     }
     cidrRules.push({ ip_cidr, outbound: OUTBOUNDS[int(OUTBOUNDS.length)] });

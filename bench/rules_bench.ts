@@ -21,8 +21,8 @@ const ipOnly = flows.filter((f) => f.domain === undefined);
 function cycle(list: typeof flows) {
   let i = 0;
   return () => {
-    engine.match(list[i++ & 0x3fff % list.length]!);
-    if (i >= list.length) i = 0;
+    engine.match(list[i]!);
+    if (++i === list.length) i = 0;
   };
 }
 

@@ -17,10 +17,11 @@ import {
   type IpRuleJson,
   listRoutes,
   matchingRoutes,
-  matchingRules,
+  missingPolicyRules,
   parseIntFlag,
   parseJsonArray,
   policyRoutingCommands,
+  policyRules,
   type RunCommand,
   runCommand,
   type TproxyFamily,
@@ -57,6 +58,10 @@ export interface DoctorOptions {
   family: TproxyFamily;
   /** Ingress interfaces whose rp_filter is checked (all/default always are). */
   interfaces: string[];
+  /** Skip mark of `router tproxy-rules` (default 255). */
+  skipMark?: number;
+  /** `ip rule` preference of the fwmark rule (default 100). */
+  rulePriority?: number;
 }
 
 /** The real environment: `Deno.readTextFile` and {@linkcode runCommand}. */
@@ -86,9 +91,9 @@ export function probeRuleset(name = "vpn_router_doctor"): string {
     `table inet ${name} {`,
     `  chain p {`,
     `    type filter hook prerouting priority mangle; policy accept;`,
-    `    meta l4proto tcp socket transparent 1 meta mark set 0x1 accept`,
-    `    meta nfproto ipv4 meta l4proto tcp tproxy ip to 127.0.0.1:1 meta mark set 0x1 accept`,
-    `    meta nfproto ipv6 meta l4proto udp tproxy ip6 to [::1]:1 meta mark set 0x1 accept`,
+    `    meta l4proto tcp socket transparent 1 meta mark set meta mark | 0x1 accept`,
+    `    meta nfproto ipv4 meta l4proto tcp tproxy ip to 127.0.0.1:1 meta mark set meta mark | 0x1 accept`,
+    `    meta nfproto ipv6 meta l4proto udp tproxy ip6 to [::1]:1 meta mark set meta mark | 0x1 accept`,
     `  }`,
     `}`,
     "",
@@ -103,6 +108,8 @@ function tproxyOpts(o: DoctorOptions): TproxyRulesOptions {
     tableName: o.tableName,
     family: o.family,
     interfaces: o.interfaces,
+    ...(o.skipMark !== undefined ? { skipMark: o.skipMark } : {}),
+    ...(o.rulePriority !== undefined ? { rulePriority: o.rulePriority } : {}),
   };
 }
 
@@ -171,30 +178,52 @@ export async function runDoctor(o: DoctorOptions, env: DoctorEnv): Promise<Docto
     );
   }
 
+  const fwmarkAccept = (await env.readFile("/proc/sys/net/ipv4/tcp_fwmark_accept"))?.trim();
+  const ours = policyRules(t);
+  const guardPref = Math.min(...ours.map((p) => Number(p.args[1])));
   for (const f of fams) {
     const fam = f === "ipv4" ? "-4" : "-6";
-    const [ruleAdd, routeAdd] = policyRoutingCommands(t, f) as [string[], string[]];
+    const routeAdd = policyRoutingCommands(t, f).at(-1)!;
     const rules = await env.run(["ip", "-j", fam, "rule", "show"]);
-    let found: IpRuleJson[] = [];
+    let current: IpRuleJson[] | null = null;
     try {
-      if (rules.code === 0) found = matchingRules(parseJsonArray(rules.stdout, "ip rule"), t);
+      if (rules.code === 0) current = parseJsonArray<IpRuleJson>(rules.stdout, "ip rule");
     } catch { /* unparsable: treated as absent */ }
+    const missing = current === null ? ours : missingPolicyRules(current, t);
+    const tproxy = ours.find((p) => p.role === "tproxy")!;
     add(
-      found.length > 0
+      missing.length === 0
         ? {
           id: `ip_rule_${f}`,
           status: "OK",
           required: true,
-          detail: `pref ${found[0]!.priority} fwmark 0x${o.mark.toString(16)} lookup ${o.table}`,
+          detail: `${tproxy.args.slice(0, -2).join(" ")} with its iif lo guards`,
         }
         : {
           id: `ip_rule_${f}`,
           status: "MISSING",
           required: true,
-          detail: `no ${fam} rule fwmark 0x${o.mark.toString(16)} lookup ${o.table}`,
-          fix: ruleAdd.join(" "),
+          detail: `${fam} rules missing: ${missing.map((p) => p.role).join(", ")}`,
+          fix: missing.map((p) => ["ip", fam, "rule", "add", ...p.args].join(" ")).join(" && "),
         },
     );
+    // A rule of someone else sending marked packets to our table before our
+    // guards would loop the replies of proxied flows (tcp_fwmark_accept=1)
+    // and the router's own sockets into lo.
+    const early = (current ?? []).filter((r) =>
+      r.table === String(o.table) && (r.iif === undefined || r.iif === "lo") &&
+      (r.priority ?? 0) < guardPref && !ours.some((p) => p.matches(r))
+    );
+    if (early.length > 0) {
+      add({
+        id: `ip_rule_order_${f}`,
+        status: "WARN",
+        required: fwmarkAccept === "1",
+        detail: `pref ${early.map((r) => r.priority).join(",")} look up table ${o.table} ` +
+          `before our guards (pref ${guardPref}); with tcp_fwmark_accept=1 SYN-ACKs loop into lo`,
+        fix: `ip ${fam} rule del pref ${early[0]!.priority}`,
+      });
+    }
     let routeOk = false;
     try {
       routeOk = matchingRoutes(await listRoutes(env.run, fam, o.table, {})).length > 0;
@@ -239,9 +268,9 @@ export async function runDoctor(o: DoctorOptions, env: DoctorEnv): Promise<Docto
   }
   await want(
     "net.ipv4.tcp_fwmark_accept",
-    "0",
-    true,
-    "1 gives accepted sockets the TPROXY mark and their SYN-ACKs loop into lo",
+    "1",
+    false,
+    "TCP flows carry the SYN's mark, so route rules can match the box's mark bits",
   );
 
   // rp_filter: effective value is max(all, iface); strict (1) can drop
@@ -315,6 +344,7 @@ export function formatDoctor(checks: readonly DoctorCheck[]): string {
 /** Help text of `router doctor`. */
 export const DOCTOR_HELP = `router doctor [--json] [--mark N] [--table N] [--table-name NAME]
               [--family ipv4|ipv6|both] [--interfaces a,b]
+              [--skip-mark N] [--rule-priority N]
 
 Checks privileges, nft tproxy/socket support, our nft table, the policy
 routing rule and 'local default dev lo' route, and the sysctls the TPROXY
@@ -340,6 +370,8 @@ export async function runDoctorCommand(
         "table-name": { type: "string" },
         family: { type: "string" },
         interfaces: { type: "string" },
+        "skip-mark": { type: "string" },
+        "rule-priority": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -354,6 +386,12 @@ export async function runDoctorCommand(
       tableName: values["table-name"] ?? d.tableName,
       family: (values.family ?? d.family) as TproxyFamily,
       interfaces: (values.interfaces ?? "").split(",").map((s) => s.trim()).filter((s) => s !== ""),
+      ...(values["skip-mark"] !== undefined
+        ? { skipMark: parseIntFlag("skip-mark", values["skip-mark"]) }
+        : {}),
+      ...(values["rule-priority"] !== undefined
+        ? { rulePriority: parseIntFlag("rule-priority", values["rule-priority"]) }
+        : {}),
     };
     validateTproxyOptions(tproxyOpts(o));
     json = values.json === true;

@@ -18,6 +18,32 @@ const OPTS: DoctorOptions = {
   interfaces: ["eth1"],
 };
 
+/** `ip -j rule show` of a box after `router tproxy-rules --apply` (measured shape). */
+const OUR_RULES = [
+  { priority: 0, src: "all", table: "local" },
+  {
+    priority: 98,
+    src: "all",
+    fwmark: "0xff",
+    fwmask: "0xff",
+    iif: "lo",
+    goto: 101,
+    protocol: "250",
+  },
+  {
+    priority: 99,
+    src: "all",
+    fwmark: "0x1",
+    fwmask: "0x1",
+    iif: "lo",
+    table: "main",
+    protocol: "250",
+  },
+  { priority: 100, src: "all", fwmark: "0x1", fwmask: "0x1", table: "100", protocol: "250" },
+  { priority: 101, src: "all", nop: null, protocol: "250" },
+  { priority: 32766, src: "all", table: "main" },
+];
+
 /** A healthy box; tests break one thing at a time. */
 function healthy(): { files: Map<string, string>; cmds: Map<string, CommandResult> } {
   const ok = (stdout = ""): CommandResult => ({ code: 0, stdout, stderr: "" });
@@ -25,7 +51,7 @@ function healthy(): { files: Map<string, string>; cmds: Map<string, CommandResul
     ["/proc/self/status", "Name:\tx\nCapEff:\t000001ffffffffff\n"],
     ["/proc/sys/net/ipv4/ip_forward", "1\n"],
     ["/proc/sys/net/ipv6/conf/all/forwarding", "1\n"],
-    ["/proc/sys/net/ipv4/tcp_fwmark_accept", "0\n"],
+    ["/proc/sys/net/ipv4/tcp_fwmark_accept", "1\n"],
     ["/proc/sys/net/ipv4/conf/all/rp_filter", "0\n"],
     ["/proc/sys/net/ipv4/conf/default/rp_filter", "2\n"],
     ["/proc/sys/net/ipv4/conf/eth1/rp_filter", "0\n"],
@@ -33,7 +59,7 @@ function healthy(): { files: Map<string, string>; cmds: Map<string, CommandResul
     ["/proc/sys/net/ipv4/ip_nonlocal_bind", "0\n"],
     ["/proc/sys/net/ipv6/ip_nonlocal_bind", "0\n"],
   ]);
-  const rule = JSON.stringify([{ priority: 100, fwmark: "0x1", table: "100", protocol: "250" }]);
+  const rule = JSON.stringify(OUR_RULES);
   const route = JSON.stringify([{ type: "local", dst: "default", dev: "lo", protocol: "250" }]);
   const cmds = new Map<string, CommandResult>([
     ["nft --version", ok("nftables v1.0.6")],
@@ -73,6 +99,11 @@ Deno.test("runDoctor() passes every required check on a ready box", async () => 
 Deno.test("runDoctor() reports a missing policy rule and route with the command that fixes them", async () => {
   const h = healthy();
   h.cmds.set("ip -j -6 rule show", { code: 0, stdout: "[]", stderr: "" });
+  h.cmds.set("ip -j -4 rule show", {
+    code: 0,
+    stdout: JSON.stringify(OUR_RULES.filter((r) => r.priority !== 99)),
+    stderr: "",
+  });
   h.cmds.set("ip -j -4 route show table 100", {
     code: 2,
     stdout: "",
@@ -80,23 +111,60 @@ Deno.test("runDoctor() reports a missing policy rule and route with the command 
   });
   const checks = await runDoctor(OPTS, env(h));
   assert.equal(doctorExitCode(checks), 1);
-  const rule = byId(checks, "ip_rule_ipv6");
-  assert.equal(rule.status, "MISSING");
-  assert.equal(rule.fix, "ip -6 rule add pref 100 fwmark 0x00000001 lookup 100 protocol 250");
+  const rule6 = byId(checks, "ip_rule_ipv6");
+  assert.equal(rule6.status, "MISSING");
+  assert.equal(
+    rule6.fix,
+    [
+      "ip -6 rule add pref 101 nop protocol 250",
+      "ip -6 rule add pref 98 iif lo fwmark 0x000000ff/0x000000ff goto 101 protocol 250",
+      "ip -6 rule add pref 99 iif lo fwmark 0x00000001/0x00000001 lookup main protocol 250",
+      "ip -6 rule add pref 100 fwmark 0x00000001/0x00000001 lookup 100 protocol 250",
+    ].join(" && "),
+  );
+  const rule4 = byId(checks, "ip_rule_ipv4");
+  assert.equal(rule4.status, "MISSING", "the guard alone is missing");
+  assert.match(rule4.detail, /missing: guard$/);
+  assert.equal(
+    rule4.fix,
+    "ip -4 rule add pref 99 iif lo fwmark 0x00000001/0x00000001 lookup main protocol 250",
+  );
   const route = byId(checks, "route_ipv4");
   assert.equal(route.status, "MISSING");
   assert.equal(route.fix, "ip -4 route add local 0.0.0.0/0 dev lo table 100 proto 250");
-  assert.equal(byId(checks, "ip_rule_ipv4").status, "OK");
 });
 
-Deno.test("runDoctor() flags tcp_fwmark_accept=1 and ip_forward=0 as required, strict rp_filter as a warning", async () => {
+Deno.test("runDoctor() fails on a rule that sends marked packets to our table before the guards", async () => {
   const h = healthy();
-  h.files.set("/proc/sys/net/ipv4/tcp_fwmark_accept", "1\n");
+  const early = { priority: 50, src: "all", fwmark: "0x1", table: "100" };
+  h.cmds.set("ip -j -4 rule show", {
+    code: 0,
+    stdout: JSON.stringify([early, ...OUR_RULES]),
+    stderr: "",
+  });
+  const checks = await runDoctor(OPTS, env(h));
+  const c = byId(checks, "ip_rule_order_ipv4");
+  assert.deepEqual([c.status, c.required, c.fix], ["WARN", true, "ip -4 rule del pref 50"]);
+  assert.equal(doctorExitCode(checks), 1);
+  assert.ok(!checks.some((x) => x.id === "ip_rule_order_ipv6"));
+  // Harmless while accepted sockets do not inherit the mark: advice only.
+  h.files.set("/proc/sys/net/ipv4/tcp_fwmark_accept", "0\n");
+  const again = await runDoctor(OPTS, env(h));
+  assert.equal(byId(again, "ip_rule_order_ipv4").required, false);
+});
+
+Deno.test("runDoctor() flags ip_forward=0 as required, tcp_fwmark_accept=0 and strict rp_filter as warnings", async () => {
+  const h = healthy();
+  h.files.set("/proc/sys/net/ipv4/tcp_fwmark_accept", "0\n");
   h.files.set("/proc/sys/net/ipv4/ip_forward", "0\n");
   h.files.set("/proc/sys/net/ipv4/conf/eth1/rp_filter", "1\n");
   const checks = await runDoctor(OPTS, env(h));
   const fw = byId(checks, "net.ipv4.tcp_fwmark_accept");
-  assert.deepEqual([fw.status, fw.fix], ["MISSING", "sysctl -w net.ipv4.tcp_fwmark_accept=0"]);
+  assert.deepEqual([fw.status, fw.required, fw.fix], [
+    "WARN",
+    false,
+    "sysctl -w net.ipv4.tcp_fwmark_accept=1",
+  ]);
   assert.equal(byId(checks, "net.ipv4.ip_forward").fix, "sysctl -w net.ipv4.ip_forward=1");
   const rp = byId(checks, "net.ipv4.conf.eth1.rp_filter");
   assert.deepEqual([rp.status, rp.required], ["WARN", false]);

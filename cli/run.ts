@@ -8,7 +8,8 @@
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { ConfigError, loadConfig } from "../config/mod.ts";
-import { createLogger, type Level, LEVELS } from "../core/log.ts";
+import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
+import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcServer } from "../ipc/server.ts";
 import { createIpcHandlers } from "../router/ipc_handlers.ts";
 import { Router } from "../router/router.ts";
@@ -53,7 +54,9 @@ export async function runCheckCommand(args: string[]): Promise<number> {
   let values;
   try {
     values = parse(args).values;
-    if (values["log-level"] !== undefined || values["no-ipc"]) throw new TypeError("check takes only --config");
+    if (values["log-level"] !== undefined || values["no-ipc"]) {
+      throw new TypeError("check takes only --config");
+    }
   } catch (e) {
     console.error(`router check: ${(e as Error).message}\n\n${CHECK_HELP}`);
     return 2;
@@ -75,6 +78,21 @@ export async function runCheckCommand(args: string[]): Promise<number> {
   } catch (e) {
     console.error(`${values.config}: invalid\n${(e as Error).message}`);
     return 1;
+  }
+}
+
+/**
+ * Every flow holds two sockets and, while bytes are in flight, splice pipes:
+ * the usual soft limit of 1024 fds would cap the router at a few hundred
+ * flows. Raise the soft limit to the hard one, as Go programs (sing-box) do.
+ */
+function raiseFdLimit(logger: Logger): void {
+  try {
+    const { soft, hard } = getNofileLimit();
+    if (soft < hard) setNofileLimit(hard, hard);
+    logger.debug("fd limit", { soft: hard, was: soft });
+  } catch (e) {
+    logger.warn("cannot raise the fd limit", { error: e });
   }
 }
 
@@ -114,6 +132,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
   }
   const level = (levelOverride ?? loaded.config.log.level) as Level;
   const logger = createLogger({ level, scope: "router" });
+  raiseFdLimit(logger);
   let router: Router;
   try {
     router = Router.start(loaded.config, loaded.engine, { logger });

@@ -11,17 +11,25 @@
  * - ip rule / ip route: added only when no equivalent entry exists, tagged
  *   with our routing protocol number (`protocol`/`proto`, default 250), and
  *   removed only when they carry that tag, so a box whose own DIVERT setup
- *   already has `fwmark 1 lookup 100` keeps it after `--remove`.
+ *   already has a rule of the same shape keeps it after `--remove`.
+ * - The TPROXY mark is a bit ORed into the box's mark (`meta mark set meta
+ *   mark | 0x1`), matched as `fwmark 0x1/0x1`, so the box's DSCP/ECMP mark
+ *   bits reach the router's `fwmark` rules (see {@linkcode policyRules}).
  *
  * Facts measured in a network namespace (kernel 6.18, nft 1.0.6):
  * - `tproxy ip to 127.0.0.1:P` / `tproxy ip6 to [::1]:P` steer forwarded
  *   TCP and UDP to a listener on loopback (or on `::`, dual-stack) without
  *   `net.ipv4.conf.*.route_localnet`: the packet keeps its original
  *   destination, only the socket lookup uses the loopback address.
- * - `net.ipv4.tcp_fwmark_accept=1` BREAKS the TCP path when the accepted
- *   socket inherits the TPROXY mark: the SYN-ACK is then routed by
- *   `fwmark MARK lookup TABLE` into `local default dev lo` and never leaves
- *   (v4 and v6 both). Keep it 0 (the default).
+ * - `net.ipv4.tcp_fwmark_accept=1` gives the accepted socket the SYN's mark
+ *   (TPROXY bit | box bits, v4 and v6). With a bare `fwmark MARK lookup
+ *   TABLE` rule its SYN-ACK is then routed into `local default dev lo` and
+ *   never leaves; the `iif lo fwmark T/T lookup main` guard (locally
+ *   generated packets have iif lo) sends it to the client, even when a box
+ *   rule routes the box's mark bits into a table that would blackhole it.
+ * - A masked `fwmark 0x1/0x1` rule alone also catches the router's own
+ *   outbound sockets (default_mark 0xff has bit 0): connect() fails with
+ *   ENETUNREACH. The `iif lo fwmark S/S goto P+1` rule skips them past ours.
  * - Strict `rp_filter` did not drop steered traffic on a symmetric path;
  *   loose (2) is still advised where routes are asymmetric.
  *
@@ -40,7 +48,7 @@ export type TproxyFamily = "ipv4" | "ipv6" | "both";
 export interface TproxyRulesOptions {
   /** Local TPROXY listener port. */
   port: number;
-  /** fwmark set on steered packets; the policy rule matches it. Non-zero. */
+  /** Mark bits ORed into steered packets; the policy rule matches `fwmark mark/mark`. Non-zero. */
   mark: number;
   /** Routing table holding `local default dev lo`. */
   table: number;
@@ -56,7 +64,7 @@ export interface TproxyRulesOptions {
   family: TproxyFamily;
   /** nftables table name (family `inet`). */
   tableName: string;
-  /** `ip rule` preference of the fwmark rule. */
+  /** `ip rule` preference P of the fwmark rule (guards at P-2, P-1; goto target P+1). */
   rulePriority: number;
   /** Routing protocol number tagging the rule and route we own. */
   proto: number;
@@ -156,7 +164,7 @@ export function validateTproxyOptions(o: TproxyRulesOptions): void {
   int("mark", o.mark, 1, 0xffffffff);
   int("table", o.table, 1, 0xfffffffe);
   int("skip_mark", o.skipMark, 0, 0xffffffff);
-  int("rule_priority", o.rulePriority, 1, 32765);
+  int("rule_priority", o.rulePriority, 3, 32764);
   int("proto", o.proto, 5, 255);
   if ([253, 254, 255].includes(o.table)) {
     throw new RangeError(`table: ${o.table}: reserved (default/main/local)`);
@@ -204,25 +212,103 @@ export function counterNames(o: TproxyRulesOptions): string[] {
   return names;
 }
 
-/** The `ip rule` / `ip route` argv for one family (without the ownership checks). */
+/** What one of our `ip rule`s is for (see {@linkcode policyRules}). */
+export type PolicyRuleRole = "target" | "skip" | "guard" | "tproxy";
+
+/** One `ip rule` we own, in the order {@linkcode applyTproxyRules} adds them. */
+export interface PolicyRule {
+  role: PolicyRuleRole;
+  /** argv after `ip -4|-6 rule add` / `del`: pref, selectors, action, protocol. */
+  args: string[];
+  /** True when an `ip -j rule show` entry has this rule's pref, selectors and action. */
+  matches(r: IpRuleJson): boolean;
+}
+
+function sameMark(r: IpRuleJson, value: number, mask: number): boolean {
+  if (r.fwmark === undefined || Number(r.fwmark) !== value) return false;
+  return r.fwmask === undefined ? mask === 0xffffffff : Number(r.fwmask) === mask;
+}
+
+/**
+ * The policy rules of one family (P = `rulePriority`, T = `mark`, S =
+ * `skipMark`), measured in network namespaces (see docs/fwmark.md):
+ *
+ * ```
+ * P+1  nop                                  target of the goto (only when S != 0)
+ * P-2  iif lo fwmark S/S goto P+1           the router's own sockets (default_mark): as if our rules were absent
+ * P-1  iif lo fwmark T/T lookup main        replies of proxied flows (they carry T with tcp_fwmark_accept=1)
+ * P    fwmark T/T lookup TABLE              steered packets, whatever other mark bits the box set
+ * ```
+ *
+ * `iif lo` matches locally generated packets only. Without P-1, a SYN-ACK
+ * of an accepted socket that inherited T (`tcp_fwmark_accept=1`) is routed
+ * by P into `local default dev lo` and never leaves; through main it goes
+ * back to the client even when the box routes its own mark bits elsewhere.
+ */
+export function policyRules(o: TproxyRulesOptions): PolicyRule[] {
+  const P = o.rulePriority, T = o.mark, S = o.skipMark, proto = ["protocol", String(o.proto)];
+  const pref = (n: number) => ["pref", String(n)];
+  const out: PolicyRule[] = [];
+  if (S !== 0) {
+    out.push({
+      role: "target",
+      args: [...pref(P + 1), "nop", ...proto],
+      matches: (r) => r.priority === P + 1 && "nop" in r && r.fwmark === undefined && !r.iif,
+    });
+    out.push({
+      role: "skip",
+      args: [
+        ...pref(P - 2),
+        "iif",
+        "lo",
+        "fwmark",
+        `${hex(S)}/${hex(S)}`,
+        "goto",
+        String(P + 1),
+        ...proto,
+      ],
+      matches: (r) =>
+        r.priority === P - 2 && r.iif === "lo" && sameMark(r, S, S) && r.goto === P + 1,
+    });
+  }
+  out.push({
+    role: "guard",
+    args: [
+      ...pref(P - 1),
+      "iif",
+      "lo",
+      "fwmark",
+      `${hex(T)}/${hex(T)}`,
+      "lookup",
+      "main",
+      ...proto,
+    ],
+    matches: (r) =>
+      r.priority === P - 1 && r.iif === "lo" && sameMark(r, T, T) && r.table === "main",
+  });
+  out.push({
+    role: "tproxy",
+    args: [...pref(P), "fwmark", `${hex(T)}/${hex(T)}`, "lookup", String(o.table), ...proto],
+    matches: (r) => r.priority === P && !r.iif && sameMark(r, T, T) && r.table === String(o.table),
+  });
+  return out;
+}
+
+/**
+ * A rule of an earlier version we tagged (`fwmark T lookup TABLE`, full
+ * mask, our protocol): replaced by {@linkcode policyRules} on apply.
+ */
+export function isLegacyRule(r: IpRuleJson, o: TproxyRulesOptions): boolean {
+  return r.protocol === String(o.proto) && !r.iif && sameMark(r, o.mark, 0xffffffff) &&
+    r.table === String(o.table) && o.mark !== 0xffffffff;
+}
+
+/** The `ip rule` / `ip route` add argv for one family (without the ownership checks). */
 export function policyRoutingCommands(o: TproxyRulesOptions, f: "ipv4" | "ipv6"): string[][] {
   const fam = f === "ipv4" ? "-4" : "-6";
   const dst = f === "ipv4" ? "0.0.0.0/0" : "::/0";
   return [
-    [
-      "ip",
-      fam,
-      "rule",
-      "add",
-      "pref",
-      String(o.rulePriority),
-      "fwmark",
-      hex(o.mark),
-      "lookup",
-      String(o.table),
-      "protocol",
-      String(o.proto),
-    ],
+    ...policyRules(o).map((p) => ["ip", fam, "rule", "add", ...p.args]),
     [
       "ip",
       fam,
@@ -263,9 +349,10 @@ export function sysctlHints(o: TproxyRulesOptions): SysctlHint[] {
   if (o.network !== "udp") {
     out.push({
       key: "net.ipv4.tcp_fwmark_accept",
-      value: "0",
-      required: true,
-      why: "1 gives accepted sockets the TPROXY mark, so SYN-ACKs hit `local default dev lo`",
+      value: "1",
+      required: false,
+      why: "accepted TCP sockets carry the SYN's mark, so route rules can match the box's " +
+        "mark bits (safe with the iif lo guard rule)",
     });
   }
   return out;
@@ -316,7 +403,9 @@ export function renderTproxyRules(o: TproxyRulesOptions): TproxyRules {
   );
   if (fams.includes("ipv4")) L.push(`    ip daddr @bypass4 counter name "bypassed" return`);
   if (fams.includes("ipv6")) L.push(`    ip6 daddr @bypass6 counter name "bypassed" return`);
-  const mark = hex(o.mark);
+  // OR our bit into the mark instead of replacing it: the box's own mark
+  // bits (DSCP, ECMP classes) survive for the router's fwmark rules.
+  const mark = `meta mark | ${hex(o.mark)}`;
   if (protos.includes("tcp")) {
     // DIVERT: packets of an established proxied flow go to its socket
     // directly (TCP only: a UDP reply socket bound to the original
@@ -418,7 +507,11 @@ export interface IpRuleJson {
   priority?: number;
   fwmark?: string;
   fwmask?: string;
+  iif?: string;
   table?: string;
+  goto?: number;
+  /** Present (null) on a `nop` rule. */
+  nop?: null;
   protocol?: string;
 }
 /** One entry of `ip -j route show`. */
@@ -452,18 +545,12 @@ export async function listRoutes(
   return parseJsonArray(r.stdout, "ip route show");
 }
 
-/** Our fwmark rules in `ip -j rule show` output (any owner unless `proto` given). */
-export function matchingRules(
-  rules: IpRuleJson[],
+/** The rules of {@linkcode policyRules} absent from `ip -j rule show` output (any owner counts). */
+export function missingPolicyRules(
+  rules: readonly IpRuleJson[],
   o: TproxyRulesOptions,
-  proto?: number,
-): IpRuleJson[] {
-  return rules.filter((r) =>
-    r.fwmark !== undefined && Number(r.fwmark) === o.mark &&
-    (r.fwmask === undefined || Number(r.fwmask) === 0xffffffff) &&
-    r.table === String(o.table) &&
-    (proto === undefined || r.protocol === String(proto))
-  );
+): PolicyRule[] {
+  return policyRules(o).filter((p) => !rules.some((r) => p.matches(r)));
 }
 
 /** `local default dev lo` entries in `ip -j route show table T` output. */
@@ -472,6 +559,23 @@ export function matchingRoutes(routes: IpRouteJson[], proto?: number): IpRouteJs
     r.type === "local" && r.dst === "default" && r.dev === "lo" &&
     (proto === undefined || r.protocol === String(proto))
   );
+}
+
+function legacyDelete(fam: string, r: IpRuleJson, o: TproxyRulesOptions): string[] {
+  return [
+    "ip",
+    fam,
+    "rule",
+    "del",
+    "pref",
+    String(r.priority),
+    "fwmark",
+    hex(o.mark),
+    "lookup",
+    String(o.table),
+    "protocol",
+    String(o.proto),
+  ];
 }
 
 /** What apply/remove changed, for the CLI to print. */
@@ -496,11 +600,20 @@ export async function applyTproxyRules(
   actions.push(`nft: replaced table inet ${o.tableName}`);
   for (const f of familiesOf(o.family)) {
     const fam = f === "ipv4" ? "-4" : "-6";
-    const [ruleAdd, routeAdd] = policyRoutingCommands(o, f) as [string[], string[]];
+    const routeAdd = policyRoutingCommands(o, f).at(-1)!;
     const shown = await must(run, ["ip", "-j", fam, "rule", "show"], ro);
-    if (matchingRules(parseJsonArray(shown.stdout, "ip rule show"), o).length === 0) {
-      await must(run, ruleAdd, ro);
-      actions.push(ruleAdd.join(" "));
+    const current = parseJsonArray<IpRuleJson>(shown.stdout, "ip rule show");
+    // Target and guards before the tproxy rule: no moment where the
+    // router's own or reply traffic could match it unguarded.
+    for (const p of missingPolicyRules(current, o)) {
+      const argv = ["ip", fam, "rule", "add", ...p.args];
+      await must(run, argv, ro);
+      actions.push(argv.join(" "));
+    }
+    for (const r of current.filter((r) => isLegacyRule(r, o))) {
+      const argv = legacyDelete(fam, r, o);
+      await must(run, argv, ro);
+      actions.push(argv.join(" "));
     }
     if (matchingRoutes(await listRoutes(run, fam, o.table, ro)).length === 0) {
       await must(run, routeAdd, ro);
@@ -534,9 +647,19 @@ export async function removeTproxyRules(
   for (const f of familiesOf(o.family)) {
     const fam = f === "ipv4" ? "-4" : "-6";
     const shown = await must(run, ["ip", "-j", fam, "rule", "show"], ro);
-    for (const r of matchingRules(parseJsonArray(shown.stdout, "ip rule show"), o, o.proto)) {
-      const argv = ["ip", fam, "rule", "del", "pref", String(r.priority), "fwmark", hex(o.mark)];
-      await must(run, [...argv, "lookup", String(o.table)], ro);
+    const current = parseJsonArray<IpRuleJson>(shown.stdout, "ip rule show");
+    // Reverse order: the tproxy rule goes first, its guards and target last.
+    for (const p of policyRules(o).reverse()) {
+      const ours = current.filter((r) => p.matches(r) && r.protocol === String(o.proto));
+      for (let i = 0; i < ours.length; i++) {
+        const argv = ["ip", fam, "rule", "del", ...p.args];
+        await must(run, argv, ro);
+        actions.push(argv.join(" "));
+      }
+    }
+    for (const r of current.filter((r) => isLegacyRule(r, o))) {
+      const argv = legacyDelete(fam, r, o);
+      await must(run, argv, ro);
       actions.push(argv.join(" "));
     }
     if (matchingRoutes(await listRoutes(run, fam, o.table, ro), o.proto).length > 0) {
@@ -630,7 +753,8 @@ table only) and the policy routing that delivers marked packets locally.
 Apply and remove are idempotent and never touch other tables or rules.
 
   --port N            TPROXY listener port (7893)
-  --mark N            fwmark of steered packets, matched by the ip rule (1)
+  --mark N            mark bit(s) ORed into steered packets, matched by the
+                      ip rule as fwmark N/N (1); the box's other mark bits stay
   --table N           routing table with 'local default dev lo' (100)
   --skip-mark N       skip packets carrying these mark bits, the router's
                       default_mark (255; 0 = off)
@@ -639,7 +763,8 @@ Apply and remove are idempotent and never touch other tables or rules.
                       multicast and the box's own addresses always are)
   --network tcp|udp|both   (both)      --family ipv4|ipv6|both   (both)
   --table-name NAME   nftables table, family inet (vpn_router)
-  --rule-priority N   ip rule preference (100)
+  --rule-priority N   ip rule preference P of the fwmark rule (100); P-2, P-1
+                      and P+1 hold its guards and goto target
   --proto N           routing protocol tagging our rule/route (250)
   --listen4 ADDR / --listen6 ADDR   tproxy targets (127.0.0.1 / ::1)
   --apply | --remove  change the kernel state instead of printing

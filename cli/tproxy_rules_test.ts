@@ -16,6 +16,25 @@ function opts(p: Partial<TproxyRulesOptions> = {}): TproxyRulesOptions {
   return { ...defaultTproxyOptions(), ...p };
 }
 
+/** `ip rule add|del` selectors as `ip -j rule show` prints them (keys in one order). */
+function ruleJson(args: string[]): Record<string, unknown> {
+  const r: Record<string, unknown> = {};
+  const at = (k: string) => args.indexOf(k);
+  const arg = (k: string) => args[at(k) + 1]!;
+  r.priority = Number(arg("pref"));
+  if (at("fwmark") >= 0) {
+    const [v, m] = arg("fwmark").split("/");
+    r.fwmark = "0x" + Number(v).toString(16);
+    if (m !== undefined && Number(m) !== 0xffffffff) r.fwmask = "0x" + Number(m).toString(16);
+  }
+  if (at("iif") >= 0) r.iif = arg("iif");
+  if (at("lookup") >= 0) r.table = arg("lookup");
+  if (at("goto") >= 0) r.goto = Number(arg("goto"));
+  if (at("nop") >= 0) r.nop = null;
+  r.protocol = arg("protocol");
+  return r;
+}
+
 /** A fake kernel: nft tables by name, ip rules and table-100 routes per family. */
 class FakeKernel {
   tables = new Set<string>();
@@ -53,16 +72,13 @@ class FakeKernel {
       const fam = a[1]!, verb = a[3]!;
       const arg = (k: string) => a[a.indexOf(k) + 1]!;
       if (a[2] === "rule" && verb === "add") {
-        this.rules[fam]!.push({
-          priority: Number(arg("pref")),
-          fwmark: "0x" + Number(arg("fwmark")).toString(16),
-          table: arg("lookup"),
-          protocol: arg("protocol"),
-        });
+        this.rules[fam]!.push(ruleJson(a.slice(4)));
         return ok();
       }
       if (a[2] === "rule" && verb === "del") {
-        const i = this.rules[fam]!.findIndex((r) => r.priority === Number(arg("pref")));
+        const want = JSON.stringify(ruleJson(a.slice(4)));
+        const i = this.rules[fam]!.findIndex((r) => JSON.stringify(r) === want);
+        if (i < 0) return { code: 2, stdout: "", stderr: "RTNETLINK answers: No such file" };
         this.rules[fam]!.splice(i, 1);
         return ok();
       }
@@ -102,12 +118,19 @@ Deno.test("renderTproxyRules() replaces only its own table and steers tcp+udp v4
   assert.match(r.nft, /iifname "lo" return/);
   assert.match(r.nft, /meta mark & 0x000000ff == 0x000000ff counter name "skipped" return/);
   assert.match(r.nft, /fib daddr type \{ local, broadcast, anycast, multicast \}/);
-  assert.match(r.nft, /meta l4proto tcp socket transparent 1 meta mark set 0x00000001/);
+  // The TPROXY bit is ORed in: marks the box set earlier survive.
+  assert.match(
+    r.nft,
+    /meta l4proto tcp socket transparent 1 meta mark set meta mark \| 0x00000001/,
+  );
+  assert.ok(!/meta mark set 0x/.test(r.nft), "never replaces the whole mark");
   for (const [f, to] of [["ipv4", "ip to 127.0.0.1:7893"], ["ipv6", "ip6 to \\[::1\\]:7893"]]) {
     for (const p of ["tcp", "udp"]) {
       assert.match(
         r.nft,
-        new RegExp(`meta nfproto ${f} meta l4proto ${p} tproxy ${to} meta mark set 0x00000001`),
+        new RegExp(
+          `meta nfproto ${f} meta l4proto ${p} tproxy ${to} meta mark set meta mark \\| 0x00000001`,
+        ),
       );
     }
   }
@@ -116,39 +139,18 @@ Deno.test("renderTproxyRules() replaces only its own table and steers tcp+udp v4
   for (const k of ["skipped", "@bypass4", "@bypass6", "socket transparent"]) {
     assert.ok(lines.findIndex((l) => l.includes(k)) < first, k);
   }
-  assert.deepEqual(r.ipRules, [
-    [
-      "ip",
-      "-4",
-      "rule",
-      "add",
-      "pref",
-      "100",
-      "fwmark",
-      "0x00000001",
-      "lookup",
-      "100",
-      "protocol",
-      "250",
-    ],
-    ["ip", "-4", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100", "proto", "250"],
-    [
-      "ip",
-      "-6",
-      "rule",
-      "add",
-      "pref",
-      "100",
-      "fwmark",
-      "0x00000001",
-      "lookup",
-      "100",
-      "protocol",
-      "250",
-    ],
-    ["ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100", "proto", "250"],
+  const v4 = r.ipRules.filter((x) => x[1] === "-4").map((x) => x.slice(3).join(" "));
+  assert.deepEqual(v4, [
+    "add pref 101 nop protocol 250",
+    "add pref 98 iif lo fwmark 0x000000ff/0x000000ff goto 101 protocol 250",
+    "add pref 99 iif lo fwmark 0x00000001/0x00000001 lookup main protocol 250",
+    "add pref 100 fwmark 0x00000001/0x00000001 lookup 100 protocol 250",
+    "add local 0.0.0.0/0 dev lo table 100 proto 250",
   ]);
-  assert.ok(r.sysctls.some((s) => s.key === "net.ipv4.tcp_fwmark_accept" && s.value === "0"));
+  const v6 = r.ipRules.filter((x) => x[1] === "-6").map((x) => x.slice(3).join(" "));
+  assert.deepEqual(v6, v4.map((x) => x.replace("0.0.0.0/0", "::/0")));
+  const fw = r.sysctls.find((s) => s.key === "net.ipv4.tcp_fwmark_accept");
+  assert.deepEqual([fw?.value, fw?.required], ["1", false], "safe with the guards: advised");
 });
 
 Deno.test("renderTproxyRules() honours interfaces, family, network, table name and extra bypass", () => {
@@ -170,16 +172,14 @@ Deno.test("renderTproxyRules() honours interfaces, family, network, table name a
   assert.ok(!r.nft.includes("socket transparent"), "no DIVERT for UDP");
   assert.ok(!r.nft.includes('skipped" return'), "skip rule off");
   assert.match(r.nft, /10\.0\.0\.0\/8, 192\.168\.7\.7\/32/);
-  assert.match(r.nft, /tproxy ip to 127\.0\.0\.1:12345 meta mark set 0x00000020/);
-  assert.equal(r.ipRules.length, 2);
-  assert.deepEqual(r.ipRules[0]!.slice(4, 10), [
-    "pref",
-    "100",
-    "fwmark",
-    "0x00000020",
-    "lookup",
-    "200",
+  assert.match(r.nft, /tproxy ip to 127\.0\.0\.1:12345 meta mark set meta mark \| 0x00000020/);
+  // skip_mark 0: no skip goto and no nop target; guard + tproxy rule + route.
+  assert.deepEqual(r.ipRules.map((x) => x.slice(4).join(" ")), [
+    "pref 99 iif lo fwmark 0x00000020/0x00000020 lookup main protocol 250",
+    "pref 100 fwmark 0x00000020/0x00000020 lookup 200 protocol 250",
+    "local 0.0.0.0/0 dev lo table 200 proto 250",
   ]);
+  assert.ok(!r.sysctls.some((s) => s.key === "net.ipv4.tcp_fwmark_accept"), "UDP only");
   assert.deepEqual(counterNames(opts({ family: "ipv4", network: "udp" })), [
     "skipped",
     "bypassed",
@@ -193,6 +193,7 @@ Deno.test("renderTproxyRules() rejects bad options naming the field", () => {
     [{ mark: 0 }, /Error: mark: 0:/],
     [{ mark: 0x1ff }, /Error: mark: .*skip_mark/],
     [{ table: 254 }, /Error: table: 254: reserved/],
+    [{ rulePriority: 2 }, /Error: rule_priority: 2: must be an integer in 3\.\.32764/],
     [{ tableName: "x y" }, /Error: table_name: "x y"/],
     [{ interfaces: ["eth0", "a-very-long-interface-name"] }, /Error: interfaces\[1\]/],
     [
@@ -240,31 +241,58 @@ Deno.test("parseTproxyArgs() maps flags to options and modes", () => {
   assert.throws(() => parseTproxyArgs(["--bogus"]));
 });
 
-Deno.test("applyTproxyRules() twice leaves the same state and adds the ip rule/route once", async () => {
+Deno.test("applyTproxyRules() twice leaves the same state and adds the ip rules/route once", async () => {
   const k = new FakeKernel();
   const first = await applyTproxyRules(opts(), k.run, { netns: "nsX" });
   const s1 = k.snapshot();
   const second = await applyTproxyRules(opts(), k.run, { netns: "nsX" });
   assert.equal(k.snapshot(), s1);
-  assert.equal(first.actions.length, 5);
+  assert.equal(first.actions.length, 1 + 2 * (4 + 1));
   assert.deepEqual(second.actions, ["nft: replaced table inet vpn_router"]);
-  assert.equal(k.rules["-4"]!.length, 1);
+  assert.deepEqual(k.rules["-4"]!.map((r) => r.priority), [101, 98, 99, 100]);
   assert.equal(k.routes["-6"]!.length, 1);
   assert.ok(k.calls.every((c) => c.netns === "nsX"), "every command ran in the namespace");
   assert.ok(!k.calls.some((c) => c.argv[0] === "sysctl"), "sysctls only on request");
 });
 
+Deno.test("applyTproxyRules() adds the goto target and guards before the fwmark rule", async () => {
+  const k = new FakeKernel();
+  await applyTproxyRules(opts({ family: "ipv6" }), k.run);
+  const adds = k.calls.filter((c) => c.argv[2] === "rule" && c.argv[3] === "add");
+  assert.deepEqual(adds.map((c) => c.argv[5]), ["101", "98", "99", "100"]);
+});
+
 Deno.test("applyTproxyRules() reuses an equivalent rule of the box and removeTproxyRules() keeps it", async () => {
   const k = new FakeKernel();
-  k.rules["-4"]!.push({ priority: 50, fwmark: "0x1", table: "100", protocol: "boot" });
+  k.rules["-4"]!.push({
+    priority: 100,
+    fwmark: "0x1",
+    fwmask: "0x1",
+    table: "100",
+    protocol: "boot",
+  });
   k.routes["-4"]!.push({ type: "local", dst: "default", dev: "lo", protocol: "boot" });
   await applyTproxyRules(opts({ family: "ipv4" }), k.run);
-  assert.equal(k.rules["-4"]!.length, 1, "no duplicate rule");
+  assert.equal(k.rules["-4"]!.length, 4, "guards and target added, fwmark rule not duplicated");
   assert.equal(k.routes["-4"]!.length, 1, "no duplicate route");
   await removeTproxyRules(opts({ family: "ipv4" }), k.run);
   assert.deepEqual(k.rules["-4"]!.map((r) => r.protocol), ["boot"], "box's rule untouched");
   assert.equal(k.routes["-4"]!.length, 1, "box's route untouched");
   assert.equal(k.tables.size, 0);
+});
+
+Deno.test("applyTproxyRules() replaces our full-mask rule of an earlier version, not the box's", async () => {
+  const k = new FakeKernel();
+  const legacy = { priority: 100, fwmark: "0x1", table: "100", protocol: "250" };
+  const boxs = { priority: 60, fwmark: "0x1", table: "100", protocol: "boot" };
+  k.rules["-4"]!.push(legacy, boxs);
+  const rep = await applyTproxyRules(opts({ family: "ipv4" }), k.run);
+  assert.ok(
+    rep.actions.includes("ip -4 rule del pref 100 fwmark 0x00000001 lookup 100 protocol 250"),
+  );
+  assert.ok(!k.rules["-4"]!.includes(legacy));
+  assert.ok(k.rules["-4"]!.includes(boxs));
+  assert.equal(k.rules["-4"]!.length, 5);
 });
 
 Deno.test("removeTproxyRules() removes what apply added and succeeds when nothing is there", async () => {

@@ -116,7 +116,7 @@ Deno.test("loadConfig() reports an unreadable or malformed config file", async (
   const dir = await Deno.makeTempDir();
   try {
     const p = join(dir, "router.json");
-    await Deno.writeTextFile(p, "{ \"outbounds\": [ }");
+    await Deno.writeTextFile(p, '{ "outbounds": [ }');
     const got = await issuesOf(loadConfig(p));
     assert.equal(got.length, 1);
     assert.match(got[0]!, /invalid JSON/);
@@ -130,7 +130,10 @@ Deno.test("loadConfig() reports an unreadable or malformed config file", async (
 Deno.test("compileEngine() uses an injected GeoIP lookup instead of the file", async () => {
   const config = parseConfig({
     outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
-    route: { geoip: { path: "/nonexistent.mmdb" }, rules: [{ source_geoip: "jp", outbound: "block" }] },
+    route: {
+      geoip: { path: "/nonexistent.mmdb" },
+      rules: [{ source_geoip: "jp", outbound: "block" }],
+    },
   }, { baseDir: "/" });
   const engine = await compileEngine(config, { geoip: { country: () => "jp" } });
   assert.equal(engine.match(flow({})).outbound, "block");

@@ -8,6 +8,7 @@
  */
 
 import { isAbsolute, join as joinPath } from "node:path";
+import { parseEndpoint } from "../core/ip.ts";
 import { LEVELS } from "../core/log.ts";
 import type { Network } from "../core/types.ts";
 import type { RouteRule, RuleSpec } from "../rules/spec.ts";
@@ -16,6 +17,7 @@ import { parseRouteRule, parseRuleMatch, type RuleContext } from "./rule_parser.
 import {
   type BlockOutbound,
   type DirectOutbound,
+  type HealthCheckConfig,
   type InboundConfig,
   type IpcConfig,
   type LogConfig,
@@ -216,6 +218,7 @@ const DIRECT = new Set([
   "routing_mark",
   "connect_timeout",
   "dscp",
+  "health_check",
 ]);
 const SOCKS = new Set([
   "type",
@@ -231,6 +234,7 @@ const SOCKS = new Set([
   "routing_mark",
   "dscp",
   "connect_timeout",
+  "health_check",
 ]);
 const BLOCK = new Set(["type", "tag", "mode"]);
 const SINGBOX_DIAL = new Set([
@@ -289,10 +293,13 @@ function parseDirect(v: Obj, path: string, iss: Issues): DirectOutbound | undefi
   const routing_mark = opt(o, "routing_mark", path, null, (x, p) => mark32(x, p, iss));
   const connect_timeout_ms = opt(o, "connect_timeout", path, 5000, (x, p) => duration(x, p, iss));
   const dscp = opt(o, "dscp", path, null, (x, p) => int(x, p, iss, 0, 63));
+  const health_check = o.health_check === undefined
+    ? null
+    : healthCheck(o.health_check, `${path}.health_check`, iss, true);
   if (
     tag === undefined || kind === undefined || bind_interface === undefined ||
     inet4 === undefined || inet6 === undefined || routing_mark === undefined ||
-    connect_timeout_ms === undefined || dscp === undefined
+    connect_timeout_ms === undefined || dscp === undefined || health_check === undefined
   ) return undefined;
   return {
     type: "direct",
@@ -304,7 +311,60 @@ function parseDirect(v: Obj, path: string, iss: Issues): DirectOutbound | undefi
     routing_mark,
     connect_timeout_ms,
     dscp,
+    ...(health_check ? { health_check } : {}),
   };
+}
+
+const HEALTH_CHECK = new Set(["target", "interval", "timeout"]);
+const MAX_HEALTH_MS = 86_400_000;
+
+/**
+ * `health_check`: `{ "target": "IP:PORT", "interval": "30s", "timeout": "3s" }`;
+ * `target` only for direct outbounds (a socks check greets the server).
+ */
+function healthCheck(
+  v: unknown,
+  path: string,
+  iss: Issues,
+  allowTarget: boolean,
+): HealthCheckConfig | undefined {
+  const messages = allowTarget ? undefined : new Map([[
+    "target",
+    "not supported on socks outbounds: the check is a SOCKS5 greeting to the server",
+  ]]);
+  const o = object(
+    v,
+    path,
+    iss,
+    allowTarget ? HEALTH_CHECK : new Set(["interval", "timeout"]),
+    undefined,
+    messages,
+  );
+  if (!o) return undefined;
+  let target: string | null | undefined = null;
+  if (allowTarget && o.target !== undefined) {
+    target = str(o.target, `${path}.target`, iss);
+    const ep = target === undefined ? null : parseEndpoint(target);
+    if (target !== undefined && (!ep || ep.port === 0)) {
+      iss.add(`${path}.target`, `${show(target)}: expected IP:PORT or [IPv6]:PORT`);
+      target = undefined;
+    }
+  }
+  const ms = (k: string, dflt: number) =>
+    opt(o, k, path, dflt, (x, p) => {
+      const d = duration(x, p, iss);
+      if (d !== undefined && d > MAX_HEALTH_MS) {
+        iss.add(p, `${show(x)}: at most 24h`);
+        return undefined;
+      }
+      return d;
+    });
+  const interval_ms = ms("interval", 30_000);
+  const timeout_ms = ms("timeout", 3000);
+  if (target === undefined || interval_ms === undefined || timeout_ms === undefined) {
+    return undefined;
+  }
+  return { target, interval_ms, timeout_ms };
 }
 
 function hostname(v: unknown, path: string, iss: Issues): string | undefined {
@@ -368,11 +428,15 @@ function parseSocks(v: Obj, path: string, iss: Issues): SocksOutbound | undefine
   const routing_mark = opt(o, "routing_mark", path, null, (x, p) => mark32(x, p, iss));
   const dscp = opt(o, "dscp", path, null, (x, p) => int(x, p, iss, 0, 63));
   const connect_timeout_ms = opt(o, "connect_timeout", path, 5000, (x, p) => duration(x, p, iss));
+  const health_check = o.health_check === undefined
+    ? null
+    : healthCheck(o.health_check, `${path}.health_check`, iss, false);
   if (
     tag === undefined || kind === undefined || server === undefined ||
     server_port === undefined || version === undefined || username === undefined ||
     password === undefined || pool === undefined || domain_strategy === undefined ||
-    routing_mark === undefined || dscp === undefined || connect_timeout_ms === undefined
+    routing_mark === undefined || dscp === undefined || connect_timeout_ms === undefined ||
+    health_check === undefined
   ) return undefined;
   return {
     type: "socks",
@@ -388,6 +452,7 @@ function parseSocks(v: Obj, path: string, iss: Issues): SocksOutbound | undefine
     routing_mark,
     dscp,
     connect_timeout_ms,
+    ...(health_check ? { health_check } : {}),
   };
 }
 

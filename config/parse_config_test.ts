@@ -113,7 +113,12 @@ Deno.test("parseConfig() reports each kind of rule error at its path", () => {
     { domain: 5, invert: "yes", outbound: "direct" },
     { geoip: "cn", outbound: "direct" },
     { domain: "x.com", action: "sniff" },
-    { type: "logical", mode: "xor", rules: [{ domain: "a", outbound: "direct" }], outbound: "direct" },
+    {
+      type: "logical",
+      mode: "xor",
+      rules: [{ domain: "a", outbound: "direct" }],
+      outbound: "direct",
+    },
   ));
   assert.deepEqual(got, [
     'route.rules[0].ip_cidr: "10.0.0.300/8": invalid IP address',

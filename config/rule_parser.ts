@@ -147,8 +147,21 @@ export type RuleLevel = "top" | "nested" | "headless";
 const NETWORKS: readonly Network[] = ["tcp", "udp"];
 const PROTOCOLS: readonly SniffedProtocol[] = ["tls", "http", "quic"];
 
-function lowerStrings(v: unknown, path: string, ctx: RuleContext): string[] {
-  return listable(v, path, (x, p) => str(x, p, ctx.iss)?.toLowerCase());
+/**
+ * Fast path for large rule sets: an array of non-empty lower-case strings is
+ * used as is (no copy); anything else goes through the validating path.
+ */
+function cleanLowerList(v: unknown): readonly string[] | undefined {
+  if (!Array.isArray(v)) return undefined;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x !== "string" || x.length === 0 || x.toLowerCase() !== x) return undefined;
+  }
+  return v as string[];
+}
+
+function lowerStrings(v: unknown, path: string, ctx: RuleContext): readonly string[] {
+  return cleanLowerList(v) ?? listable(v, path, (x, p) => str(x, p, ctx.iss)?.toLowerCase());
 }
 
 /** Parses the match part of a rule at `level`; `undefined` after recording issues. */
@@ -209,7 +222,31 @@ function parseDefault(
   known: ReadonlySet<string>,
 ): DefaultRuleSpec {
   const iss = ctx.iss;
-  const r: Mutable<DefaultRuleSpec> = { ...EMPTY_DEFAULT_RULE };
+  // A literal with every field (one object shape for all rules; spread is slower).
+  const e = EMPTY_DEFAULT_RULE;
+  const r: Mutable<DefaultRuleSpec> = {
+    type: "default",
+    domain: e.domain,
+    domain_suffix: e.domain_suffix,
+    domain_keyword: e.domain_keyword,
+    domain_regex: e.domain_regex,
+    geoip: e.geoip,
+    ip_cidr: e.ip_cidr,
+    ip_is_private: false,
+    port: e.port,
+    source_geoip: e.source_geoip,
+    source_ip_cidr: e.source_ip_cidr,
+    source_ip_is_private: false,
+    source_port: e.source_port,
+    network: e.network,
+    inbound: e.inbound,
+    protocol: e.protocol,
+    fwmark: e.fwmark,
+    dscp: e.dscp,
+    ip_version: e.ip_version,
+    rule_set: e.rule_set,
+    invert: false,
+  };
   let ports: PortRange[] | undefined, srcPorts: PortRange[] | undefined;
   for (const k in o) {
     if (!known.has(k)) continue; // reported by object()
@@ -221,11 +258,13 @@ function parseDefault(
         r[k] = lowerStrings(v, p, ctx);
         break;
       case "domain_suffix":
-        r.domain_suffix = listable(v, p, (x, q) => {
-          const s = str(x, q, iss)?.toLowerCase();
-          if (s === ".") iss.add(q, `${show(s)}: suffix must name a domain`);
-          return s === "." ? undefined : s;
-        });
+        r.domain_suffix =
+          (cleanLowerList(v)?.includes(".") === false ? (v as string[]) : undefined) ??
+            listable(v, p, (x, q) => {
+              const s = str(x, q, iss)?.toLowerCase();
+              if (s === ".") iss.add(q, `${show(s)}: suffix must name a domain`);
+              return s === "." ? undefined : s;
+            });
         break;
       case "domain_regex":
         r.domain_regex = listable(v, p, (x, q) => {

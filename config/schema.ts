@@ -43,6 +43,20 @@ export interface TproxyInbound {
 /** Any inbound. */
 export type InboundConfig = TproxyInbound;
 
+/** `health_check` of a direct or socks outbound (durations normalised to ms). */
+export interface HealthCheckConfig {
+  /**
+   * Direct only: `IP:PORT` (`[v6]:PORT`) connected to through the outbound's
+   * own interface, source address and mark; null for socks (the check is a
+   * greeting to the server).
+   */
+  readonly target: string | null;
+  /** Time between checks; default 30 s. */
+  readonly interval_ms: number;
+  /** A check that takes longer fails; default 3 s. */
+  readonly timeout_ms: number;
+}
+
 /** A direct outbound (also WireGuard/WARP by mark, OpenVPN by interface). */
 export interface DirectOutbound {
   readonly type: "direct";
@@ -60,6 +74,8 @@ export interface DirectOutbound {
   readonly connect_timeout_ms: number;
   /** DSCP to set on outgoing packets (0..63), or null. */
   readonly dscp: number | null;
+  /** Active check of a target; absent: health comes from flow dials only. */
+  readonly health_check?: HealthCheckConfig;
 }
 
 /** A SOCKS5 outbound (also Xray / WARP-MASQUE adapters). */
@@ -82,6 +98,8 @@ export interface SocksOutbound {
   readonly dscp: number | null;
   /** Default 5 s. */
   readonly connect_timeout_ms: number;
+  /** Interval/timeout of the greeting check; absent: the defaults (30 s / 3 s). */
+  readonly health_check?: HealthCheckConfig;
 }
 
 /** A block outbound: `reset` (TCP RST / ICMP unreachable, default) or `drop`. */

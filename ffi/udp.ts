@@ -49,6 +49,21 @@ import {
 /** Largest UDP payload (IPv6 jumbograms aside): receive buffers are this big. */
 export const MAX_DATAGRAM = 65535;
 
+/** `SO_RCVBUFFORCE`: like `SO_RCVBUF` but past `net.core.rmem_max` (CAP_NET_ADMIN). */
+export const SO_RCVBUFFORCE = 33;
+
+/**
+ * Sets the receive buffer: `SO_RCVBUFFORCE` (ignores `net.core.rmem_max`,
+ * needs CAP_NET_ADMIN), falling back to `SO_RCVBUF` (capped by the sysctl).
+ */
+export function setRecvBuffer(fd: number, bytes: number): void {
+  try {
+    setsockoptInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes);
+  } catch {
+    setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, bytes);
+  }
+}
+
 const MSGHDR_LEN = 56;
 const MMSGHDR_LEN = 64;
 const IOVEC_LEN = 16;
@@ -90,7 +105,7 @@ export function openTransparentUdp(ep: Endpoint, opts: TransparentUdpOptions = {
       setsockoptInt(fd, SOL_IP, IP_TRANSPARENT, 1);
       setsockoptInt(fd, SOL_IP, IP_RECVORIGDSTADDR, 1);
     }
-    if (opts.rcvbuf) setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, opts.rcvbuf);
+    if (opts.rcvbuf) setRecvBuffer(fd, opts.rcvbuf);
     if (opts.recvMark) {
       try {
         setsockoptInt(fd, SOL_SOCKET, SO_RCVMARK, 1);
@@ -154,7 +169,7 @@ export function openUdpUpstream(dst: Endpoint, opts: UdpUpstreamOptions = {}): n
   const fd = socket(family, SOCK_DGRAM);
   try {
     applySocketOptions(fd, family, opts);
-    if (opts.rcvbuf) setsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, opts.rcvbuf);
+    if (opts.rcvbuf) setRecvBuffer(fd, opts.rcvbuf);
     if (opts.bindAddress) {
       if (opts.bindAddress.length !== dst.addr.length) {
         throw new RangeError(

@@ -81,7 +81,11 @@ export interface AcceptedConn {
   readonly source: Endpoint;
   /** Where the client wanted to go (IPv4-mapped addresses normalised to 4 bytes). */
   readonly destination: Endpoint;
-  /** SO_MARK of the accepted socket (the SYN's mark when `net.ipv4.tcp_fwmark_accept=1`). */
+  /**
+   * SO_MARK of the accepted socket, raw: the SYN's mark (the box's bits |
+   * our TPROXY bit) when `net.ipv4.tcp_fwmark_accept=1`, else 0. Rules want
+   * `markForRules(mark)` (inbound/flow_marks.ts).
+   */
   readonly mark: number;
 }
 

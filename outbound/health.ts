@@ -83,13 +83,16 @@ export interface HealthStatus {
   readonly failFast: number;
 }
 
+/** A timer handle of the platform's `setTimeout`. */
+export type TimerId = ReturnType<typeof setTimeout>;
+
 /** Timers and wall time; injectable for tests. */
 export interface HealthClock {
   /** Milliseconds since the epoch (shown as `since` / `last_check`). */
   now(): number;
   /** Runs `fn` after `ms`; the real clock unrefs the timer so it never holds the process. */
-  setTimeout(fn: () => void, ms: number): number;
-  clearTimeout(id: number): void;
+  setTimeout(fn: () => void, ms: number): TimerId;
+  clearTimeout(id: TimerId): void;
 }
 
 /** The real clock: `Date.now()` and unref'd timers. */
@@ -142,7 +145,7 @@ interface Entry {
   /** Consecutive "down" verdicts from flows. */
   streak: number;
   lastFailed: Endpoint | null;
-  timer: number | null;
+  timer: TimerId | null;
   running: boolean;
   queued: boolean;
   abort: AbortController | null;

@@ -6,13 +6,26 @@
  * @module
  */
 
-import type { OutboundConfig, RouteConfig } from "../config/schema.ts";
+import type {
+  DirectOutbound as DirectOutboundConfig,
+  OutboundConfig,
+  RouteConfig,
+} from "../config/schema.ts";
+import { parseEndpoint, parseIp } from "../core/ip.ts";
 import type { Logger } from "../core/log.ts";
 import type { Endpoint } from "../core/types.ts";
 import type { Reactor } from "../ffi/reactor.ts";
 import { connectTcp, type FdStream } from "../ffi/stream.ts";
 import { BlockOutbound } from "./block.ts";
 import { DirectOutbound } from "./direct.ts";
+import type { HealthSpec } from "./health.ts";
+import {
+  directVerdict,
+  redialProbe,
+  socksGreetingProbe,
+  socksVerdict,
+  tcpConnectProbe,
+} from "./health_probe.ts";
 import type { Outbound, OutboundHealth } from "./outbound.ts";
 import { Socks5Outbound } from "./socks5.ts";
 
@@ -25,6 +38,107 @@ export interface OutboundDeps {
 /** DSCP (0..63) to the IP_TOS / IPV6_TCLASS byte (ECN bits zero). */
 function dscpToTos(dscp: number | null): number | undefined {
   return dscp === null ? undefined : dscp << 2;
+}
+
+/** The direct dialer of `cfg` (interface, source address, mark, TOS) with a given timeout. */
+function newDirect(
+  cfg: DirectOutboundConfig,
+  timeoutMs: number,
+  route: Pick<RouteConfig, "default_mark">,
+  deps: OutboundDeps,
+): DirectOutbound {
+  return new DirectOutbound({
+    tag: cfg.tag,
+    connect_timeout_ms: timeoutMs,
+    ...(cfg.bind_interface !== null ? { bind_interface: cfg.bind_interface } : {}),
+    ...(cfg.inet4_bind_address !== null ? { inet4_bind_address: cfg.inet4_bind_address } : {}),
+    ...(cfg.inet6_bind_address !== null ? { inet6_bind_address: cfg.inet6_bind_address } : {}),
+    ...(cfg.routing_mark !== null ? { routing_mark: cfg.routing_mark } : {}),
+    ...(cfg.dscp !== null ? { tos: dscpToTos(cfg.dscp)! } : {}),
+  }, {
+    default_mark: route.default_mark,
+    ...(deps.reactor ? { reactor: deps.reactor } : {}),
+  });
+}
+
+/** Default `health_check.interval` (ms). */
+export const DEFAULT_HEALTH_INTERVAL_MS = 30_000;
+/** Default `health_check.timeout` (ms). */
+export const DEFAULT_HEALTH_TIMEOUT_MS = 3000;
+
+/**
+ * How the health checker watches an outbound built from `cfg`:
+ *
+ * - socks: active, a TCP connect + SOCKS5 greeting (and auth) to the server
+ *   with the outbound's mark and TOS, never a CONNECT;
+ * - direct with `health_check.target`: active, a TCP connect to the target
+ *   through the outbound's interface / source address / mark;
+ * - direct without: passive, from flow dials (`outbound` re-dials the last
+ *   failed destination while down);
+ * - block: static, always up.
+ */
+export function buildHealthSpec(
+  cfg: OutboundConfig,
+  outbound: Outbound,
+  route: Pick<RouteConfig, "default_mark">,
+  deps: OutboundDeps,
+): HealthSpec {
+  switch (cfg.type) {
+    case "block":
+      return { mode: "static", intervalMs: 1, timeoutMs: 1, classify: () => "neutral" };
+    case "socks": {
+      const hc = cfg.health_check;
+      const timeoutMs = hc?.timeout_ms ?? DEFAULT_HEALTH_TIMEOUT_MS;
+      const mark = cfg.routing_mark ?? route.default_mark;
+      const tos = dscpToTos(cfg.dscp);
+      const server = parseIp(cfg.server);
+      if (!server) throw new TypeError(`outbound ${cfg.tag}: server: "${cfg.server}": not an IP`);
+      return {
+        mode: "active",
+        intervalMs: hc?.interval_ms ?? DEFAULT_HEALTH_INTERVAL_MS,
+        timeoutMs,
+        classify: socksVerdict,
+        probe: socksGreetingProbe<FdStream>({
+          server: { addr: server, port: cfg.server_port },
+          auth: cfg.username !== null && cfg.password !== null
+            ? { username: cfg.username, password: cfg.password }
+            : undefined,
+          timeoutMs,
+          connect: (dst, o) =>
+            connectTcp(dst, {
+              ...o,
+              ...(mark !== 0 ? { mark } : {}),
+              ...(tos !== undefined ? { tos } : {}),
+              ...(deps.reactor ? { reactor: deps.reactor } : {}),
+            }),
+        }),
+      };
+    }
+    case "direct": {
+      const hc = cfg.health_check;
+      if (hc?.target) {
+        const target = parseEndpoint(hc.target);
+        if (!target) {
+          throw new TypeError(`outbound ${cfg.tag}: health_check.target: "${hc.target}": bad`);
+        }
+        const dialer = newDirect(cfg, hc.timeout_ms, route, deps);
+        return {
+          mode: "active",
+          intervalMs: hc.interval_ms,
+          timeoutMs: hc.timeout_ms,
+          classify: directVerdict,
+          probe: tcpConnectProbe(target, (dst, signal) => dialer.dialTcp(dst, signal)),
+        };
+      }
+      return {
+        mode: "passive",
+        intervalMs: hc?.interval_ms ?? DEFAULT_HEALTH_INTERVAL_MS,
+        timeoutMs: hc?.timeout_ms ?? DEFAULT_HEALTH_TIMEOUT_MS,
+        classify: directVerdict,
+        probe: redialProbe((dst, signal) => outbound.dialTcp(dst, undefined, signal)),
+      };
+    }
+  }
 }
 
 /** A key that changes whenever anything that shapes the live outbound changes. */
@@ -41,18 +155,7 @@ export function buildOutbound(
   const log = deps.logger.child(`outbound/${cfg.tag}`);
   switch (cfg.type) {
     case "direct": {
-      const direct = new DirectOutbound({
-        tag: cfg.tag,
-        connect_timeout_ms: cfg.connect_timeout_ms,
-        ...(cfg.bind_interface !== null ? { bind_interface: cfg.bind_interface } : {}),
-        ...(cfg.inet4_bind_address !== null ? { inet4_bind_address: cfg.inet4_bind_address } : {}),
-        ...(cfg.inet6_bind_address !== null ? { inet6_bind_address: cfg.inet6_bind_address } : {}),
-        ...(cfg.routing_mark !== null ? { routing_mark: cfg.routing_mark } : {}),
-        ...(cfg.dscp !== null ? { tos: dscpToTos(cfg.dscp)! } : {}),
-      }, {
-        default_mark: route.default_mark,
-        ...(deps.reactor ? { reactor: deps.reactor } : {}),
-      });
+      const direct = newDirect(cfg, cfg.connect_timeout_ms, route, deps);
       const health: OutboundHealth = { state: "unknown" };
       return {
         tag: cfg.tag,

@@ -19,6 +19,28 @@ import {
 } from "../ipc/protocol.ts";
 import type { IpcHandlers } from "../ipc/server.ts";
 import type { Router } from "./router.ts";
+import type { UdpPlaneStats } from "./udp_plane.ts"; // [udp-plane]
+
+// [health] begin
+/**
+ * One outbound in `status` / `outbounds.list`: {@linkcode OutboundInfo} plus
+ * its health (how it is checked, last error, since when, last check; times
+ * ISO 8601) and its counters (bytes include open flows).
+ */
+export interface OutboundHealthInfo extends OutboundInfo {
+  /** `active` (probed), `passive` (from flow dials), `static` (block), null if not watched. */
+  health: "active" | "passive" | "static" | null;
+  last_error: string | null;
+  since: string | null;
+  last_check: string | null;
+  flows_total: number;
+  bytes_up: number;
+  bytes_down: number;
+  errors: number;
+  /** Flows reset at once because the outbound was down (also counted in `errors`). */
+  fail_fast: number;
+}
+// [health] end
 
 /** Options of {@linkcode createIpcHandlers}. */
 export interface RouterIpcOptions {
@@ -39,24 +61,51 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   // Reloads are serialised: a second one waits for the first to swap.
   let reloadChain: Promise<unknown> = Promise.resolve();
 
-  const outboundInfos = (): OutboundInfo[] => {
+  // [health] begin: state and last error from the health checker, per-outbound counters.
+  const outboundInfos = (): OutboundHealthInfo[] => {
     const snap = router.snapshot;
     const counters = router.counters().outbounds;
+    const live = new Map<string, { up: number; down: number }>();
+    for (const f of router.flows.values()) {
+      if (f.outbound === null) continue;
+      const l = live.get(f.outbound) ?? { up: 0, down: 0 };
+      l.up += f.counters.up;
+      l.down += f.counters.down;
+      live.set(f.outbound, l);
+    }
+    const iso = (t: number | null) => t === null ? null : new Date(t).toISOString();
     return [...snap.outbounds.values()].map(({ outbound, config }) => {
-      const h = outbound.health?.();
+      const h = router.outboundHealth(outbound.tag);
+      const own = outbound.health?.();
       const d = outbound.describe?.();
-      const info: OutboundInfo = {
+      const c = counters.get(outbound.tag);
+      const l = live.get(outbound.tag);
+      const lastError = h ? h.lastError : own?.lastError ?? null;
+      const info: OutboundHealthInfo = {
         tag: outbound.tag,
         type: config.type,
         kind: outbound.kind,
-        state: h?.state ?? "unknown",
-        flows: counters.get(outbound.tag)?.flowsActive ?? 0,
+        state: h?.state ?? own?.state ?? "unknown",
+        flows: c?.flowsActive ?? 0,
+        health: h?.mode ?? null,
+        last_error: lastError,
+        since: iso(h?.since ?? null),
+        last_check: iso(h?.lastCheck ?? null),
+        flows_total: c?.flowsTotal ?? 0,
+        bytes_up: (c?.bytesUp ?? 0) + (l?.up ?? 0),
+        bytes_down: (c?.bytesDown ?? 0) + (l?.down ?? 0),
+        errors: c?.errors ?? 0,
+        fail_fast: c?.failFast ?? 0,
       };
-      const detail = [h?.lastError, d ? JSON.stringify(d) : undefined].filter(Boolean).join("; ");
+      const detail = [
+        h?.state === "down" ? lastError : undefined,
+        d ? JSON.stringify(d) : undefined,
+      ].filter(Boolean).join("; ");
       if (detail) info.detail = detail;
       return info;
     });
   };
+  // [health] end
 
   const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
     const t0 = performance.now();
@@ -87,7 +136,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
 
   return {
     ping: () => ({ pong: true }),
-    status(): StatusResult {
+    status(): StatusResult & { udp: UdpPlaneStats[] } {
       const snap = router.snapshot;
       const c = router.counters();
       return {
@@ -98,9 +147,10 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         config_path: opts.configPath,
         rules: snap.engine.ruleCount,
         final: snap.engine.final,
-        flows: { active: c.flowsActive, tcp: c.flowsActive, udp: 0, total: c.flowsTotal },
+        flows: flowCounts(c),
         outbounds: outboundInfos(),
         last_reload: lastReload,
+        udp: c.udp, // [udp-plane] session table size and counters per inbound
       };
     },
     reload(params) {
@@ -152,31 +202,62 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       return { closed };
     },
     outboundsList: () => ({ outbounds: outboundInfos() }),
-    stats(): StatsResult {
+    stats(): StatsResult & { udp: UdpPlaneStats[] } {
       const c = router.counters();
       const outbounds: StatsResult["outbounds"] = {};
       for (const [tag, o] of c.outbounds) {
-        outbounds[tag] = {
+        const row: StatsResult["outbounds"][string] & { fail_fast: number } = {
           flows_active: o.flowsActive,
           flows_total: o.flowsTotal,
           bytes_up: o.bytesUp,
           bytes_down: o.bytesDown,
           errors: o.errors,
+          fail_fast: o.failFast, // [health]
         };
+        outbounds[tag] = row;
       }
       return {
         uptime_s: Math.round(c.uptimeS),
-        flows: { active: c.flowsActive, tcp: c.flowsActive, udp: 0, total: c.flowsTotal },
+        flows: flowCounts(c),
         bytes_up: c.bytesUp,
         bytes_down: c.bytesDown,
         reloads,
         reload_failures: reloadFailures,
         outbounds,
-        counters: Object.fromEntries(c.named),
+        counters: { ...Object.fromEntries(c.named), ...udpCounters(c.udp) },
+        udp: c.udp, // [udp-plane]
       };
     },
   };
 }
+
+// [udp-plane] begin
+/** TCP flows plus UDP sessions. */
+function flowCounts(c: ReturnType<Router["counters"]>) {
+  let udp = 0, udpTotal = 0;
+  for (const p of c.udp) {
+    udp += p.sessions;
+    udpTotal += p.created;
+  }
+  return {
+    active: c.flowsActive + udp,
+    tcp: c.flowsActive,
+    udp,
+    total: c.flowsTotal + udpTotal,
+  };
+}
+
+/** UDP session table counters summed over inbounds, as `udp_*` named counters. */
+function udpCounters(planes: readonly UdpPlaneStats[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  const keys = ["sessions", "created", "expired", "evicted", "closed", "dropped"] as const;
+  for (const k of keys) out[`udp_sessions_${k === "sessions" ? "active" : k}`] = 0;
+  for (const p of planes) {
+    for (const k of keys) out[`udp_sessions_${k === "sessions" ? "active" : k}`]! += p[k];
+  }
+  return out;
+}
+// [udp-plane] end
 
 function dirOf(path: string): string {
   const i = path.lastIndexOf("/");

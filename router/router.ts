@@ -15,13 +15,16 @@ import type { Endpoint, FlowMeta } from "../core/types.ts";
 import type { Reactor } from "../ffi/reactor.ts";
 import type { FdStream } from "../ffi/stream.ts";
 import { type AcceptedConn, TcpListener } from "../inbound/tproxy_tcp.ts";
+import { markForRules } from "../inbound/flow_marks.ts";
 import { BlockedError } from "../outbound/block.ts";
 import type { Outbound } from "../outbound/outbound.ts";
-import { buildOutbound, outboundKey } from "../outbound/registry.ts";
+import { buildHealthSpec, buildOutbound, outboundKey } from "../outbound/registry.ts";
+import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts"; // [health]
 import type { Engine } from "../rules/engine.ts";
 import { sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
 import { relay } from "./relay.ts";
+import { UdpPlane, type UdpPlaneStats } from "./udp_plane.ts"; // [udp-plane]
 
 /** Per-outbound counters; they survive reload while the tag exists. */
 export interface OutboundCounters {
@@ -30,6 +33,8 @@ export interface OutboundCounters {
   bytesUp: number;
   bytesDown: number;
   errors: number;
+  /** Flows reset at once because the outbound was known down (also in `errors`). */
+  failFast: number; // [health]
 }
 
 /** A live outbound and what it was built from. */
@@ -56,6 +61,8 @@ export interface RouterOptions {
   readonly maxFlows?: number;
   /** Bytes the TCP sniffer looks at (default 16 KiB). */
   readonly sniffMaxBytes?: number;
+  /** Health checker settings (clock, concurrency, thresholds); defaults suit production. */
+  readonly health?: HealthCheckerOptions; // [health]
 }
 
 /** What a reload did. */
@@ -87,7 +94,9 @@ export class Router {
   readonly #listeners: { tag: string; key: string; listener: TcpListener; loop: Promise<void> }[] =
     [];
   readonly #counters = new Map<string, OutboundCounters>();
+  readonly #udpPlanes: UdpPlane[] = []; // [udp-plane]
   readonly #named = new Map<string, number>();
+  readonly #health: HealthChecker; // [health]
   readonly #startedAt = Date.now();
   #snap: Snapshot;
   #flowsTotal = 0;
@@ -101,6 +110,7 @@ export class Router {
     this.#flows = new FlowTable({ maxFlows: opts.maxFlows ?? 65536 });
     this.#sniffMax = opts.sniffMaxBytes ?? SNIFF_PEEK_BYTES;
     this.#snap = snap;
+    this.#health = new HealthChecker({ logger: opts.logger.child("health"), ...opts.health }); // [health]
   }
 
   /** Builds outbounds, opens the listeners and starts serving. */
@@ -122,6 +132,7 @@ export class Router {
     };
     const router = new Router(snap, opts);
     try {
+      router.#syncHealth(); // [health]
       for (const inbound of config.inbounds) router.#openInbound(inbound);
     } catch (e) {
       router.stop();
@@ -146,6 +157,22 @@ export class Router {
   }
 
   #openInbound(inbound: TproxyInbound): void {
+    // [udp-plane] begin: UDP sessions are routed against the newest snapshot.
+    if (inbound.network.includes("udp")) {
+      const plane = UdpPlane.open({
+        inbound,
+        snapshot: () => this.#snap,
+        logger: this.#log.child(`udp/${inbound.tag}`),
+        ...(this.#reactor ? { reactor: this.#reactor } : {}),
+      });
+      this.#udpPlanes.push(plane);
+      this.#log.info("listening", {
+        inbound: inbound.tag,
+        network: "udp",
+        addresses: plane.addresses.map(formatEndpoint).join(","),
+      });
+    }
+    // [udp-plane] end
     if (!inbound.network.includes("tcp")) return;
     const listener = TcpListener.open({
       mode: inbound.mode,
@@ -169,6 +196,26 @@ export class Router {
     });
   }
 
+  // [health] begin
+  /** Health of an outbound of the active snapshot (undefined for unknown tags). */
+  outboundHealth(tag: string): HealthStatus | undefined {
+    return this.#health.status(tag);
+  }
+
+  /** Watches the active snapshot's outbounds: unchanged keep their state, new start, gone stop. */
+  #syncHealth(): void {
+    const deps = { logger: this.#log, ...(this.#reactor ? { reactor: this.#reactor } : {}) };
+    const route = this.#snap.config.route;
+    this.#health.sync(
+      [...this.#snap.outbounds].map(([tag, slot]) => ({
+        tag,
+        key: slot.key,
+        spec: buildHealthSpec(slot.config, slot.outbound, route, deps),
+      })),
+    );
+  }
+  // [health] end
+
   #count(name: string): void {
     this.#named.set(name, (this.#named.get(name) ?? 0) + 1);
   }
@@ -176,7 +223,7 @@ export class Router {
   #outboundCounters(tag: string): OutboundCounters {
     let c = this.#counters.get(tag);
     if (!c) {
-      c = { flowsActive: 0, flowsTotal: 0, bytesUp: 0, bytesDown: 0, errors: 0 };
+      c = { flowsActive: 0, flowsTotal: 0, bytesUp: 0, bytesDown: 0, errors: 0, failFast: 0 };
       this.#counters.set(tag, c);
     }
     return c;
@@ -189,7 +236,8 @@ export class Router {
       inbound: inboundTag,
       source: conn.source,
       destination: conn.destination,
-      mark: conn.mark,
+      // Without our nft TPROXY bit: rules see the mark the box set (0x101 -> 0x100).
+      mark: markForRules(conn.mark),
     };
     const flow = this.#flows.add(meta);
     if (!flow) {
@@ -215,6 +263,20 @@ export class Router {
       counters.flowsTotal++;
       const slot = snap.outbounds.get(decision.outbound);
       if (!slot) throw new Error(`outbound "${decision.outbound}" is not configured`);
+      // [health] begin: a known-down outbound fails new flows at once, no connect timeout.
+      if (!this.#health.admit(decision.outbound)) {
+        counters.errors++;
+        counters.failFast++;
+        this.#count("fail_fast");
+        this.#log.debug("outbound down: resetting new flow", {
+          id: flow.id,
+          dst: formatEndpoint(meta.destination),
+          outbound: decision.outbound,
+        });
+        client.resetAndClose();
+        return;
+      }
+      // [health] end
       this.#log.info("flow", {
         id: flow.id,
         src: formatEndpoint(meta.source),
@@ -227,7 +289,9 @@ export class Router {
       });
       try {
         upstream = await slot.outbound.dialTcp(meta.destination, meta.domain, flow.abort.signal);
+        this.#health.reportSuccess(decision.outbound); // [health]
       } catch (e) {
+        this.#health.reportFailure(decision.outbound, e, meta.destination); // [health]
         if (e instanceof BlockedError) {
           this.#count("flows_blocked");
           if (e.mode === "reset") client.resetAndClose();
@@ -356,6 +420,7 @@ export class Router {
       outbounds: next,
       inbounds: new Map(config.inbounds.map((i) => [i.tag, i])),
     };
+    this.#syncHealth(); // [health] unchanged outbounds keep their health state
     for (const tag of [...changed, ...removed]) old.outbounds.get(tag)?.outbound.close();
     let closed = 0;
     if (opts.closeRemoved && removed.length > 0) {
@@ -391,6 +456,7 @@ export class Router {
     bytesDown: number;
     outbounds: ReadonlyMap<string, OutboundCounters>;
     named: ReadonlyMap<string, number>;
+    udp: UdpPlaneStats[]; // [udp-plane]
   } {
     let up = this.#bytesUp, down = this.#bytesDown;
     for (const f of this.#flows.values()) {
@@ -405,6 +471,7 @@ export class Router {
       bytesDown: down,
       outbounds: this.#counters,
       named: this.#named,
+      udp: this.#udpPlanes.map((p) => p.stats()), // [udp-plane]
     };
   }
 
@@ -417,10 +484,13 @@ export class Router {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#health.close(); // [health]
     for (const l of this.#listeners) l.listener.close();
+    const udpClosed = Promise.allSettled(this.#udpPlanes.map((p) => p.close())); // [udp-plane]
     this.#flows.close(() => true, "router stopping");
     for (const slot of this.#snap.outbounds.values()) slot.outbound.close();
     await Promise.allSettled(this.#listeners.map((l) => l.loop));
+    await udpClosed; // [udp-plane]
   }
 }
 

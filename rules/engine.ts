@@ -52,6 +52,7 @@ export interface EngineOptions {
 }
 
 const W_DST = 1, W_PORT = 2, W_SRC = 3;
+const NO_SETS: readonly CompiledRuleSet[] = Object.freeze([]);
 
 /** A compiled, immutable rule snapshot. Build a new one to reload. */
 export class Engine {
@@ -98,7 +99,7 @@ export class Engine {
       if (spec.type === "logical") {
         return new LogicalMatcher(spec.mode, spec.rules.map(compile), spec.invert);
       }
-      const rs = spec.rule_set.map((tag) => {
+      const rs = spec.rule_set.length === 0 ? NO_SETS : spec.rule_set.map((tag) => {
         const set = sets.get(tag);
         if (!set) throw new ReferenceError(`rule set "${tag}" is not loaded`);
         return set;
@@ -136,24 +137,28 @@ export class Engine {
     this.#nodeWitness = new Uint8Array(nodes.length);
     const portEntries: { node: number; ranges: readonly PortRange[] }[] = [];
     const always: number[] = [];
+    const mark = (node: DefaultMatcher, kind: number, i: number) => {
+      this.#nodeTop[node.id] = i;
+      this.#nodeWitness[node.id] = kind;
+      if (kind === W_PORT) portEntries.push({ node: node.id, ranges: node.spec.port });
+    };
     this.#top.forEach((m, i) => {
-      const w = witnesses(m);
-      if (w === null) {
-        always.push(i);
+      if (m instanceof DefaultMatcher) { // the common case, without the allocation below
+        const kind = witnessKind(m);
+        if (kind === 0) always.push(i);
+        else mark(m, kind, i);
         return;
       }
-      for (const [node, kind] of w) {
-        this.#nodeTop[node.id] = i;
-        this.#nodeWitness[node.id] = kind;
-        if (kind === W_PORT) portEntries.push({ node: node.id, ranges: node.spec.port });
-      }
+      const w = witnesses(m);
+      if (w === null) always.push(i);
+      else for (const [node, kind] of w) mark(node, kind, i);
     });
     this.#ports = new PortIndex(portEntries);
     this.#always = Int32Array.from(always);
     this.#scratch = new FlowScratch(nodes.length, opts.geoip ?? noGeoIp);
     this.#cand = new Int32Array(this.#top.length);
     this.#candSeen = new Uint32Array(this.#top.length);
-    this.#decisions = opts.rules.map((r, i) => Object.freeze({ outbound: r.outbound, rule: i }));
+    this.#decisions = opts.rules.map((r, i) => ({ outbound: r.outbound, rule: i }));
     this.#finalDecision = Object.freeze({ outbound: opts.final, rule: null });
     this.#hits = new Float64Array(opts.rules.length);
   }
@@ -256,14 +261,20 @@ export class Engine {
 
 type Witness = [DefaultMatcher, number];
 
+/** How a default rule can be proposed by an index (0: it cannot). */
+function witnessKind(m: DefaultMatcher): number {
+  if (m.spec.invert || m.usesRuleSet || m.empty) return 0;
+  if (m.dstIndexed) return W_DST;
+  if (m.srcIndexed) return W_SRC;
+  if (m.spec.port.length !== 0) return W_PORT;
+  return 0;
+}
+
 /** Nodes one of which must be hit by an index for `m` to match, or null. */
 function witnesses(m: Matcher): Witness[] | null {
   if (m instanceof DefaultMatcher) {
-    if (m.spec.invert || m.usesRuleSet || m.empty) return null;
-    if (m.dstIndexed) return [[m, W_DST]];
-    if (m.srcIndexed) return [[m, W_SRC]];
-    if (m.spec.port.length !== 0) return [[m, W_PORT]];
-    return null;
+    const kind = witnessKind(m);
+    return kind === 0 ? null : [[m, kind]];
   }
   const l = m as LogicalMatcher;
   if (l.invert || l.usesRuleSet) return null;

@@ -29,7 +29,10 @@ function engine(
   return new Engine({
     rules: config.route.rules,
     final: config.route.final,
-    ruleSets: config.route.rule_set.map((s) => ({ tag: s.tag, rules: s.type === "inline" ? s.rules : [] })),
+    ruleSets: config.route.rule_set.map((s) => ({
+      tag: s.tag,
+      rules: s.type === "inline" ? s.rules : [],
+    })),
     ...(opts.geoip ? { geoip: opts.geoip } : {}),
   });
 }
@@ -107,7 +110,7 @@ Deno.test("Engine.match(): fwmark, dscp and ip_version", () => {
   assert.equal(ruleOf(e, { dscp: 46 }), null);
 });
 
-Deno.test("Engine.match(): ip_is_private and geoip, including geoip \"private\"", () => {
+Deno.test('Engine.match(): ip_is_private and geoip, including geoip "private"', () => {
   const geoip: GeoIpLookup = { country: (a) => a[0] === 1 ? "cn" : null };
   const e = engine([
     { geoip: "CN", outbound: "a" },

@@ -1,7 +1,13 @@
 /**
  * One binary trie per address family over the `ip_cidr` (or
- * `source_ip_cidr`) items of every rule. A lookup walks at most 32 / 128
- * bits and reports every rule node that has a prefix containing the address.
+ * `source_ip_cidr`) items of every rule. A lookup reports every rule node
+ * that has a prefix containing the address.
+ *
+ * Layout, for cache locality: node n is `[list, child0, child1]` at
+ * `3n` in one Int32Array (child 0 = none; the root is never a child). The
+ * first 16 bits are skipped with a 65,536-entry jump table that gives the
+ * node at depth 16 and the posting lists met above it, so an IPv4 lookup
+ * usually walks only the bits between /16 and its longest prefix.
  *
  * @module
  */
@@ -9,26 +15,111 @@
 import type { Cidr } from "./spec.ts";
 import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 
+const JUMP_BITS = 16;
+
 class TrieBuilder {
-  /** child[2n], child[2n+1]; 0 = none (the root is never a child). */
-  child: number[] = [0, 0];
-  list: number[] = [-1];
+  /** [list, child0, child1] per node; grown by doubling. */
+  nodes = new Int32Array(3 * 1024);
+  count = 1;
+
+  constructor() {
+    this.nodes[0] = -1;
+  }
 
   insert(addr: Uint8Array, prefix: number, listId: () => number): number {
     let n = 0;
     for (let i = 0; i < prefix; i++) {
       const bit = (addr[i >> 3]! >> (7 - (i & 7))) & 1;
-      let next = this.child[2 * n + bit]!;
+      let next = this.nodes[3 * n + 1 + bit]!;
       if (next === 0) {
-        next = this.list.length;
-        this.list.push(-1);
-        this.child.push(0, 0);
-        this.child[2 * n + bit] = next;
+        if (3 * (this.count + 1) > this.nodes.length) {
+          const grown = new Int32Array(this.nodes.length * 2);
+          grown.set(this.nodes);
+          this.nodes = grown;
+        }
+        next = this.count++;
+        this.nodes[3 * next] = -1;
+        this.nodes[3 * n + 1 + bit] = next;
       }
       n = next;
     }
-    if (this.list[n]! < 0) this.list[n] = listId();
-    return this.list[n]!;
+    if (this.nodes[3 * n]! < 0) this.nodes[3 * n] = listId();
+    return this.nodes[3 * n]!;
+  }
+}
+
+/** A frozen trie of one family with its jump table. */
+class Trie {
+  readonly nodes: Int32Array;
+  /** Node at depth 16 for each 16-bit head, or 0 when the path ends above. */
+  readonly jump = new Int32Array(1 << JUMP_BITS);
+  /** Chain of the lists met strictly above depth 16 for each head, or -1. */
+  readonly above = new Int32Array(1 << JUMP_BITS).fill(-1);
+  /** Chain c = list ids chainData[chainStart[c] .. chainStart[c + 1]). */
+  readonly chainStart: Int32Array;
+  readonly chainData: Int32Array;
+
+  constructor(b: TrieBuilder) {
+    const nodes = b.nodes.slice(0, 3 * b.count);
+    this.nodes = nodes;
+    const starts: number[] = [0];
+    const data: number[] = [];
+    const newChain = (parent: number, list: number): number => {
+      if (parent >= 0) {
+        for (let i = starts[parent]!; i < starts[parent + 1]!; i++) data.push(data[i]!);
+      }
+      data.push(list);
+      starts.push(data.length);
+      return starts.length - 2;
+    };
+    // `chain`: the lists at depths above node n.
+    const visit = (n: number, depth: number, head: number, chain: number): void => {
+      if (depth === JUMP_BITS) {
+        this.jump[head] = n;
+        this.above[head] = chain;
+        return;
+      }
+      const list = nodes[3 * n]!;
+      const inner = list >= 0 ? newChain(chain, list) : chain;
+      for (let bit = 0; bit < 2; bit++) {
+        const child = nodes[3 * n + 1 + bit]!;
+        const h = (head << 1) | bit;
+        if (child !== 0) visit(child, depth + 1, h, inner);
+        else if (inner >= 0) {
+          const span = JUMP_BITS - depth - 1;
+          this.above.fill(inner, h << span, (h + 1) << span);
+        }
+      }
+    };
+    visit(0, 0, 0, -1);
+    this.chainStart = Int32Array.from(starts);
+    this.chainData = Int32Array.from(data);
+  }
+
+  lookup(addr: Uint8Array, lists: PostingLists, emit: (node: number) => void): void {
+    const { start, data } = lists;
+    const head = (addr[0]! << 8) | addr[1]!;
+    const c = this.above[head]!;
+    if (c >= 0) {
+      for (let k = this.chainStart[c]!; k < this.chainStart[c + 1]!; k++) {
+        const id = this.chainData[k]!;
+        for (let j = start[id]!; j < start[id + 1]!; j++) emit(data[j]!);
+      }
+    }
+    let n = this.jump[head]!;
+    if (n === 0) return;
+    const nodes = this.nodes;
+    const bits = addr.length * 8;
+    for (let i = JUMP_BITS;; i++) {
+      const id = nodes[3 * n]!;
+      if (id >= 0) {
+        const end = start[id + 1]!;
+        for (let j = start[id]!; j < end; j++) emit(data[j]!);
+      }
+      if (i === bits) return;
+      n = nodes[3 * n + 1 + ((addr[i >> 3]! >> (7 - (i & 7))) & 1)]!;
+      if (n === 0) return;
+    }
   }
 }
 
@@ -37,63 +128,51 @@ export class CidrIndexBuilder {
   readonly #v4 = new TrieBuilder();
   readonly #v6 = new TrieBuilder();
   readonly #lists = new PostingListsBuilder();
-  #count = 0;
+  #n4 = 0;
+  #n6 = 0;
 
   /** Adds the prefixes of rule node `node`. */
   add(node: number, cidrs: readonly Cidr[]): void {
     for (const c of cidrs) {
-      const trie = c.addr.length === 4 ? this.#v4 : this.#v6;
-      const id = trie.insert(c.addr, c.prefix, () => this.#lists.newList());
+      const v4 = c.addr.length === 4;
+      const id = (v4 ? this.#v4 : this.#v6).insert(c.addr, c.prefix, () => this.#lists.newList());
       this.#lists.add(id, node);
-      this.#count++;
+      if (v4) this.#n4++;
+      else this.#n6++;
     }
   }
 
   /** Freezes the index. */
   build(): CidrIndex {
-    return new CidrIndex(this.#v4, this.#v6, this.#lists.build(), this.#count);
+    return new CidrIndex(
+      this.#n4 ? new Trie(this.#v4) : null,
+      this.#n6 ? new Trie(this.#v6) : null,
+      this.#lists.build(),
+      this.#n4 + this.#n6,
+    );
   }
 }
 
 /** Frozen prefix index; see the module doc. */
 export class CidrIndex {
-  readonly #c4: Int32Array;
-  readonly #l4: Int32Array;
-  readonly #c6: Int32Array;
-  readonly #l6: Int32Array;
+  readonly #v4: Trie | null;
+  readonly #v6: Trie | null;
   readonly #lists: PostingLists;
   /** Number of prefixes indexed. */
   readonly size: number;
 
   /** Use {@linkcode CidrIndexBuilder}. */
-  constructor(v4: TrieBuilder, v6: TrieBuilder, lists: PostingLists, size: number) {
-    this.#c4 = Int32Array.from(v4.child);
-    this.#l4 = Int32Array.from(v4.list);
-    this.#c6 = Int32Array.from(v6.child);
-    this.#l6 = Int32Array.from(v6.list);
+  constructor(v4: Trie | null, v6: Trie | null, lists: PostingLists, size: number) {
+    this.#v4 = v4;
+    this.#v6 = v6;
     this.#lists = lists;
     this.size = size;
   }
 
   /** Calls `emit(node)` for every rule node with a prefix containing `addr` (4 or 16 bytes). */
   lookup(addr: Uint8Array, emit: (node: number) => void): void {
-    if (this.size === 0) return;
-    const v4 = addr.length === 4;
-    const child = v4 ? this.#c4 : this.#c6;
-    const list = v4 ? this.#l4 : this.#l6;
-    const { start, data } = this.#lists;
-    const bits = addr.length * 8;
-    let n = 0;
-    for (let i = 0;; i++) {
-      const id = list[n]!;
-      if (id >= 0) {
-        const end = start[id + 1]!;
-        for (let j = start[id]!; j < end; j++) emit(data[j]!);
-      }
-      if (i === bits) return;
-      n = child[2 * n + ((addr[i >> 3]! >> (7 - (i & 7))) & 1)]!;
-      if (n === 0) return;
-    }
+    const trie = addr.length === 4 ? this.#v4 : this.#v6;
+    if (trie !== null) trie.lookup(addr, this.#lists, emit);
   }
 }
 

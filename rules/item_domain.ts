@@ -27,19 +27,17 @@ export interface DomainItems {
 /** Builds a {@linkcode DomainIndex}. */
 export class DomainIndexBuilder {
   readonly #lists = new PostingListsBuilder();
-  /** name → entry; entry e has lists exact[e], suffix[e] ("x.com"), dot[e] (".x.com"). */
-  readonly #names = new Map<string, number>();
-  readonly #exact: number[] = [];
-  readonly #suffix: number[] = [];
-  readonly #dot: number[] = [];
+  readonly #names = new NameTable();
+  /** Per name entry e: list ids of exact[e], suffix[e] ("x.com"), dot[e] (".x.com"); -1 none. */
+  #exact: number[] = [];
+  #suffix: number[] = [];
+  #dot: number[] = [];
   readonly #keywords = new KeyedListsBuilder(this.#lists);
   readonly #regexes = new KeyedListsBuilder(this.#lists);
 
   #entry(name: string): number {
-    let e = this.#names.get(name);
-    if (e === undefined) {
-      e = this.#exact.length;
-      this.#names.set(name, e);
+    const e = this.#names.intern(name);
+    if (e === this.#exact.length) {
       this.#exact.push(-1);
       this.#suffix.push(-1);
       this.#dot.push(-1);
@@ -56,7 +54,7 @@ export class DomainIndexBuilder {
   add(node: number, items: DomainItems): void {
     for (const d of items.domain) this.#addTo(this.#exact, this.#entry(d), node);
     for (const s of items.domain_suffix) {
-      if (s.startsWith(".")) this.#addTo(this.#dot, this.#entry(s.slice(1)), node);
+      if (s.charCodeAt(0) === 46 /* . */) this.#addTo(this.#dot, this.#entry(s.slice(1)), node);
       else this.#addTo(this.#suffix, this.#entry(s), node);
     }
     for (const k of items.domain_keyword) this.#keywords.add(k, node);
@@ -90,17 +88,62 @@ function slotOf(h: number, mask: number): number {
 }
 
 /**
+ * Open-addressing hash table of names keyed by {@linkcode suffixHash}: slot i
+ * holds `[2i]` = hash, `[2i+1]` = entry + 1 (0 = empty). Entries are
+ * numbered in insertion order.
+ */
+class NameTable {
+  keys: string[] = [];
+  slots = new Int32Array(2 * 1024);
+  mask = 1023;
+
+  /** Entry of `name`, adding it when new. */
+  intern(name: string): number {
+    const h = suffixHash(name, 0);
+    const e = this.find(name, 0, h);
+    if (e >= 0) return e;
+    if (this.keys.length * 2 >= this.mask) this.#grow();
+    this.keys.push(name);
+    this.#place(h, this.keys.length);
+    return this.keys.length - 1;
+  }
+
+  #place(h: number, entryPlusOne: number): void {
+    let i = slotOf(h, this.mask);
+    while (this.slots[2 * i + 1] !== 0) i = (i + 1) & this.mask;
+    this.slots[2 * i] = h;
+    this.slots[2 * i + 1] = entryPlusOne;
+  }
+
+  #grow(): void {
+    const old = this.slots;
+    this.mask = this.mask * 2 + 1;
+    this.slots = new Int32Array(2 * (this.mask + 1));
+    for (let i = 0; i < old.length; i += 2) if (old[i + 1] !== 0) this.#place(old[i]!, old[i + 1]!);
+  }
+
+  /** Entry whose key equals `name.slice(from)` (whose hash is `h`), or -1. */
+  find(name: string, from: number, h: number): number {
+    const slots = this.slots, mask = this.mask, len = name.length - from;
+    for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
+      const slot = slots[2 * i + 1]!;
+      if (slot === 0) return -1;
+      if (slots[2 * i] === h) {
+        const key = this.keys[slot - 1]!;
+        if (key.length === len && (from === 0 ? key === name : name.endsWith(key))) return slot - 1;
+      }
+    }
+  }
+}
+
+/**
  * Frozen domain index; see the module doc. Names (domains and suffixes) sit
  * in an open-addressing hash table keyed by a hash computed from the end of
  * the name, so one backwards pass over a flow's name yields the hash of
  * every parent name at its label boundary: no substrings are allocated.
  */
 export class DomainIndex {
-  readonly #keys: string[];
-  readonly #hashes: Int32Array;
-  /** entry + 1, 0 = empty slot. */
-  readonly #slots: Int32Array;
-  readonly #mask: number;
+  readonly #names: NameTable;
   readonly #exact: Int32Array;
   readonly #suffix: Int32Array;
   readonly #dot: Int32Array;
@@ -115,7 +158,7 @@ export class DomainIndex {
 
   /** Use {@linkcode DomainIndexBuilder}. */
   constructor(
-    names: Map<string, number>,
+    names: NameTable,
     exact: Int32Array,
     suffix: Int32Array,
     dot: Int32Array,
@@ -123,17 +166,7 @@ export class DomainIndex {
     regexes: Map<string, number>,
     lists: PostingLists,
   ) {
-    this.#keys = [...names.keys()];
-    this.#hashes = Int32Array.from(this.#keys, (k) => suffixHash(k, 0));
-    let size = 16;
-    while (size < this.#keys.length * 2) size *= 2;
-    this.#mask = size - 1;
-    this.#slots = new Int32Array(size);
-    this.#keys.forEach((_, e) => {
-      let i = slotOf(this.#hashes[e]!, this.#mask);
-      while (this.#slots[i] !== 0) i = (i + 1) & this.#mask;
-      this.#slots[i] = e + 1;
-    });
+    this.#names = names;
     this.#exact = exact;
     this.#suffix = suffix;
     this.#dot = dot;
@@ -147,21 +180,7 @@ export class DomainIndex {
 
   /** True when no rule has a domain item. */
   get empty(): boolean {
-    return this.#keys.length === 0 && this.#ac.size === 0 && this.#regexes.length === 0;
-  }
-
-  /** Entry whose key equals `name.slice(from)` (hash `h`), or -1. */
-  #find(name: string, from: number, h: number): number {
-    const len = name.length - from;
-    for (let i = slotOf(h, this.#mask);; i = (i + 1) & this.#mask) {
-      const slot = this.#slots[i]!;
-      if (slot === 0) return -1;
-      const e = slot - 1;
-      if (this.#hashes[e] === h) {
-        const key = this.#keys[e]!;
-        if (key.length === len && name.endsWith(key)) return e;
-      }
-    }
+    return this.#names.keys.length === 0 && this.#ac.size === 0 && this.#regexes.length === 0;
   }
 
   #emitList(id: number): void {
@@ -177,19 +196,19 @@ export class DomainIndex {
    */
   lookup(name: string, emit: (node: number) => void): void {
     this.#emit = emit;
-    if (this.#keys.length !== 0) {
+    if (this.#names.keys.length !== 0) {
       // Backwards over the name; at each label start, look up the name from there on.
       let h = 0;
       for (let i = name.length - 1; i >= 0; i--) {
         h = (Math.imul(h, 31) + name.charCodeAt(i)) | 0;
         if (i === 0) {
-          const e = this.#find(name, 0, h);
+          const e = this.#names.find(name, 0, h);
           if (e >= 0) {
             this.#emitList(this.#exact[e]!);
             this.#emitList(this.#suffix[e]!);
           }
         } else if (this.#hasSuffix && name.charCodeAt(i - 1) === 46 /* . */) {
-          const e = this.#find(name, i, h);
+          const e = this.#names.find(name, i, h);
           if (e >= 0) {
             this.#emitList(this.#suffix[e]!);
             this.#emitList(this.#dot[e]!);

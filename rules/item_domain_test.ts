@@ -17,7 +17,7 @@ Deno.test("domain matches the exact name only", () => {
   assert.deepEqual(lookup([{ domain: ["x.com"] }], "ax.com"), []);
 });
 
-Deno.test("domain_suffix \"x.com\" matches the apex and subdomains, on label boundaries", () => {
+Deno.test('domain_suffix "x.com" matches the apex and subdomains, on label boundaries', () => {
   const rules = [{ domain_suffix: ["x.com"] }];
   assert.deepEqual(lookup(rules, "x.com"), [0]);
   assert.deepEqual(lookup(rules, "a.b.x.com"), [0]);
@@ -25,7 +25,7 @@ Deno.test("domain_suffix \"x.com\" matches the apex and subdomains, on label bou
   assert.deepEqual(lookup(rules, "x.com.cn"), []);
 });
 
-Deno.test("domain_suffix \".x.com\" matches subdomains only", () => {
+Deno.test('domain_suffix ".x.com" matches subdomains only', () => {
   const rules = [{ domain_suffix: [".x.com"] }];
   assert.deepEqual(lookup(rules, "x.com"), []);
   assert.deepEqual(lookup(rules, "a.x.com"), [0]);

@@ -19,7 +19,9 @@ Deno.test("isPrivateIp() is true for non-public IPv4 ranges", () => {
 });
 
 Deno.test("isPrivateIp() is false for public IPv4 addresses", () => {
-  for (const ip of ["8.8.8.8", "172.32.0.1", "172.15.0.1", "192.169.0.1", "1.1.1.1", "100.64.0.1"]) {
+  for (
+    const ip of ["8.8.8.8", "172.32.0.1", "172.15.0.1", "192.169.0.1", "1.1.1.1", "100.64.0.1"]
+  ) {
     assert.equal(isPrivateIp(parseIp(ip)!), false, ip);
   }
 });

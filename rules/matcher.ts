@@ -150,10 +150,12 @@ export class DefaultMatcher implements Matcher {
     this.#hasOther = spec.network.length + spec.inbound.length + spec.protocol.length +
         spec.fwmark.length + spec.dscp.length + spec.ip_version.length > 0;
     this.#empty = this.required === 0 && !this.#hasOther && !this.usesRuleSet;
-    this.#dstGeo = spec.geoip.filter((c) => c !== "private");
-    this.#dstGeoPrivate = spec.geoip.includes("private");
-    this.#srcGeo = spec.source_geoip.filter((c) => c !== "private");
-    this.#srcGeoPrivate = spec.source_geoip.includes("private");
+    this.#dstGeo = spec.geoip.length ? spec.geoip.filter((c) => c !== "private") : spec.geoip;
+    this.#dstGeoPrivate = spec.geoip.length !== 0 && spec.geoip.includes("private");
+    this.#srcGeo = spec.source_geoip.length
+      ? spec.source_geoip.filter((c) => c !== "private")
+      : spec.source_geoip;
+    this.#srcGeoPrivate = spec.source_geoip.length !== 0 && spec.source_geoip.includes("private");
   }
 
   /** True when the destination group can only match through the domain/CIDR indexes. */

@@ -12,39 +12,56 @@ export interface PostingLists {
   readonly data: Int32Array;
 }
 
-/** Collects lists by numeric id, then freezes them into {@linkcode PostingLists}. */
+/**
+ * Collects lists by numeric id, then freezes them into {@linkcode PostingLists}.
+ * Values are appended to one flat buffer of (list, value) pairs and grouped
+ * by a counting sort at `build()`: no per-list arrays while building.
+ */
 export class PostingListsBuilder {
-  #lists: number[][] = [];
+  #pairs = new Int32Array(1024);
+  #len = 0;
+  /** Last value added per list (to skip immediate duplicates). */
+  #last = new Int32Array(256);
+  #lists = 0;
 
   /** Creates a new empty list and returns its id. */
   newList(): number {
-    this.#lists.push([]);
-    return this.#lists.length - 1;
+    if (this.#lists === this.#last.length) {
+      const grown = new Int32Array(this.#last.length * 2);
+      grown.set(this.#last);
+      this.#last = grown;
+    }
+    this.#last[this.#lists] = -1;
+    return this.#lists++;
   }
 
-  /** Appends `value` to list `id` (skips an immediate duplicate). */
+  /** Appends `value` (≥ 0) to list `id` (skips an immediate duplicate). */
   add(id: number, value: number): void {
-    const list = this.#lists[id]!;
-    if (list[list.length - 1] !== value) list.push(value);
+    if (this.#last[id] === value) return;
+    this.#last[id] = value;
+    if (this.#len + 2 > this.#pairs.length) {
+      const grown = new Int32Array(this.#pairs.length * 2);
+      grown.set(this.#pairs);
+      this.#pairs = grown;
+    }
+    this.#pairs[this.#len++] = id;
+    this.#pairs[this.#len++] = value;
   }
 
   /** Number of lists so far. */
   get size(): number {
-    return this.#lists.length;
+    return this.#lists;
   }
 
-  /** Freezes the lists into flat typed arrays. */
+  /** Freezes the lists into flat typed arrays (values keep their insertion order). */
   build(): PostingLists {
-    let total = 0;
-    for (const l of this.#lists) total += l.length;
-    const start = new Int32Array(this.#lists.length + 1);
-    const data = new Int32Array(total);
-    let pos = 0;
-    this.#lists.forEach((l, i) => {
-      start[i] = pos;
-      for (const v of l) data[pos++] = v;
-    });
-    start[this.#lists.length] = pos;
+    const n = this.#lists, pairs = this.#pairs, len = this.#len;
+    const start = new Int32Array(n + 1);
+    for (let i = 0; i < len; i += 2) start[pairs[i]! + 1]!++;
+    for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
+    const fill = start.slice(0, n);
+    const data = new Int32Array(len / 2);
+    for (let i = 0; i < len; i += 2) data[fill[pairs[i]!]!++] = pairs[i + 1]!;
     return { start, data };
   }
 }

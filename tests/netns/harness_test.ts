@@ -50,7 +50,10 @@ Deno.test("applyTproxy() steers TCP and UDP, v4 and v6, to a transparent listene
     const ruleset2 = await lab.runOk("router", ["nft", "list", "table", "inet", "vpn_router"]);
     assert.equal(ruleset2, ruleset1);
     const rules = await lab.runOk("router", ["ip", "rule", "show"]);
-    assert.equal(rules.split("\n").filter((l) => l.includes("fwmark 0x1 lookup 100")).length, 1);
+    assert.equal(
+      rules.split("\n").filter((l) => l.includes("fwmark 0x1/0x1 lookup 100")).length,
+      1,
+    );
 
     await lab.transparentListener("127.0.0.1:7893", "tcp");
     await lab.transparentListener("[::1]:7893", "tcp");
@@ -92,17 +95,47 @@ Deno.test("applyTproxy() steers TCP and UDP, v4 and v6, to a transparent listene
   }
 });
 
-Deno.test("net.ipv4.tcp_fwmark_accept=1 breaks TCP TPROXY when the accepted socket inherits the mark", async () => {
+/** Connects from the router ns with SO_MARK `mark` (like the router's outbound sockets). */
+async function markedConnect(lab: Lab, to: string, port: number, mark: number): Promise<boolean> {
+  const py = [
+    "import socket",
+    "s = socket.socket()",
+    `s.setsockopt(socket.SOL_SOCKET, 36, ${mark})`,
+    "s.settimeout(3)",
+    `s.connect(("${to}", ${port}))`,
+    "s.sendall(b'x')",
+    "print('ok' if s.recv(16) else 'eof')",
+  ].join("\n");
+  const r = await lab.run("router", ["python3", "-c", py]);
+  return r.stdout.trim() === "ok";
+}
+
+Deno.test("tcp_fwmark_accept=1 is safe with our guard rules and fails without them", async () => {
   const lab = await Lab.create();
   try {
     await lab.applyTproxy({ network: "tcp", family: "ipv4" });
-    await lab.transparentListener("127.0.0.1:7893", "tcp");
+    const fwa = await lab.runOk("router", ["sysctl", "-n", "net.ipv4.tcp_fwmark_accept"]);
+    assert.equal(fwa.trim(), "1", "--sysctl sets it");
+    const listener = await lab.transparentListener("127.0.0.1:7893", "tcp");
     const t = `${lab.addrs.extra4[1]}:80`;
     const ok = await lab.tcpClient("client", t, { timeoutMs: 3000 });
     assert.equal(ok.ok, true, ok.error);
-    await lab.runOk("router", ["sysctl", "-qw", "net.ipv4.tcp_fwmark_accept=1"]);
+    const seen = JSON.parse(ok.text ?? "{}") as { mark: number };
+    assert.equal(seen.mark, 1, "the accepted socket inherited the SYN's mark");
+    assert.ok(listener.lines.length >= 2);
+    // The router's own sockets carry default_mark 0xff (bit 0 set): the
+    // skip goto keeps them away from `fwmark 0x1/0x1 lookup 100`.
+    await lab.tcpServer("server", lab.addrs.extra4[2]!, 9000, "echo");
+    assert.equal(await markedConnect(lab, lab.addrs.extra4[2]!, 9000, 0xff), true);
+
+    // Regression: without the `iif lo` guard the SYN-ACK is routed by the
+    // fwmark rule into `local default dev lo` and never leaves.
+    await lab.runOk("router", ["ip", "-4", "rule", "del", "pref", "99"]);
     const broken = await lab.tcpClient("client", t, { timeoutMs: 3000 });
     assert.equal(broken.ok, false, "SYN-ACK is routed into local default dev lo");
+    // And without the skip goto, the router's 0xff sockets are looped into lo too.
+    await lab.runOk("router", ["ip", "-4", "rule", "del", "pref", "98"]);
+    assert.equal(await markedConnect(lab, lab.addrs.extra4[2]!, 9000, 0xff), false);
   } finally {
     await lab.destroy();
   }

@@ -107,8 +107,42 @@ type Json = Record<string, unknown>;
 export function randomDefaultRule(r: Rand, ruleSetTags: readonly string[], headless = false): Json {
   const o: Json = {};
   const fields = headless
-    ? ["domain", "domain_suffix", "domain_keyword", "domain_regex", "ip_cidr", "source_ip_cidr", "port", "port_range", "source_port", "source_port_range", "network"]
-    : ["domain", "domain_suffix", "domain_keyword", "domain_regex", "geoip", "ip_cidr", "ip_is_private", "port", "port_range", "source_geoip", "source_ip_cidr", "source_ip_is_private", "source_port", "source_port_range", "network", "inbound", "protocol", "fwmark", "dscp", "ip_version", "rule_set"];
+    ? [
+      "domain",
+      "domain_suffix",
+      "domain_keyword",
+      "domain_regex",
+      "ip_cidr",
+      "source_ip_cidr",
+      "port",
+      "port_range",
+      "source_port",
+      "source_port_range",
+      "network",
+    ]
+    : [
+      "domain",
+      "domain_suffix",
+      "domain_keyword",
+      "domain_regex",
+      "geoip",
+      "ip_cidr",
+      "ip_is_private",
+      "port",
+      "port_range",
+      "source_geoip",
+      "source_ip_cidr",
+      "source_ip_is_private",
+      "source_port",
+      "source_port_range",
+      "network",
+      "inbound",
+      "protocol",
+      "fwmark",
+      "dscp",
+      "ip_version",
+      "rule_set",
+    ];
   const n = r.chance(0.02) ? 0 : 1 + r.int(3);
   for (let i = 0; i < n; i++) {
     const f = r.pick(fields);
@@ -173,9 +207,17 @@ export function randomDefaultRule(r: Rand, ruleSetTags: readonly string[], headl
 }
 
 /** A rule (default or logical, nested up to `depth`). */
-export function randomRule(r: Rand, tags: readonly string[], depth: number, headless = false): Json {
+export function randomRule(
+  r: Rand,
+  tags: readonly string[],
+  depth: number,
+  headless = false,
+): Json {
   if (depth > 0 && r.chance(0.2)) {
-    const rules = Array.from({ length: 1 + r.int(3) }, () => randomRule(r, tags, depth - 1, headless));
+    const rules = Array.from(
+      { length: 1 + r.int(3) },
+      () => randomRule(r, tags, depth - 1, headless),
+    );
     const o: Json = { type: "logical", mode: r.pick(["and", "or"]), rules };
     if (r.chance(0.2)) o.invert = true;
     return o;

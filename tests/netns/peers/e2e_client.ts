@@ -9,8 +9,10 @@
  *   the bytes read back equal the bytes sent (an echo server).
  * - `hash`: like echo but against a `hash` server; verified when its reply
  *   `{"bytes","sha256"}` matches what was sent.
- * - `rr`: request/response without half-close: send `bytes`, read as many
- *   back, close (for SOCKS servers that close both ways at the first EOF).
+ * - `rr`: request/response without half-close: send `bytes` in `chunk`-sized
+ *   requests (64 KiB), reading each echoed back before the next, then close
+ *   (for SOCKS servers that close both ways at the first EOF and relay with
+ *   blocking writes, like microsocks).
  * - `payload`: send `payloadB64`, half-close unless `halfClose: false`, read
  *   to EOF; verified when the reply equals the payload (echo server).
  * - `banner`: send nothing, read the server's first line, then `rr` with
@@ -183,7 +185,10 @@ async function runFlow(
   switch (f.mode) {
     case "echo": {
       const data = seededBytes(seed, checkSize("bytes", f.bytes, 0));
-      await Promise.all([writeAll(conn, data, t).then(() => conn.closeWrite()), readToEof(conn, t)]);
+      await Promise.all([
+        writeAll(conn, data, t).then(() => conn.closeWrite()),
+        readToEof(conn, t),
+      ]);
       return t.received === data.length && t.down.copy().digest("hex") === sha(data);
     }
     case "hash": {
@@ -195,8 +200,15 @@ async function runFlow(
       return reply.bytes === data.length && reply.sha256 === sha(data);
     }
     case "rr": {
+      // Lock-step chunks: a relay that writes blocking (microsocks) cannot
+      // deadlock on full buffers the way a bulk echo in both directions can.
       const data = seededBytes(seed, checkSize("bytes", f.bytes, 0));
-      await Promise.all([writeAll(conn, data, t), readExactly(conn, data.length, t)]);
+      const chunk = Math.max(1, checkSize("chunk", f.chunk, 64 * 1024));
+      for (let off = 0; off < data.length; off += chunk) {
+        const end = Math.min(off + chunk, data.length);
+        await writeAll(conn, data.subarray(off, end), t);
+        await readExactly(conn, end, t);
+      }
       return t.down.copy().digest("hex") === sha(data);
     }
     case "payload": {
@@ -211,7 +223,9 @@ async function runFlow(
       let line = "";
       while (!line.includes("\n")) {
         const n = await conn.read(buf);
-        if (n === null) throw new EarlyEof(`EOF before a banner line (got ${JSON.stringify(line)})`);
+        if (n === null) {
+          throw new EarlyEof(`EOF before a banner line (got ${JSON.stringify(line)})`);
+        }
         line += new TextDecoder().decode(buf.subarray(0, n));
         if (line.length >= TEXT_KEEP) break;
       }

@@ -1,0 +1,395 @@
+// Privileged: needs root (netns, nft, IP_TRANSPARENT). Traffic stays inside the
+// namespaces created here. The router runs as a real process in the router ns.
+//
+// Peers: tests/netns/peers/udp_echo.py (replies from the exact address it was
+// sent to), udp_multi.py (one source port, several destinations),
+// udp_churn.py (many source ports), udp_dns.py (python3 stdlib DNS responder
+// and query), udp_quic_replay.py (replays tests/fixtures/quic/*.hex), and
+// danted (dante-server) for SOCKS5 UDP ASSOCIATE.
+import assert from "node:assert/strict";
+import { IpcClient } from "../../ipc/client.ts";
+import type { UdpPlaneStats } from "../../router/udp_plane.ts";
+import { Lab, type LabProcess, peerPath } from "./harness.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const FIXTURES = new URL("../fixtures/quic/", import.meta.url).pathname;
+
+interface Started {
+  proc: LabProcess;
+  ipc: string;
+  configPath: string;
+  dir: string;
+}
+
+async function until<T>(what: string, f: () => Promise<T | null> | T | null, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startRouter(lab: Lab, config: Record<string, unknown>): Promise<Started> {
+  const dir = await Deno.makeTempDir({ prefix: "vr-udp-" });
+  const ipc = `${dir}/router.sock`;
+  const configPath = `${dir}/router.json`;
+  await Deno.writeTextFile(configPath, JSON.stringify({ ...config, ipc: { path: ipc } }));
+  const proc = lab.spawn(
+    "router",
+    [Deno.execPath(), "run", "-A", "main.ts", "run", "--config", configPath],
+    { cwd: ROOT },
+  );
+  await until("router UDP listening", () => {
+    if (proc.exited) throw new Error(`router exited: ${proc.stderr}`);
+    return /listening.*network=udp/.test(proc.stderr) ? true : null;
+  }, 30_000);
+  await until("router IPC", async () => {
+    try {
+      await Deno.stat(ipc);
+      return true;
+    } catch {
+      return null;
+    }
+  });
+  return { proc, ipc, configPath, dir };
+}
+
+type StatusWithUdp = { udp: UdpPlaneStats[]; flows: { udp: number } };
+
+async function udpStatus(ipc: string): Promise<UdpPlaneStats> {
+  const c = await IpcClient.connect(ipc);
+  try {
+    const st = (await c.status()) as unknown as StatusWithUdp;
+    assert.equal(st.udp.length, 1);
+    assert.equal(st.flows.udp, st.udp[0]!.sessions, "status flows.udp is the session count");
+    return st.udp[0]!;
+  } finally {
+    await c.close();
+  }
+}
+
+function inbound(extra: Record<string, unknown> = {}) {
+  return { type: "tproxy", tag: "tp", listen: "::", listen_port: 7893, ...extra };
+}
+
+function py(lab: Lab, script: string, args: string[]) {
+  return lab.run("client", ["python3", peerPath(script), ...args]);
+}
+
+async function multi(lab: Lab, targets: string[], payload: string, timeoutS = 2) {
+  const r = await py(lab, "udp_multi.py", [
+    "--targets",
+    targets.join(","),
+    "--payload",
+    payload,
+    "--timeout",
+    String(timeoutS),
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as { local: string; replies: { from: string; text: string }[] };
+}
+
+async function echoServer(lab: Lab, listen: string[]): Promise<LabProcess> {
+  const p = lab.spawn("server", ["python3", peerPath("udp_echo.py"), "--listen", listen.join(",")]);
+  await p.waitForLine(/^ready$/, 10_000);
+  return p;
+}
+
+async function fdCount(pid: number): Promise<number> {
+  let n = 0;
+  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) n++;
+  return n;
+}
+
+const ep = (a: string, port: number) => a.includes(":") ? `[${a}]:${port}` : `${a}:${port}`;
+
+Deno.test("UDP TPROXY, v4 and v6: replies come from each original destination, each destination of one source port gets its own rule, DNS works, sessions expire", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const dests = [...a.extra4.slice(0, 3), ...a.extra6.slice(0, 3)].map((x) => ep(x, 7000));
+    const blocked = [ep(a.extra4[3]!, 7000), ep(a.extra6[3]!, 7000)];
+    await echoServer(lab, [...dests, ...blocked]);
+    const dns = lab.spawn("server", [
+      "python3",
+      peerPath("udp_dns.py"),
+      "serve",
+      "--listen",
+      `${a.server4}:53`,
+      "--answer",
+      "192.0.2.77",
+    ]);
+    await dns.waitForLine(/^ready$/);
+    router = await startRouter(lab, {
+      log: { level: "info" },
+      inbounds: [inbound({ udp_timeout: "2s", sniff: true })],
+      outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+      route: {
+        rules: [{ ip_cidr: [`${a.extra4[3]}/32`, `${a.extra6[3]}/128`], outbound: "block" }],
+        final: "direct",
+        default_mark: 255,
+      },
+    });
+
+    for (const family of ["v4", "v6"] as const) {
+      const i = family === "v4" ? 0 : 3;
+      const targets = [...dests.slice(i, i + 3), blocked[family === "v4" ? 0 : 1]!];
+      const r = await multi(lab, targets, `hello-${family}`);
+      const from = r.replies.map((x) => x.from).sort();
+      assert.deepEqual(
+        from,
+        dests.slice(i, i + 3).sort(),
+        `${family}: one reply per allowed destination`,
+      );
+      for (const reply of r.replies) {
+        const body = JSON.parse(reply.text) as { local: string; text: string };
+        assert.equal(
+          body.local,
+          reply.from,
+          "the server answered on the address the client sent to",
+        );
+        assert.equal(body.text, `hello-${family}#0`);
+      }
+    }
+
+    const q = await py(lab, "udp_dns.py", [
+      "query",
+      "--server",
+      `${a.server4}:53`,
+      "--name",
+      "example.test",
+    ]);
+    const answer = JSON.parse(q.stdout) as { ok: boolean; from: string; answers: string[] };
+    assert.equal(answer.ok, true, q.stdout + q.stderr);
+    assert.equal(answer.from, `${a.server4}:53`);
+    assert.deepEqual(answer.answers, ["192.0.2.77"]);
+
+    const st = await udpStatus(router.ipc);
+    assert.equal(st.created, 9, "4 + 4 destinations and one DNS session");
+    assert.equal(st.outbounds["block"], 2);
+    assert.equal(st.outbounds["direct"], 7);
+    assert.ok(st.sessions > 0 && st.sessions <= 9);
+    assert.ok(st.reply_sockets >= 7, "one reply socket per answered destination");
+    assert.ok(st.dropped >= 2, "datagrams to the blocked destinations were dropped");
+
+    // udp_timeout 2s: every session goes away without traffic.
+    const expired = await until("sessions to expire", async () => {
+      const s = await udpStatus(router!.ipc);
+      return s.sessions === 0 ? s : null;
+    }, 15_000);
+    assert.equal(expired.expired, 9);
+    assert.equal(expired.evicted, 0);
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+  }
+});
+
+Deno.test("UDP TPROXY: 20,000 sessions of churn from many source ports keep the router's fd count bounded", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const targets = [ep(a.extra4[0]!, 7001), ep(a.extra6[0]!, 7001), ep(a.extra4[1]!, 7001)];
+    await echoServer(lab, targets);
+    const maxSessions = 500;
+    router = await startRouter(lab, {
+      log: { level: "info" },
+      inbounds: [inbound({ udp_timeout: "30s", udp_max_sessions: maxSessions, sniff: false })],
+      outbounds: [{ type: "direct", tag: "direct" }],
+      route: { rules: [], final: "direct", default_mark: 255 },
+    });
+    const pid = router.proc.pid;
+    const base = await fdCount(pid);
+    let maxFds = base;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxFds = Math.max(maxFds, await fdCount(pid));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const total = 20_000;
+    const r = await py(lab, "udp_churn.py", [
+      "--targets",
+      targets.join(","),
+      "--count",
+      String(total),
+      "--batch",
+      "250",
+      "--wait",
+      "0.5",
+      "--seconds",
+      "180",
+    ]);
+    sampling = false;
+    await sampler;
+    assert.equal(r.code, 0, r.stderr);
+    const churn = JSON.parse(r.stdout) as { sent: number; replies: number };
+    assert.equal(churn.sent, total);
+    assert.ok(
+      churn.replies > total * 0.9,
+      `most sessions got their reply: ${JSON.stringify(churn)}`,
+    );
+    const st = await udpStatus(router.ipc);
+    assert.ok(st.sessions <= maxSessions);
+    // Every datagram reached the router; a source port the client's kernel
+    // reused while its old session was still alive continues that session.
+    assert.equal(st.datagrams_up, total);
+    assert.ok(st.created > total * 0.9 && st.created <= total, `created ${st.created}`);
+    assert.ok(st.evicted >= st.created - maxSessions, "old sessions were evicted (LRU)");
+    // One upstream socket per session plus a handful of reply sockets.
+    const bound = base + maxSessions + targets.length + 16;
+    assert.ok(maxFds <= bound, `fds peaked at ${maxFds} (base ${base}, bound ${bound})`);
+    assert.ok(maxFds > base + maxSessions / 2, `sampling saw the table fill: ${maxFds}`);
+    assert.equal(st.reply_sockets, targets.length, "reply sockets shared by all clients");
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+  }
+});
+
+Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIATE", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const viaSocks = ep(a.extra4[1]!, 7002);
+    const direct = ep(a.extra4[0]!, 7002);
+    await echoServer(lab, [viaSocks, direct]);
+    const port = 1080;
+    await Deno.writeTextFile(
+      `${dir}/danted.conf`,
+      [
+        "logoutput: stderr",
+        `internal: 127.0.0.1 port = ${port}`,
+        `external: ${a.routerWan4}`,
+        "socksmethod: none",
+        "clientmethod: none",
+        "user.privileged: root",
+        "user.unprivileged: nobody",
+        "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
+        "socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }",
+        "",
+      ].join("\n"),
+    );
+    const danted = lab.spawn("router", [
+      "danted",
+      "-f",
+      `${dir}/danted.conf`,
+      "-N",
+      "1",
+      "-p",
+      `${dir}/pid`,
+    ]);
+    await until("danted listening", async () => {
+      if (danted.exited) throw new Error(`danted exited: ${danted.stderr}`);
+      const ss = await lab.run("router", ["ss", "-Htln", `sport = :${port}`]);
+      return ss.stdout.includes(`:${port}`) ? true : null;
+    });
+    router = await startRouter(lab, {
+      log: { level: "info" },
+      inbounds: [inbound({ sniff: false })],
+      outbounds: [
+        { type: "direct", tag: "direct" },
+        { type: "socks", tag: "dante", server: "127.0.0.1", server_port: port },
+      ],
+      route: {
+        rules: [{ ip_cidr: [`${a.extra4[1]}/32`], outbound: "dante" }],
+        final: "direct",
+        default_mark: 255,
+      },
+    });
+    const r = await multi(lab, [viaSocks, direct], "via-dante", 3);
+    const byFrom = new Map(r.replies.map((x) => [x.from, JSON.parse(x.text) as { peer: string }]));
+    assert.deepEqual([...byFrom.keys()].sort(), [direct, viaSocks].sort());
+    const socksPeer = byFrom.get(viaSocks)!.peer;
+    assert.ok(socksPeer.startsWith(`${a.routerWan4}:`), `dante relayed from ${socksPeer}`);
+    const st = await udpStatus(router.ipc);
+    assert.equal(st.outbounds["dante"], 1);
+    assert.equal(st.outbounds["direct"], 1);
+    // A second round on the same session reuses the association.
+    const again = await multi(lab, [viaSocks], "again", 3);
+    assert.equal(again.replies.length, 1);
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("UDP TPROXY: QUIC Initials are routed by their SNI (domain rules), and without the rule the same flight goes direct", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const target = ep(a.extra4[0]!, 443);
+    const target6 = ep(a.extra6[0]!, 443);
+    await echoServer(lab, [target, target6]);
+    const base = {
+      log: { level: "info" },
+      inbounds: [inbound({ sniff: true, sniff_timeout: "300ms" })],
+      outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+    };
+    router = await startRouter(lab, {
+      ...base,
+      route: {
+        rules: [{ domain_suffix: ["example.org"], outbound: "block" }],
+        final: "direct",
+        default_mark: 255,
+      },
+    });
+    const replay = async (fixture: string, t: string) => {
+      const r = await py(lab, "udp_quic_replay.py", [
+        "--fixture",
+        `${FIXTURES}${fixture}`,
+        "--target",
+        t,
+        "--timeout",
+        "1.5",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { sent: number; replies: number };
+    };
+    // chromium.hex carries SNI www.example.org (over several Initials); gtlsclient "localhost".
+    assert.equal((await replay("chromium.hex", target)).replies, 0, "example.org is blocked");
+    assert.equal((await replay("chromium.hex", target6)).replies, 0, "also over IPv6");
+    const ok = await replay("gtlsclient_v1.hex", target);
+    assert.equal(ok.replies, ok.sent, "another SNI to the same address goes direct");
+    let st = await udpStatus(router.ipc);
+    assert.equal(st.outbounds["block"], 2);
+    assert.equal(st.outbounds["direct"], 1);
+    assert.equal(st.sniffed_quic, 3);
+
+    // Same flight without the rule: reload, and the next session goes direct.
+    await Deno.writeTextFile(
+      router.configPath,
+      JSON.stringify({
+        ...base,
+        route: { rules: [], final: "direct", default_mark: 255 },
+        ipc: { path: router.ipc },
+      }),
+    );
+    const c = await IpcClient.connect(router.ipc);
+    try {
+      await c.call("reload", { path: router.configPath });
+    } finally {
+      await c.close();
+    }
+    const after = await replay("chromium.hex", target);
+    assert.equal(after.replies, after.sent, "without the rule the chromium flight is answered");
+    st = await udpStatus(router.ipc);
+    assert.equal(st.outbounds["direct"], 2);
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+  }
+});
