@@ -20,7 +20,8 @@ export function benchGeoIp(): { geoip: GeoIpLookup; source: string } {
     const info = new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).outputSync();
     const npmCache = JSON.parse(new TextDecoder().decode(info.stdout)).npmCache as string;
     const dir = join(npmCache, "registry.npmjs.org", PKG);
-    const versions = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const versions = [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name)
+      .sort();
     const path = join(dir, versions.at(-1)!, "geo-whois-asn-country.mmdb");
     return { geoip: openGeoIp(Deno.readFileSync(path)), source: `npm:${PKG} (${versions.at(-1)})` };
   } catch {

@@ -65,6 +65,11 @@ async function iperfUdp(
     "5201",
     "-l",
     String(len),
+    // Same large socket buffers for every subject: a proxy forwards in
+    // bursts (it drains its queue after each scheduling gap); the receiver's
+    // default 208 KiB buffer would measure burst tolerance, not forwarding.
+    "-w",
+    "2M",
     "-b",
     rate,
     "-t",

@@ -233,6 +233,7 @@ export class RecvBatch {
   readonly #data: Uint8Array;
   readonly #names: Uint8Array;
   readonly #controls: Uint8Array;
+  readonly #controlsView: DataView;
   readonly #iovs: Uint8Array;
 
   /** Allocates `count` slots of `slotSize` bytes (default 16 × 64 KiB). */
@@ -247,6 +248,7 @@ export class RecvBatch {
     this.#data = new Uint8Array(new ArrayBuffer(slotSize * count));
     this.#names = new Uint8Array(new ArrayBuffer(SOCKADDR_STORAGE_LEN * count));
     this.#controls = new Uint8Array(new ArrayBuffer(CONTROL_LEN * count));
+    this.#controlsView = new DataView(this.#controls.buffer);
     this.#iovs = new Uint8Array(new ArrayBuffer(IOVEC_LEN * count));
     const iv = new DataView(this.#iovs.buffer);
     const dataBase = ptrOf(this.#data);
@@ -287,6 +289,51 @@ export class RecvBatch {
     throw new ErrnoError("recvmmsg", e);
   }
 
+  /** Payload of slot `i` of the last receive (a view into the batch buffer). */
+  data(i: number): Uint8Array {
+    const len = this.#vecView.getUint32(i * MMSGHDR_LEN + 56, true);
+    const start = i * this.#slotSize;
+    return this.#data.subarray(start, start + Math.min(len, this.#slotSize));
+  }
+
+  /** True when slot `i` was cut to the slot size (`MSG_TRUNC`). */
+  truncated(i: number): boolean {
+    return (this.#vecView.getInt32(i * MMSGHDR_LEN + 48, true) & MSG_TRUNC_FLAG) !== 0;
+  }
+
+  /**
+   * A string key for (source, original destination) of slot `i`, built from
+   * the raw sockaddr bytes without decoding anything: the same pair always
+   * gives the same key on one socket. Null when the datagram carries no
+   * original-destination cmsg. The hot path looks sessions up by it and
+   * decodes (with {@linkcode get}) only for a new session.
+   */
+  flowKey(i: number): string | null {
+    const n = this.#names;
+    const no = i * SOCKADDR_STORAGE_LEN;
+    const co = i * CONTROL_LEN;
+    const h = this.#vecView;
+    const ctlLen = Math.min(Number(h.getUint32(i * MMSGHDR_LEN + 40, true)), CONTROL_LEN);
+    const c = this.#controls;
+    const cv = this.#controlsView;
+    let off = 0, dst = -1;
+    while (off + 16 <= ctlLen) {
+      const len = cv.getUint32(co + off, true);
+      if (len < 16 || off + len > ctlLen) break;
+      const level = cv.getInt32(co + off + 8, true);
+      const type = cv.getInt32(co + off + 12, true);
+      if ((level === SOL_IP && type === 20) || (level === SOL_IPV6 && type === 74)) {
+        dst = co + off + 16;
+        break;
+      }
+      off += (len + 7) & ~7;
+    }
+    if (dst < 0) return null;
+    let k = addrChars(n, no);
+    k += addrChars(c, dst);
+    return k;
+  }
+
   /** Slot `i` of the last receive, decoded (name, cmsgs). */
   get(i: number): ReceivedDatagram {
     const h = this.#vecView;
@@ -313,6 +360,19 @@ export class RecvBatch {
       truncated: (flags & MSG_TRUNC_FLAG) !== 0,
     };
   }
+}
+
+/** Port and address bytes of the sockaddr at `off` as a short binary string. */
+function addrChars(b: Uint8Array, off: number): string {
+  const fc = String.fromCharCode;
+  if (b[off] === 2 && b[off + 1] === 0) {
+    // sockaddr_in: port (2) + address (4)
+    return fc(4, b[off + 2]!, b[off + 3]!, b[off + 4]!, b[off + 5]!, b[off + 6]!, b[off + 7]!);
+  }
+  // sockaddr_in6: port (2) + address (16)
+  let k = fc(16, b[off + 2]!, b[off + 3]!);
+  for (let j = off + 8; j < off + 24; j += 4) k += fc(b[j]!, b[j + 1]!, b[j + 2]!, b[j + 3]!);
+  return k;
 }
 
 /**

@@ -114,3 +114,39 @@ Deno.test("openUdpUpstream() connects: send() needs no address and only the peer
     close(up);
   }
 });
+
+Deno.test("RecvBatch.flowKey() is the same for one (source, destination) pair and differs otherwise", async () => {
+  const tp = openTransparentUdp({ addr: new Uint8Array(4), port: 0 });
+  const c1 = plainUdp(LOOP4);
+  const c2 = plainUdp(LOOP4);
+  const batch = new RecvBatch(8, 256);
+  try {
+    const port = getsockname(tp).port;
+    const to1 = sockaddrOf({ addr: LOOP4, port });
+    const to2 = sockaddrOf({ addr: parseIp("127.0.0.2")!, port });
+    const s = new DatagramSender();
+    s.sendTo(c1, enc.encode("a"), to1);
+    s.sendTo(c1, enc.encode("b"), to1);
+    s.sendTo(c1, enc.encode("c"), to2);
+    s.sendTo(c2, enc.encode("d"), to1);
+    let got = 0;
+    const keys: string[] = [];
+    await until(() => {
+      const n = batch.receive(tp);
+      if (n === WOULD_BLOCK) return null;
+      for (let i = 0; i < n; i++) {
+        keys.push(batch.flowKey(i)!);
+        assert.equal(batch.data(i).length, 1);
+        assert.equal(batch.truncated(i), false);
+      }
+      got += n;
+      return got >= 4 ? got : null;
+    }, "four datagrams");
+    assert.equal(keys[0], keys[1], "same pair, same key");
+    assert.equal(new Set(keys).size, 3, "another destination or another source: another key");
+  } finally {
+    close(tp);
+    close(c1);
+    close(c2);
+  }
+});

@@ -6,6 +6,11 @@
  * (from the cmsg). The handler runs synchronously and the datagram's bytes
  * are a view into a reused buffer: copy what must outlive the call.
  *
+ * The hot path decodes nothing: each datagram first goes to
+ * {@linkcode UdpDatagramSink.known} with a key built from the raw address
+ * bytes; only when no session has that key is it decoded and handed to
+ * {@linkcode UdpDatagramSink.fresh}.
+ *
  * `listen: "::"` opens `0.0.0.0:PORT` and `[::]:PORT` (v6-only) side by
  * side; `"0.0.0.0"` or an IPv4 address opens IPv4 only; another IPv6
  * address, IPv6 only.
@@ -22,14 +27,26 @@ import { openTransparentUdp, type ReceivedDatagram, RecvBatch } from "../ffi/udp
 
 export type { ReceivedDatagram } from "../ffi/udp.ts";
 
+/** Where the inbound delivers datagrams. */
+export interface UdpDatagramSink {
+  /**
+   * A datagram of the (source, original destination) pair `key` (see
+   * `RecvBatch.flowKey`). Returns false when the pair is unknown: the
+   * inbound then decodes it and calls {@linkcode fresh}.
+   */
+  known(key: string, data: Uint8Array): boolean;
+  /** The first datagram of an unknown pair, decoded. */
+  fresh(key: string, d: ReceivedDatagram & { readonly destination: Endpoint }): void;
+}
+
 /** Options of {@linkcode UdpTproxyInbound.open}. */
 export interface UdpInboundOptions {
   /** `"::"` (both families), `"0.0.0.0"`, or one address. */
   listen: string;
   /** Port; 0 picks one per socket (read back from `addresses`). */
   port: number;
-  /** Called for every datagram that carries an original destination. */
-  onDatagram: (d: ReceivedDatagram & { readonly destination: Endpoint }) => void;
+  /** Receives every datagram that carries an original destination. */
+  sink: UdpDatagramSink;
   /** Datagrams per `recvmmsg` (default 16). */
   batch?: number;
   /** `SO_RCVBUF` of the inbound sockets in bytes (default 4 MiB; the kernel caps it). */
@@ -58,7 +75,7 @@ export class UdpTproxyInbound {
   readonly #addresses: Endpoint[];
   readonly #reactor: Reactor;
   readonly #log: Logger;
-  readonly #onDatagram: UdpInboundOptions["onDatagram"];
+  readonly #sink: UdpDatagramSink;
   readonly #batchSize: number;
   readonly #maxBusyMs: number;
   readonly #loops: Promise<void>[] = [];
@@ -69,7 +86,7 @@ export class UdpTproxyInbound {
     this.#fds = fds;
     this.#reactor = opts.reactor ?? defaultReactor();
     this.#log = opts.logger ?? nullLogger;
-    this.#onDatagram = opts.onDatagram;
+    this.#sink = opts.sink;
     this.#batchSize = opts.batch ?? 16;
     this.#maxBusyMs = opts.maxBusyMs ?? 2;
     this.#addresses = fds.map((fd) => getsockname(fd));
@@ -152,27 +169,25 @@ export class UdpTproxyInbound {
 
   #deliver(batch: RecvBatch, i: number): void {
     this.#c.received++;
-    let d: ReceivedDatagram;
-    try {
-      d = batch.get(i);
-    } catch {
-      this.#c.noOrigDst++; // undecodable source address
-      return;
-    }
-    if (d.truncated) {
+    if (batch.truncated(i)) {
       this.#c.truncated++;
       return;
     }
-    if (!d.destination) {
+    const key = batch.flowKey(i);
+    if (key === null) {
       this.#c.noOrigDst++;
       return;
     }
+    let d: ReceivedDatagram | null = null;
     try {
-      this.#onDatagram(d as ReceivedDatagram & { readonly destination: Endpoint });
+      if (this.#sink.known(key, batch.data(i))) return;
+      d = batch.get(i);
+      if (!d.destination) throw new Error("no original destination");
+      this.#sink.fresh(key, d as ReceivedDatagram & { readonly destination: Endpoint });
     } catch (e) {
       this.#log.error("udp datagram handler failed", {
-        src: formatEndpoint(d.source),
-        dst: formatEndpoint(d.destination),
+        src: d ? formatEndpoint(d.source) : undefined,
+        dst: d?.destination ? formatEndpoint(d.destination) : undefined,
         error: e,
       });
     }

@@ -35,11 +35,25 @@ export interface ReplyCacheOptions {
   open: (ep: Endpoint) => number;
   /** Closes one. */
   close: (fd: number) => void;
+  /**
+   * A hit moves the socket to the recent end only when it last moved at
+   * least this long ago (default 1000 ms; 0 = every hit).
+   */
+  reorderMs?: number;
+  /** Monotonic clock in ms (default `performance.now`). */
+  now?: () => number;
+}
+
+interface Entry {
+  readonly fd: number;
+  movedAt: number;
 }
 
 /** A bounded LRU of reply sockets keyed by the address they are bound to. */
 export class ReplySocketCache {
-  readonly #map = new Map<string, number>();
+  readonly #map = new Map<string, Entry>();
+  readonly #reorderMs: number;
+  readonly #now: () => number;
   readonly #max: number;
   readonly #open: (ep: Endpoint) => number;
   readonly #close: (fd: number) => void;
@@ -53,6 +67,8 @@ export class ReplySocketCache {
     this.#max = opts.maxSockets;
     this.#open = opts.open;
     this.#close = opts.close;
+    this.#reorderMs = opts.reorderMs ?? 1000;
+    this.#now = opts.now ?? (() => performance.now());
   }
 
   /** Open sockets. */
@@ -70,19 +86,24 @@ export class ReplySocketCache {
    * counts an error) when it cannot be opened.
    */
   get(ep: Endpoint, key: string = endpointKey(ep)): number {
-    const fd = this.#map.get(key);
-    if (fd !== undefined) {
+    const hit = this.#map.get(key);
+    if (hit !== undefined) {
       this.#c.hits++;
+      if (this.#reorderMs > 0) {
+        const now = this.#now();
+        if (now - hit.movedAt < this.#reorderMs) return hit.fd;
+        hit.movedAt = now;
+      }
       this.#map.delete(key);
-      this.#map.set(key, fd);
-      return fd;
+      this.#map.set(key, hit);
+      return hit.fd;
     }
     if (this.#map.size >= this.#max) {
       const first = this.#map.entries().next();
       if (!first.done) {
         this.#map.delete(first.value[0]);
         this.#c.evicted++;
-        this.#close(first.value[1]);
+        this.#close(first.value[1].fd);
       }
     }
     let opened: number;
@@ -93,21 +114,21 @@ export class ReplySocketCache {
       return -1;
     }
     this.#c.opened++;
-    this.#map.set(key, opened);
+    this.#map.set(key, { fd: opened, movedAt: this.#reorderMs > 0 ? this.#now() : 0 });
     return opened;
   }
 
   /** Closes and forgets the socket bound to `ep` (e.g. after a send error). */
   invalidate(ep: Endpoint, key: string = endpointKey(ep)): void {
-    const fd = this.#map.get(key);
-    if (fd === undefined) return;
+    const e = this.#map.get(key);
+    if (e === undefined) return;
     this.#map.delete(key);
-    this.#close(fd);
+    this.#close(e.fd);
   }
 
   /** Closes every socket. */
   clear(): void {
-    for (const fd of this.#map.values()) this.#close(fd);
+    for (const e of this.#map.values()) this.#close(e.fd);
     this.#map.clear();
   }
 }

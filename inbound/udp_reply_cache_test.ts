@@ -43,7 +43,7 @@ Deno.test("ReplySocketCache.get() opens one socket per destination and shares it
 
 Deno.test("ReplySocketCache keeps at most maxSockets open, closing the least recently used", () => {
   const f = fake();
-  const c = new ReplySocketCache({ maxSockets: 3, ...f.opts });
+  const c = new ReplySocketCache({ maxSockets: 3, reorderMs: 0, ...f.opts });
   const fds = [1, 2, 3].map((i) => c.get(ep(i)));
   c.get(ep(1)); // 1 is now the most recent: 2 goes first
   for (let i = 4; i < 1000; i++) {

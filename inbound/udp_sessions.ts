@@ -4,9 +4,11 @@
  * Bounded (least recently used session evicted when full), expiring (idle
  * timeout per session), with counters. Pure: no sockets, clock injected.
  *
- * Order of the underlying `Map` is recency: every {@linkcode touch} moves a
- * session to the end, so eviction takes the first entry and a sweep can
- * stop at the first session idle for less than the shortest timeout.
+ * Order of the underlying `Map` is recency: {@linkcode touch} moves a
+ * session to the end (at most once per `reorderMs`, so a busy session costs
+ * no map surgery per datagram), eviction takes the first entry, and a sweep
+ * stops at the first session placed less than the shortest timeout ago:
+ * every later one was active since.
  *
  * @module
  */
@@ -19,6 +21,8 @@ export interface SessionEntry {
   lastActive: number;
   /** Idle time after which the session expires. */
   timeoutMs: number;
+  /** Clock reading when the session last moved to the end (set by the table). */
+  orderedAt?: number;
 }
 
 /** Why a session left the table. */
@@ -46,6 +50,12 @@ export interface UdpSessionTableOptions<S> {
   now?: () => number;
   /** Called once for every session leaving the table (close its sockets here). */
   onRemove?: (session: S, reason: RemoveReason) => void;
+  /**
+   * A touched session moves to the recent end only when it last moved at
+   * least this long ago (default 1000 ms; 0 = every touch). Eviction is then
+   * LRU within this granularity.
+   */
+  reorderMs?: number;
 }
 
 /** A bounded, expiring LRU of UDP sessions. */
@@ -54,6 +64,7 @@ export class UdpSessionTable<S extends SessionEntry> {
   readonly #max: number;
   readonly #now: () => number;
   readonly #onRemove: (session: S, reason: RemoveReason) => void;
+  readonly #reorderMs: number;
   #minTimeout = Infinity;
   readonly #c: UdpSessionCounters = { created: 0, expired: 0, evicted: 0, closed: 0, dropped: 0 };
 
@@ -65,6 +76,7 @@ export class UdpSessionTable<S extends SessionEntry> {
     this.#max = opts.maxSessions;
     this.#now = opts.now ?? (() => performance.now());
     this.#onRemove = opts.onRemove ?? (() => {});
+    this.#reorderMs = opts.reorderMs ?? 1000;
   }
 
   /** Sessions in the table. */
@@ -94,7 +106,10 @@ export class UdpSessionTable<S extends SessionEntry> {
 
   /** Marks `key`'s session active now and makes it the most recent. */
   touch(key: string, session: S): void {
-    session.lastActive = this.#now();
+    const now = this.#now();
+    session.lastActive = now;
+    if (now - (session.orderedAt ?? 0) < this.#reorderMs) return;
+    session.orderedAt = now;
     this.#map.delete(key);
     this.#map.set(key, session);
   }
@@ -116,7 +131,7 @@ export class UdpSessionTable<S extends SessionEntry> {
         this.#onRemove(s, "evicted");
       }
     }
-    session.lastActive = this.#now();
+    session.lastActive = session.orderedAt = this.#now();
     if (session.timeoutMs < this.#minTimeout) this.#minTimeout = session.timeoutMs;
     this.#map.set(key, session);
     this.#c.created++;
@@ -140,16 +155,16 @@ export class UdpSessionTable<S extends SessionEntry> {
 
   /**
    * Removes every session idle for at least its timeout. Scans from the
-   * least recent and stops at the first session idle for less than the
-   * shortest timeout in use. Returns how many expired.
+   * least recent and stops at the first session that moved to the end less
+   * than the shortest timeout ago (all later ones were active after it).
+   * Returns how many expired.
    */
   sweep(): number {
     const now = this.#now();
     const gone: [string, S][] = [];
     for (const [k, s] of this.#map) {
-      const idle = now - s.lastActive;
-      if (idle < this.#minTimeout) break;
-      if (idle >= s.timeoutMs) gone.push([k, s]);
+      if (now - (s.orderedAt ?? s.lastActive) < this.#minTimeout) break;
+      if (now - s.lastActive >= s.timeoutMs) gone.push([k, s]);
     }
     for (const [k] of gone) this.delete(k, "expired");
     return gone.length;
@@ -193,18 +208,10 @@ export function sessionTimeout(
 }
 
 /**
- * The table key of (client, original destination): the raw address bytes
- * and ports as a short binary string (no formatting on the hot path).
+ * The key of one endpoint: the address bytes and port as a short binary
+ * string (the reply-socket cache is keyed by destination). Session keys come
+ * from the raw sockaddrs instead (`RecvBatch.flowKey`).
  */
-export function sessionKey(src: Endpoint, dst: Endpoint): string {
-  let k = String.fromCharCode(src.addr.length, src.port >> 8, src.port & 0xff);
-  for (let i = 0; i < src.addr.length; i++) k += String.fromCharCode(src.addr[i]!);
-  k += String.fromCharCode(dst.addr.length, dst.port >> 8, dst.port & 0xff);
-  for (let i = 0; i < dst.addr.length; i++) k += String.fromCharCode(dst.addr[i]!);
-  return k;
-}
-
-/** The key of one endpoint alone (the reply-socket cache is keyed by destination). */
 export function endpointKey(ep: Endpoint): string {
   let k = String.fromCharCode(ep.addr.length, ep.port >> 8, ep.port & 0xff);
   for (let i = 0; i < ep.addr.length; i++) k += String.fromCharCode(ep.addr[i]!);

@@ -4,7 +4,6 @@ import {
   defaultUdpTimeouts,
   endpointKey,
   type RemoveReason,
-  sessionKey,
   sessionTimeout,
   UdpSessionTable,
 } from "./udp_sessions.ts";
@@ -13,15 +12,17 @@ interface S {
   name: string;
   lastActive: number;
   timeoutMs: number;
+  orderedAt?: number;
 }
 
-function setup(max: number) {
+function setup(max: number, reorderMs = 0) {
   let now = 0;
   const removed: [string, RemoveReason][] = [];
   const t = new UdpSessionTable<S>({
     maxSessions: max,
     now: () => now,
     onRemove: (s, r) => removed.push([s.name, r]),
+    reorderMs,
   });
   const mk = (name: string, timeoutMs = 1000): S => ({ name, lastActive: -1, timeoutMs });
   return { t, removed, mk, advance: (ms: number) => (now += ms) };
@@ -58,6 +59,25 @@ Deno.test("UdpSessionTable.sweep() expires sessions idle for their own timeout, 
   assert.equal(t.counters().expired, 3);
 });
 
+Deno.test("UdpSessionTable with reorderMs moves a busy session at most once per interval yet expires it only when idle", () => {
+  const { t, removed, mk, advance } = setup(2, 500);
+  t.add("busy", mk("busy", 1000));
+  t.add("other", mk("other", 1000));
+  advance(100);
+  t.touch("busy", t.get("busy")!); // within 500 ms of its last move: stays first
+  assert.deepEqual([...t.values()].map((s) => s.name), ["busy", "other"]);
+  advance(500);
+  t.touch("busy", t.get("busy")!); // now it moves
+  assert.deepEqual([...t.values()].map((s) => s.name), ["other", "busy"]);
+  advance(450);
+  t.touch("busy", t.get("busy")!);
+  advance(600); // other idle 1650 ms, busy idle 600 ms
+  assert.equal(t.sweep(), 1);
+  assert.deepEqual(removed, [["other", "expired"]]);
+  t.add("new", mk("new"));
+  assert.equal(t.size, 2, "busy stays");
+});
+
 Deno.test("UdpSessionTable stays bounded under churn and counts drops and closes", () => {
   const { t, removed, mk } = setup(50);
   for (let i = 0; i < 20_000; i++) {
@@ -78,18 +98,15 @@ Deno.test("UdpSessionTable stays bounded under churn and counts drops and closes
 
 const v4 = (a: number, port: number): Endpoint => ({ addr: new Uint8Array([10, 0, 0, a]), port });
 
-Deno.test("sessionKey() differs for each destination of one client and each client of one destination", () => {
+Deno.test("endpointKey() differs by address, port and family", () => {
   const keys = new Set([
-    sessionKey(v4(1, 5000), v4(9, 53)),
-    sessionKey(v4(1, 5000), v4(8, 53)),
-    sessionKey(v4(1, 5000), v4(9, 54)),
-    sessionKey(v4(2, 5000), v4(9, 53)),
-    sessionKey(v4(1, 5001), v4(9, 53)),
-    sessionKey({ addr: new Uint8Array(16), port: 5000 }, v4(9, 53)),
+    endpointKey(v4(9, 53)),
+    endpointKey(v4(9, 54)),
+    endpointKey(v4(8, 53)),
+    endpointKey({ addr: new Uint8Array(16), port: 53 }),
   ]);
-  assert.equal(keys.size, 6);
-  assert.equal(sessionKey(v4(1, 5000), v4(9, 53)), sessionKey(v4(1, 5000), v4(9, 53)));
-  assert.notEqual(endpointKey(v4(9, 53)), endpointKey(v4(9, 54)));
+  assert.equal(keys.size, 4);
+  assert.equal(endpointKey(v4(9, 53)), endpointKey(v4(9, 53)));
 });
 
 Deno.test("sessionTimeout() gives DNS and QUIC shorter timeouts, capped by udp_timeout", () => {

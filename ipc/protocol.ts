@@ -368,6 +368,11 @@ export interface StatsResult {
   outbounds: Record<string, OutboundStats>;
   /** Other named counters (sniff timeouts, pool misses, …). */
   counters?: Record<string, number>;
+  /**
+   * Hits per route rule of the active engine, then `final` (rule null).
+   * Counts of a rule carry over a reload when its text is unchanged.
+   */
+  rules?: { rule: number | null; outbound: string; hits: number }[];
 }
 
 /** The method table: params and result type of every method. */

@@ -8,9 +8,11 @@
  *   target through the outbound's own mark / interface / source address;
  * - **passive** reports from flow dials: `failThreshold` consecutive dial
  *   failures that mean "the path is down" (ENETUNREACH, EHOSTUNREACH,
- *   timeouts, ENODEV; for SOCKS: the server cannot be used) turn the
- *   outbound down; the next dial that gets through (or is refused by the far
- *   host, which proves the path works) turns it up.
+ *   timeouts, ENODEV; for SOCKS: the server cannot be used), to at least two
+ *   different destination IPs (so one dead host a client keeps dialling
+ *   cannot take the outbound down), turn the outbound down; the next dial
+ *   that gets through (or is refused by the far host, which proves the path
+ *   works) turns it up.
  *
  * While an outbound is down the router fails its new flows at once
  * ({@linkcode HealthChecker.admit} returns false) instead of letting each
@@ -142,8 +144,9 @@ interface Entry {
   checks: number;
   checkFailures: number;
   failFast: number;
-  /** Consecutive "down" verdicts from flows. */
+  /** Consecutive "down" verdicts from flows, and the distinct destination IPs among them. */
   streak: number;
+  streakHosts: Set<string>;
   lastFailed: Endpoint | null;
   timer: TimerId | null;
   running: boolean;
@@ -255,7 +258,7 @@ export class HealthChecker {
   reportSuccess(tag: string): void {
     const e = this.#entries.get(tag);
     if (!e) return;
-    e.streak = 0;
+    this.#resetStreak(e);
     if (e.spec.mode !== "static") this.#setState(e, "up", null, "flow dial succeeded");
   }
 
@@ -271,13 +274,19 @@ export class HealthChecker {
     }
     if (verdict === "neutral") return;
     if (verdict === "up") {
-      e.streak = 0;
+      this.#resetStreak(e);
       this.#setState(e, "up", null, "flow dial reached the far end");
       return;
     }
     e.streak++;
+    // One dead host hammered by a client must not take the whole outbound down.
+    if (e.streakHosts.size < this.#threshold) {
+      e.streakHosts.add(dst ? dst.addr.join(",") : `#${e.streak}`);
+    }
     if (dst) e.lastFailed = dst;
-    if (e.streak >= this.#threshold || e.state === "down") {
+    const tripped = e.streak >= this.#threshold &&
+      e.streakHosts.size >= Math.min(2, this.#threshold);
+    if (tripped || e.state === "down") {
       this.#setState(e, "down", message(err), `${e.streak} consecutive dial failures`);
     } else {
       // Keep the error for status even before the threshold.
@@ -315,6 +324,7 @@ export class HealthChecker {
       checkFailures: 0,
       failFast: 0,
       streak: 0,
+      streakHosts: new Set(),
       lastFailed: null,
       timer: null,
       running: false,
@@ -353,13 +363,18 @@ export class HealthChecker {
       if (e.spec.mode === "passive" || e.timer !== null) this.#schedule(e, this.#retryDelay(e));
     } else {
       if (was === "down") this.#log.info("outbound up", { outbound: e.tag, why });
-      e.streak = 0;
+      this.#resetStreak(e);
       e.trial = false;
       if (e.spec.mode === "passive" && e.timer !== null) {
         this.#clock.clearTimeout(e.timer);
         e.timer = null;
       }
     }
+  }
+
+  #resetStreak(e: Entry): void {
+    e.streak = 0;
+    e.streakHosts.clear();
   }
 
   #jitter(ms: number): number {

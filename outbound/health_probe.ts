@@ -52,12 +52,13 @@ export function directVerdict(e: unknown): DialVerdict {
 
 /**
  * Verdict of a SOCKS dial error: the server could not be used (no connect,
- * protocol or auth failure) → down; the server answered with a reply code
- * (the destination failed) → up; the pool's own fail-fast, timeouts of the
- * CONNECT phase and aborts → neutral.
+ * protocol or auth failure, or the pool already knows it is down) → down;
+ * the server answered with a reply code (the destination failed) → up;
+ * timeouts of the CONNECT phase and aborts → neutral.
  */
 export function socksVerdict(e: unknown): DialVerdict {
-  if (e instanceof Socks5UnavailableError || isAbort(e)) return "neutral";
+  if (isAbort(e)) return "neutral";
+  if (e instanceof Socks5UnavailableError) return "down";
   if (e instanceof Socks5Error) return e.rep === null ? "down" : "up";
   return "neutral";
 }

@@ -36,7 +36,11 @@ Deno.test("socksVerdict() calls an unusable server down and a refused destinatio
     "down",
   );
   assert.equal(socksVerdict(new Socks5Error("127.0.0.1:1080", "connection refused", 5)), "up");
-  assert.equal(socksVerdict(new Socks5UnavailableError("SOCKS5 server down")), "neutral");
+  assert.equal(socksVerdict(new Socks5UnavailableError("SOCKS5 server down")), "down");
+  assert.equal(
+    socksVerdict(Object.assign(new Error("CONNECT timed out"), { name: "TimeoutError" })),
+    "neutral",
+  );
   assert.equal(socksVerdict(new DOMException("aborted", "AbortError")), "neutral");
 });
 

@@ -53,7 +53,8 @@ function settle(): Promise<void> {
   return new Promise((r) => setTimeout(r, 0));
 }
 
-const ep = (port: number): Endpoint => ({ addr: new Uint8Array([10, 0, 0, 1]), port });
+/** Destination number `n`: a different IP each. */
+const ep = (n: number, port = 443): Endpoint => ({ addr: new Uint8Array([10, 0, 0, n]), port });
 
 function errno(code: string): Error & { code: string } {
   return Object.assign(new Error(`connect: ${code}`), { code });
@@ -165,7 +166,7 @@ Deno.test("HealthChecker fails a hung probe after timeoutMs and aborts its signa
   }
 });
 
-Deno.test("HealthChecker turns a passive outbound down after N consecutive path failures only", async () => {
+Deno.test("HealthChecker turns a passive outbound down after N consecutive path failures only", () => {
   const clock = new FakeClock();
   const hc = checker(clock, { failThreshold: 3 });
   const spec: HealthSpec = {
@@ -213,12 +214,12 @@ Deno.test("HealthChecker re-dials a down passive outbound's last failed destinat
     }]);
     await clock.advance(60_000);
     assert.equal(p.calls.length, 0, "no probing while not down");
-    hc.reportFailure("d", errno("ENETUNREACH"), ep(443));
+    hc.reportFailure("d", errno("ENETUNREACH"), ep(9));
     assert.equal(hc.status("d")?.state, "down");
     assert.equal(hc.admit("d"), false);
     await clock.advance(5500);
     assert.equal(p.calls.length, 1);
-    assert.equal(p.calls[0]!.lastFailed?.port, 443, "re-dials the last failed destination");
+    assert.deepEqual(p.calls[0]!.lastFailed, ep(9), "re-dials the last failed destination");
     assert.equal(hc.status("d")?.state, "down");
     assert.equal(hc.admit("d"), true, "one trial flow per retry period");
     assert.equal(hc.admit("d"), false);
@@ -317,4 +318,25 @@ Deno.test("HealthChecker.sync() keeps unchanged outbounds' state, restarts chang
   assert.equal(hc.admit("new"), true);
   hc.close();
   assert.equal(clock.timers.size, 0, "close() leaves no timer behind");
+});
+
+Deno.test("HealthChecker does not turn an outbound down for one dead host dialled over and over", () => {
+  const clock = new FakeClock();
+  const hc = checker(clock, { failThreshold: 3 });
+  try {
+    hc.sync([{
+      tag: "d",
+      key: "k",
+      spec: { mode: "passive", intervalMs: 30_000, timeoutMs: 3000, classify: pathVerdict },
+    }]);
+    for (let port = 1; port <= 10; port++) {
+      hc.reportFailure("d", errno("ENETUNREACH"), ep(7, port));
+    }
+    assert.notEqual(hc.status("d")?.state, "down", "same IP on every failure");
+    assert.equal(hc.admit("d"), true);
+    hc.reportFailure("d", errno("ENETUNREACH"), ep(8));
+    assert.equal(hc.status("d")?.state, "down", "a second host failing the same way trips it");
+  } finally {
+    hc.close();
+  }
 });

@@ -29,6 +29,11 @@ import {
 import type { Outbound, OutboundHealth } from "./outbound.ts";
 import { Socks5Outbound } from "./socks5.ts";
 
+/** A socks outbound as built here: a passed health probe lets its pool refill at once. */
+interface SocksLive extends Outbound {
+  noteServerUp(): void;
+}
+
 /** What building an outbound needs from the process. */
 export interface OutboundDeps {
   readonly logger: Logger;
@@ -93,25 +98,30 @@ export function buildHealthSpec(
       const tos = dscpToTos(cfg.dscp);
       const server = parseIp(cfg.server);
       if (!server) throw new TypeError(`outbound ${cfg.tag}: server: "${cfg.server}": not an IP`);
+      const greet = socksGreetingProbe<FdStream>({
+        server: { addr: server, port: cfg.server_port },
+        auth: cfg.username !== null && cfg.password !== null
+          ? { username: cfg.username, password: cfg.password }
+          : undefined,
+        timeoutMs,
+        connect: (dst, o) =>
+          connectTcp(dst, {
+            ...o,
+            ...(mark !== 0 ? { mark } : {}),
+            ...(tos !== undefined ? { tos } : {}),
+            ...(deps.reactor ? { reactor: deps.reactor } : {}),
+          }),
+      });
       return {
         mode: "active",
         intervalMs: hc?.interval_ms ?? DEFAULT_HEALTH_INTERVAL_MS,
         timeoutMs,
         classify: socksVerdict,
-        probe: socksGreetingProbe<FdStream>({
-          server: { addr: server, port: cfg.server_port },
-          auth: cfg.username !== null && cfg.password !== null
-            ? { username: cfg.username, password: cfg.password }
-            : undefined,
-          timeoutMs,
-          connect: (dst, o) =>
-            connectTcp(dst, {
-              ...o,
-              ...(mark !== 0 ? { mark } : {}),
-              ...(tos !== undefined ? { tos } : {}),
-              ...(deps.reactor ? { reactor: deps.reactor } : {}),
-            }),
-        }),
+        probe: async (ctx) => {
+          await greet(ctx);
+          // The pool keeps its own back-off; tell it the server is back.
+          if ("noteServerUp" in outbound) (outbound as SocksLive).noteServerUp();
+        },
       };
     }
     case "direct": {
@@ -194,7 +204,7 @@ export function buildOutbound(
         isAlive: isIdleAlive,
         logger: log,
       });
-      return {
+      const live: SocksLive = {
         tag: cfg.tag,
         type: "socks",
         kind: cfg.kind,
@@ -202,7 +212,9 @@ export function buildOutbound(
         health: () => socks.health(),
         describe: () => socks.describe(),
         close: () => socks.close(),
+        noteServerUp: () => socks.noteServerUp(),
       };
+      return live;
     }
     case "block": {
       const block = new BlockOutbound({ tag: cfg.tag, mode: cfg.mode });

@@ -262,6 +262,15 @@ export class Socks5Outbound<S extends ByteStream> {
     return h;
   }
 
+  /**
+   * Something outside the flows (the health checker's greeting probe)
+   * reached the server: a pool that turned down refills at once instead of
+   * waiting out its back-off.
+   */
+  noteServerUp(): void {
+    this.#pool?.reportSuccess();
+  }
+
   /** Extra state for `outbounds.list`. */
   describe(): Record<string, unknown> {
     return { ...this.stats() };

@@ -21,6 +21,7 @@ import type { Outbound } from "../outbound/outbound.ts";
 import { buildHealthSpec, buildOutbound, outboundKey } from "../outbound/registry.ts";
 import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts"; // [health]
 import type { Engine } from "../rules/engine.ts";
+import { type RuleHits, RuleStats } from "../rules/rule_stats.ts";
 import { sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
 import { relay } from "./relay.ts";
@@ -96,6 +97,7 @@ export class Router {
   readonly #counters = new Map<string, OutboundCounters>();
   readonly #udpPlanes: UdpPlane[] = []; // [udp-plane]
   readonly #named = new Map<string, number>();
+  readonly #ruleStats = new RuleStats();
   readonly #health: HealthChecker; // [health]
   readonly #startedAt = Date.now();
   #snap: Snapshot;
@@ -405,6 +407,8 @@ export class Router {
       throw e;
     }
     for (const tag of old.outbounds.keys()) if (!next.has(tag)) removed.push(tag);
+    // Hit counts of unchanged rules move to the new engine before it goes live.
+    this.#ruleStats.adopt(engine);
     for (const inbound of config.inbounds) {
       const l = this.#listeners.find((x) => x.tag === inbound.tag);
       if (inbound.network.includes("tcp") && (!l || l.key !== listenKey(inbound))) {
@@ -473,6 +477,11 @@ export class Router {
       named: this.#named,
       udp: this.#udpPlanes.map((p) => p.stats()), // [udp-plane]
     };
+  }
+
+  /** Hits per rule of the active engine, then `final`. */
+  ruleHits(): RuleHits[] {
+    return this.#ruleStats.snapshot();
   }
 
   /** When the router started (ms since epoch). */

@@ -21,7 +21,15 @@ import { formatEndpoint, parseIp } from "../core/ip.ts";
 import type { Logger } from "../core/log.ts";
 import type { Decision, Endpoint, FlowMeta } from "../core/types.ts";
 import { defaultReactor, isClosedError, type Reactor } from "../ffi/reactor.ts";
-import { close as closeFd, connect, getsockname, recv, send, WOULD_BLOCK } from "../ffi/socket.ts";
+import {
+  close as closeFd,
+  connect,
+  getNofileLimit,
+  getsockname,
+  recv,
+  send,
+  WOULD_BLOCK,
+} from "../ffi/socket.ts";
 import { connectTcp, type FdStream } from "../ffi/stream.ts";
 import {
   DatagramSender,
@@ -39,7 +47,6 @@ import {
   endpointKey,
   type RemoveReason,
   type SessionEntry,
-  sessionKey,
   sessionTimeout,
   UdpSessionTable,
   type UdpTimeouts,
@@ -146,6 +153,8 @@ export class UdpPlane {
   readonly #sweep: ReturnType<typeof setInterval>;
   readonly #perOutbound = new Map<string, number>();
   #inbound: UdpTproxyInbound | null = null;
+  #lastWarn = -Infinity;
+  #warnsSuppressed = 0;
   #nextId = 1;
   #closed = false;
   readonly #c = {
@@ -168,8 +177,14 @@ export class UdpPlane {
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
     this.#maxPendingBytes = opts.maxPendingBytes ?? 64 * 1024;
     this.#timeouts = { ...defaultUdpTimeouts(ib.udp_timeout_ms), ...opts.timeouts };
+    const shortest = Math.min(
+      this.#timeouts.defaultMs,
+      this.#timeouts.dnsMs,
+      this.#timeouts.quicMs,
+    );
     this.#table = new UdpSessionTable<Session>({
       maxSessions: ib.udp_max_sessions,
+      reorderMs: Math.min(1000, Math.floor(shortest / 4)),
       ...(opts.now ? { now: opts.now } : {}),
       onRemove: (s, reason) => this.#onRemove(s, reason),
     });
@@ -178,11 +193,6 @@ export class UdpPlane {
       open: (ep) => openReplySocket(ep),
       close: (fd) => closeFd(fd),
     });
-    const shortest = Math.min(
-      this.#timeouts.defaultMs,
-      this.#timeouts.dnsMs,
-      this.#timeouts.quicMs,
-    );
     // Sweep often enough that a session outlives its timeout by at most ~25%.
     const period = Math.max(50, Math.min(1000, Math.floor(shortest / 4)));
     this.#sweep = setInterval(() => this.#table.sweep(), period);
@@ -192,12 +202,28 @@ export class UdpPlane {
   static open(opts: UdpPlaneOptions): UdpPlane {
     const plane = new UdpPlane(opts);
     try {
+      // A direct session holds one fd (a SOCKS one two), reply sockets one each.
+      const need = opts.inbound.udp_max_sessions + (opts.replySockets ?? 1024);
+      const { soft } = getNofileLimit();
+      if (soft < need + 1024) {
+        opts.logger.warn("udp: RLIMIT_NOFILE is below udp_max_sessions + reply sockets", {
+          inbound: opts.inbound.tag,
+          nofile: soft,
+          udp_max_sessions: opts.inbound.udp_max_sessions,
+          hint: "raise LimitNOFILE (systemd) / ulimit -n, or lower udp_max_sessions",
+        });
+      }
+    } catch { /* no getrlimit: nothing to say */ }
+    try {
       plane.#inbound = UdpTproxyInbound.open({
         listen: opts.inbound.listen,
         port: opts.inbound.listen_port,
         logger: opts.logger,
         reactor: plane.#reactor,
-        onDatagram: (d) => plane.#onDatagram(d.data, d.source, d.destination, d.mark),
+        sink: {
+          known: (key, data) => plane.#known(key, data),
+          fresh: (key, d) => plane.#fresh(key, d.data, d.source, d.destination, d.mark),
+        },
       });
     } catch (e) {
       clearInterval(plane.#sweep);
@@ -245,13 +271,30 @@ export class UdpPlane {
 
   // ------------------------------------------------------------- client side
 
-  #onDatagram(data: Uint8Array, source: Endpoint, destination: Endpoint, mark: number | null) {
+  /** Hot path: a datagram of an existing session (false: no such session). */
+  #known(key: string, data: Uint8Array): boolean {
+    const s = this.#table.get(key);
+    if (!s) return false;
     this.#c.datagramsUp++;
     this.#c.bytesUp += data.length;
-    const key = sessionKey(source, destination);
-    let s = this.#table.get(key);
-    if (s) this.#table.touch(key, s);
-    else s = this.#create(key, source, destination, mark);
+    this.#table.touch(key, s);
+    this.#handle(s, data);
+    return true;
+  }
+
+  #fresh(
+    key: string,
+    data: Uint8Array,
+    source: Endpoint,
+    destination: Endpoint,
+    mark: number | null,
+  ): void {
+    this.#c.datagramsUp++;
+    this.#c.bytesUp += data.length;
+    this.#handle(this.#create(key, source, destination, mark), data);
+  }
+
+  #handle(s: Session, data: Uint8Array): void {
     switch (s.state) {
       case "open":
         if (!s.upstream!.send(data)) this.#table.drop();
@@ -357,7 +400,7 @@ export class UdpPlane {
       });
     }
     if (!cfg) {
-      this.#log.warn("udp: outbound is not configured; dropping session", {
+      this.#warn("udp: outbound is not configured; dropping session", {
         outbound: decision.outbound,
       });
       this.#fail(s, "failed");
@@ -386,7 +429,7 @@ export class UdpPlane {
           return;
       }
     } catch (e) {
-      this.#log.warn("udp: cannot open upstream", {
+      this.#warn("udp: cannot open upstream", {
         id: s.id,
         outbound: decision.outbound,
         dst: formatEndpoint(meta.destination),
@@ -394,6 +437,19 @@ export class UdpPlane {
       });
       this.#fail(s, "failed");
     }
+  }
+
+  /** Warns at most once a second (EMFILE & co. would otherwise flood the log). */
+  #warn(msg: string, fields: Record<string, unknown>): void {
+    const now = performance.now();
+    if (now - this.#lastWarn < 1000) {
+      this.#warnsSuppressed++;
+      return;
+    }
+    this.#lastWarn = now;
+    const suppressed = this.#warnsSuppressed || undefined;
+    this.#warnsSuppressed = 0;
+    this.#log.warn(msg, { ...fields, suppressed });
   }
 
   #open(s: Session): void {
@@ -430,7 +486,7 @@ export class UdpPlane {
       this.#open(s);
     } catch (e) {
       if (s.state !== "connecting") return;
-      this.#log.warn("udp: SOCKS5 UDP ASSOCIATE failed", {
+      this.#warn("udp: SOCKS5 UDP ASSOCIATE failed", {
         id: s.id,
         outbound: s.outbound,
         error: e,

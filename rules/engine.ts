@@ -64,6 +64,8 @@ export class Engine {
   readonly #decisions: Decision[];
   readonly #finalDecision: Decision;
   readonly #always: Int32Array;
+  /** 1 when a proposal alone proves the match (only index-answered items; see #first). */
+  readonly #pure: Uint8Array;
   readonly #nodeTop: Int32Array;
   readonly #nodeWitness: Uint8Array;
   readonly #domains: DomainIndex;
@@ -154,6 +156,7 @@ export class Engine {
       else for (const [node, kind] of w) mark(node, kind, i);
     });
     this.#ports = new PortIndex(portEntries);
+    this.#pure = Uint8Array.from(this.#top, (m) => m instanceof DefaultMatcher && m.pure ? 1 : 0);
     this.#always = Int32Array.from(always);
     this.#scratch = new FlowScratch(nodes.length, opts.geoip ?? noGeoIp);
     this.#cand = new Int32Array(this.#top.length);
@@ -188,7 +191,7 @@ export class Engine {
     let best = 0x7fffffff;
     for (let k = 0; k < this.#candLen; k++) {
       const i = this.#cand[k]!;
-      if (i < best && this.#eval(i)) best = i;
+      if (i < best && (this.#pure[i] === 1 || this.#eval(i))) best = i;
     }
     const always = this.#always;
     for (let k = 0; k < always.length; k++) {

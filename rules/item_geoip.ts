@@ -19,37 +19,92 @@ export interface GeoIpLookup {
   country(addr: Uint8Array): string | null;
 }
 
+interface Metadata {
+  readonly nodeCount: number;
+  readonly recordSize: number;
+  readonly ipVersion: number;
+}
+
 type Rec = {
   country?: { iso_code?: unknown };
   registered_country?: { iso_code?: unknown };
   country_code?: unknown;
 };
 
-/** Opens an mmdb from its bytes; throws a `TypeError` when they are not an mmdb. */
+/** Reads one search-tree record (left or right) of `node`. */
+type RecordReader = (db: Uint8Array, node: number, right: number) => number;
+
+function recordReader(recordSize: number): RecordReader {
+  switch (recordSize) {
+    case 24:
+      return (db, n, r) => {
+        const o = n * 6 + r * 3;
+        return (db[o]! << 16) | (db[o + 1]! << 8) | db[o + 2]!;
+      };
+    case 28:
+      return (db, n, r) => {
+        const o = n * 7;
+        const mid = db[o + 3]!;
+        return r === 0
+          ? ((mid & 0xf0) << 20) | (db[o]! << 16) | (db[o + 1]! << 8) | db[o + 2]!
+          : ((mid & 0x0f) << 24) | (db[o + 4]! << 16) | (db[o + 5]! << 8) | db[o + 6]!;
+      };
+    case 32:
+      return (db, n, r) => {
+        const o = n * 8 + r * 4;
+        return ((db[o]! << 24) | (db[o + 1]! << 16) | (db[o + 2]! << 8) | db[o + 3]!) >>> 0;
+      };
+    default:
+      throw new TypeError(`unsupported mmdb record size ${recordSize}`);
+  }
+}
+
+function countryOf(rec: Rec | string | null): string | null {
+  if (rec === null) return null;
+  const code = typeof rec === "string"
+    ? rec
+    : rec.country?.iso_code ?? rec.registered_country?.iso_code ?? rec.country_code;
+  return typeof code === "string" ? code.toLowerCase() : null;
+}
+
+/**
+ * Opens an mmdb from its bytes; throws a `TypeError` when they are not an
+ * mmdb. Lookups walk the search tree directly over the address bytes (no
+ * text formatting); each data record is decoded once, through the
+ * `maxmind` reader, and then cached by its pointer — a country database has
+ * only a few hundred distinct records.
+ */
 export function openGeoIp(bytes: Uint8Array): GeoIpLookup {
-  let reader: { get(ip: string): unknown };
+  let reader: { get(ip: string): unknown; metadata: Metadata };
   try {
     reader = new Reader(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (e) {
     throw new TypeError(`not a MaxMind database: ${(e as Error).message}`, { cause: e });
   }
-  const lower = new Map<string, string>();
+  const { nodeCount, recordSize, ipVersion } = reader.metadata;
+  const read = recordReader(recordSize);
+  const db = bytes;
+  // IPv4 addresses live under ::/96 in an IPv6 tree.
+  let v4Start = 0;
+  if (ipVersion === 6) {
+    for (let i = 0; i < 96 && v4Start < nodeCount; i++) v4Start = read(db, v4Start, 0);
+  }
+  const cache = new Map<number, string | null>();
   return {
     country(addr: Uint8Array): string | null {
-      let rec: Rec | string | null;
-      try {
-        rec = reader.get(formatIp(addr)) as Rec | string | null;
-      } catch {
-        return null; // e.g. an IPv6 address against an IPv4-only database
+      if (addr.length === 16 && ipVersion === 4) return null;
+      let node = addr.length === 4 ? v4Start : 0;
+      const bits = addr.length * 8;
+      for (let i = 0; i < bits && node < nodeCount; i++) {
+        node = read(db, node, (addr[i >> 3]! >> (7 - (i & 7))) & 1);
       }
-      if (rec === null) return null;
-      const code = typeof rec === "string"
-        ? rec
-        : rec.country?.iso_code ?? rec.registered_country?.iso_code ?? rec.country_code;
-      if (typeof code !== "string") return null;
-      let l = lower.get(code);
-      if (l === undefined) lower.set(code, l = code.toLowerCase());
-      return l;
+      if (node <= nodeCount) return null; // nodeCount: "no data"
+      let code = cache.get(node);
+      if (code === undefined) {
+        code = countryOf(reader.get(formatIp(addr)) as Rec | string | null);
+        cache.set(node, code);
+      }
+      return code;
     },
   };
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseIp } from "../core/ip.ts";
+import { Buffer } from "node:buffer";
+import { Reader } from "maxmind";
+import { formatIp, parseIp } from "../core/ip.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { openGeoIp } from "./item_geoip.ts";
 
@@ -60,6 +62,23 @@ Deno.test("openGeoIp() reads a real country database (npm:@ip-location-db/geo-wh
     console.warn(`skipped: npm package ${PKG} is not reachable`);
     return;
   }
+  await t.step("the direct tree walk agrees with maxmind's Reader.get()", () => {
+    const bytes = Deno.readFileSync(path);
+    const geo = openGeoIp(bytes);
+    const reader = new Reader(Buffer.from(bytes)) as unknown as { get(ip: string): unknown };
+    let seed = 99, known = 0;
+    const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24;
+    for (let i = 0; i < 5000; i++) {
+      const addr = i % 3 === 0
+        ? Uint8Array.from({ length: 16 }, (_, j) => j === 0 ? 0x20 + (rnd() & 0xf) : rnd())
+        : Uint8Array.from({ length: 4 }, rnd);
+      const rec = reader.get(formatIp(addr)) as { country_code?: string } | null;
+      const want = rec?.country_code?.toLowerCase() ?? null;
+      assert.equal(geo.country(addr), want, formatIp(addr));
+      if (want) known++;
+    }
+    assert.ok(known > 2000, `only ${known} addresses had a country`);
+  });
   await t.step("well-known addresses resolve", () => {
     const geo = openGeoIp(Deno.readFileSync(path));
     assert.equal(geo.country(ip("8.8.8.8")), "us");

@@ -170,6 +170,15 @@ export class DefaultMatcher implements Matcher {
       !this.spec.source_ip_is_private;
   }
 
+  /**
+   * True when the destination group is the rule's only condition and only
+   * the domain/CIDR indexes answer it: an index hit alone proves a match.
+   */
+  get pure(): boolean {
+    return this.required === G_DST && this.dstIndexed && !this.#hasOther && !this.usesRuleSet &&
+      !this.spec.invert;
+  }
+
   /** True when the rule has no items at all (matches every flow, as in sing-box). */
   get empty(): boolean {
     return this.#empty;

@@ -425,13 +425,25 @@ export class RouterLab {
     return link;
   }
 
-  /** Kills the router, closes IPC, destroys the lab and removes the temp dir. Idempotent. */
+  /**
+   * Kills the router, closes IPC, destroys the lab and removes the temp dir.
+   * With `E2E_LOG_DIR` set, the router's log is kept there as
+   * `<lab id>-router.log` for post-mortems. Idempotent.
+   */
   async destroy(): Promise<void> {
     try {
       await this.#ipc?.close();
     } catch { /* closed */ }
     this.#ipc = null;
     await this.#router?.kill();
+    const logDir = Deno.env.get("E2E_LOG_DIR");
+    if (logDir && this.#router) {
+      await Deno.mkdir(logDir, { recursive: true });
+      await Deno.writeTextFile(
+        `${logDir}/${this.lab.id}-router.log`,
+        this.#router.lines.join("\n") + "\n",
+      );
+    }
     await this.lab.destroy();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }

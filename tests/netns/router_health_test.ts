@@ -59,7 +59,7 @@ Deno.test({
       );
     try {
       const a = rl.addrs;
-      await rl.server(["[::]:8080"], "echo");
+      await rl.server(["[::]:8080", "[::]:8081"], "echo");
       await startSocks();
       const outbounds = () => [
         {
@@ -70,6 +70,15 @@ Deno.test({
           health_check: { interval: "1s", timeout: "1s" },
         },
         {
+          // The same server through a pre-warmed pool (port 8081 flows).
+          type: "socks",
+          tag: "sp",
+          server: "127.0.0.1",
+          server_port: SOCKS_PORT,
+          pool: { size: 4 },
+          health_check: { interval: "1s", timeout: "1s" },
+        },
+        {
           type: "direct",
           tag: "dead",
           kind: "wireguard",
@@ -77,19 +86,27 @@ Deno.test({
           health_check: { target: UNREACHABLE, interval: "1s", timeout: "1s" },
         },
       ];
-      const route = { rules: [{ port: 9, outbound: "dead" }] as unknown[], final: "sx" };
+      const route = {
+        rules: [{ port: 9, outbound: "dead" }, { port: 8081, outbound: "sp" }] as unknown[],
+        final: "sx",
+      };
       await rl.startRouter(rl.config({ outbounds: outbounds(), route }));
       const pid = rl.router.pid;
       const echo = target(a.extra4[0]!, 8080);
       // microsocks closes both ways at the first EOF: request/response without half-close.
-      const flow = () => rl.flow({ target: echo, mode: "rr", bytes: 64 }, 10_000);
+      const pooled = target(a.extra4[0]!, 8081);
+      const flow = (to = echo) => rl.flow({ target: to, mode: "rr", bytes: 64 }, 10_000);
 
-      await t.step("the socks outbound is up and carries flows", async () => {
-        const sx = await waitState("sx", "up");
-        assert.equal(sx.health, "active");
-        assert.ok(sx.last_check !== null, "a check ran");
-        const r = await flow();
-        assert.ok(r.ok && r.verified, failures([r]));
+      await t.step("the socks outbounds are up and carry flows", async () => {
+        for (const tag of ["sx", "sp"]) {
+          const o = await waitState(tag, "up");
+          assert.equal(o.health, "active");
+          assert.ok(o.last_check !== null, "a check ran");
+        }
+        for (const to of [echo, pooled]) {
+          const r = await flow(to);
+          assert.ok(r.ok && r.verified, failures([r]));
+        }
       });
 
       await t.step(
@@ -123,11 +140,13 @@ Deno.test({
         assert.equal(after.since, before.since, "not restarted as unknown");
       });
 
-      await t.step("microsocks dies: status shows sx down with the last error", async () => {
+      await t.step("microsocks dies: status shows both down with the last error", async () => {
         await socks!.kill();
-        const sx = await waitState("sx", "down");
-        assert.match(sx.last_error ?? "", /127\.0\.0\.1:1080.*ECONNREFUSED/);
-        assert.ok(sx.since !== null);
+        for (const tag of ["sx", "sp"]) {
+          const o = await waitState(tag, "down");
+          assert.match(o.last_error ?? "", /127\.0\.0\.1:1080.*ECONNREFUSED/);
+          assert.ok(o.since !== null);
+        }
       });
 
       await t.step("new flows to the down outbound are reset at once and counted", async () => {
@@ -143,18 +162,25 @@ Deno.test({
         const after = (await status()).get("sx")!;
         assert.equal(after.fail_fast - before.fail_fast, 5);
         assert.equal(after.errors - before.errors, 5);
+        const r = await flow(pooled);
+        assert.equal(r.kind, "reset", `${r.kind}: ${r.error}`);
         const stats = await (await rl.ipc()).stats();
-        assert.ok((stats.counters?.["fail_fast"] ?? 0) >= 6, JSON.stringify(stats.counters));
+        assert.ok((stats.counters?.["fail_fast"] ?? 0) >= 7, JSON.stringify(stats.counters));
       });
 
-      await t.step("microsocks returns on the same port: sx comes back up by itself", async () => {
-        await startSocks();
-        await waitState("sx", "up");
-        const r = await flow();
-        assert.ok(r.ok && r.verified, failures([r]));
-        assert.equal(rl.router.exited, false);
-        assert.equal(rl.router.pid, pid, "same router process throughout");
-      });
+      await t.step(
+        "microsocks returns on the same port: both come back up by themselves",
+        async () => {
+          await startSocks();
+          for (const [tag, to] of [["sx", echo], ["sp", pooled]] as const) {
+            await waitState(tag, "up");
+            const r = await flow(to);
+            assert.ok(r.ok && r.verified, `${tag}: ${failures([r])}`);
+          }
+          assert.equal(rl.router.exited, false);
+          assert.equal(rl.router.pid, pid, "same router process throughout");
+        },
+      );
     } finally {
       await rl.destroy();
     }

@@ -280,6 +280,7 @@ async function oneFlow(i: number, f: FlowSpec, timeoutMs: number): Promise<FlowR
   };
   try {
     conn = await Deno.connect({ ...hostPort("target", f.target), transport: "tcp" });
+    conn.setNoDelay(true);
     res.local = fmt(conn.localAddr);
     res.verified = await runFlow(i, f, conn, t);
     res.ok = true;
