@@ -116,3 +116,21 @@ export function findMark(msgs: readonly Cmsg[], solSocket = 1): number | null {
   }
   return null;
 }
+
+/**
+ * The TOS / traffic-class byte of a received datagram from its cmsgs:
+ * `SOL_IP`/`IP_TOS` (1 byte, with `IP_RECVTOS`) or `SOL_IPV6`/`IPV6_TCLASS`
+ * (a native-endian int, with `IPV6_RECVTCLASS`); null when absent. An IPv4
+ * datagram on a dual-stack socket arrives with `IP_TOS`.
+ */
+export function findTos(msgs: readonly Cmsg[]): number | null {
+  for (const m of msgs) {
+    if (m.level === 0 /* SOL_IP */ && m.type === IP_TOS_CMSG && m.data.length >= 1) {
+      return m.data[0]!;
+    }
+    if (m.level === 41 /* SOL_IPV6 */ && m.type === IPV6_TCLASS_CMSG && m.data.length >= 4) {
+      return new DataView(m.data.buffer, m.data.byteOffset, 4).getInt32(0, true) & 0xff;
+    }
+  }
+  return null;
+}

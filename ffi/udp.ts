@@ -11,7 +11,7 @@
  */
 
 import type { Endpoint } from "../core/types.ts";
-import { findMark, findOrigDst, parseCmsgs } from "./cmsg.ts";
+import { findMark, findOrigDst, findTos, parseCmsgs } from "./cmsg.ts";
 import { Errno, ErrnoError } from "./errno.ts";
 import { errnoView, libc } from "./libc.ts";
 import {
@@ -27,8 +27,10 @@ import {
   close as closeFd,
   connect,
   IP_RECVORIGDSTADDR,
+  IP_RECVTOS,
   IP_TRANSPARENT,
   IPV6_RECVORIGDSTADDR,
+  IPV6_RECVTCLASS,
   IPV6_TRANSPARENT,
   IPV6_V6ONLY,
   MSG_NOSIGNAL,
@@ -81,6 +83,8 @@ export interface TransparentUdpOptions {
   rcvbuf?: number;
   /** Ask for each datagram's netfilter mark (`SO_RCVMARK`, Linux ≥ 5.19; ignored if refused). */
   recvMark?: boolean;
+  /** Ask for each datagram's TOS / traffic class (`IP_RECVTOS`, `IPV6_RECVTCLASS`). */
+  recvTos?: boolean;
 }
 
 /**
@@ -106,6 +110,12 @@ export function openTransparentUdp(ep: Endpoint, opts: TransparentUdpOptions = {
       setsockoptInt(fd, SOL_IP, IP_RECVORIGDSTADDR, 1);
     }
     if (opts.rcvbuf) setRecvBuffer(fd, opts.rcvbuf);
+    if (opts.recvTos) {
+      // DSCP for `dscp` rules: IPv4 TOS and IPv6 traffic class of each datagram
+      // (a dual-stack socket gets both kinds).
+      if (family === AF_INET6) setsockoptInt(fd, SOL_IPV6, IPV6_RECVTCLASS, 1);
+      if (family !== AF_INET6 || opts.v6only === false) setsockoptInt(fd, SOL_IP, IP_RECVTOS, 1);
+    }
     if (opts.recvMark) {
       try {
         setsockoptInt(fd, SOL_SOCKET, SO_RCVMARK, 1);
@@ -213,6 +223,8 @@ export interface ReceivedDatagram {
   readonly destination: Endpoint | null;
   /** Netfilter mark (with `SO_RCVMARK`), or null. */
   readonly mark: number | null;
+  /** TOS / traffic class byte (with `recvTos`), or null. */
+  readonly tos: number | null;
   /** True when the payload was cut (larger than the slot). */
   readonly truncated: boolean;
 }
@@ -357,6 +369,7 @@ export class RecvBatch {
       source: decodeSockaddr(name, nameLen),
       destination: findOrigDst(cmsgs),
       mark: findMark(cmsgs),
+      tos: findTos(cmsgs),
       truncated: (flags & MSG_TRUNC_FLAG) !== 0,
     };
   }

@@ -19,13 +19,12 @@
  * @module
  */
 
-import { type Cmsg, IP_TOS_CMSG, IPV6_TCLASS_CMSG } from "../ffi/cmsg.ts";
+import { type Cmsg, findTos } from "../ffi/cmsg.ts";
+
+export { findTos };
 
 /** The mark bits `router tproxy-rules` ORs into steered packets by default (`--mark`). */
 export const DEFAULT_TPROXY_MARK = 0x1;
-
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
 
 /**
  * The mark rules match: `rawMark` without the TPROXY bits `tproxyMask`
@@ -47,22 +46,6 @@ export function markForRules(
 /** DSCP (0..63) of an IPv4 TOS / IPv6 traffic-class byte: its upper six bits. */
 export function dscpFromTos(tos: number): number {
   return (tos & 0xfc) >>> 2;
-}
-
-/**
- * The TOS / traffic-class byte of a received datagram from its cmsgs:
- * `SOL_IP`/`IP_TOS` (1 byte, with `IP_RECVTOS`) or `SOL_IPV6`/`IPV6_TCLASS`
- * (a native-endian int, with `IPV6_RECVTCLASS`); null when absent. An IPv4
- * datagram on a dual-stack socket arrives with `IP_TOS`.
- */
-export function findTos(msgs: readonly Cmsg[]): number | null {
-  for (const m of msgs) {
-    if (m.level === SOL_IP && m.type === IP_TOS_CMSG && m.data.length >= 1) return m.data[0]!;
-    if (m.level === SOL_IPV6 && m.type === IPV6_TCLASS_CMSG && m.data.length >= 4) {
-      return new DataView(m.data.buffer, m.data.byteOffset, 4).getInt32(0, true) & 0xff;
-    }
-  }
-  return null;
 }
 
 /** DSCP of a received datagram from its cmsgs ({@linkcode findTos}), undefined when absent. */

@@ -114,7 +114,9 @@ export class UdpTproxyInbound {
     const rcvbuf = opts.rcvbuf ?? 4 << 20;
     const fds: number[] = [];
     try {
-      for (const ep of binds) fds.push(openTransparentUdp(ep, { rcvbuf, recvMark: true }));
+      for (const ep of binds) {
+        fds.push(openTransparentUdp(ep, { rcvbuf, recvMark: true, recvTos: true }));
+      }
     } catch (e) {
       for (const fd of fds) closeFd(fd);
       throw e;

@@ -344,6 +344,7 @@ export class Router {
   async #sniff(client: FdStream, meta: FlowMeta, timeoutMs: number, flow: Flow): Promise<void> {
     const buf = new Uint8Array(this.#sniffMax);
     let seen = 0;
+    let waiting = false;
     const source = {
       peek: async (): Promise<Uint8Array | null> => {
         for (;;) {
@@ -354,15 +355,30 @@ export class Router {
             return buf.subarray(0, n);
           }
           if (n === buf.length) return buf; // full: let the sniffer decide
-          await client.waitReadable();
+          waiting = true;
+          try {
+            await client.waitReadable();
+          } finally {
+            waiting = false;
+          }
         }
       },
     };
-    const r = await sniffStream(source, {
-      maxBytes: this.#sniffMax,
-      timeoutMs,
-      signal: flow.abort.signal,
-    });
+    let r;
+    try {
+      r = await sniffStream(source, {
+        maxBytes: this.#sniffMax,
+        timeoutMs,
+        signal: flow.abort.signal,
+      });
+    } finally {
+      // The sniffer gave up (timeout: a server-speaks-first protocol) while
+      // our peek still waits for bytes: withdraw that wait, or the relay's
+      // read wait on the same fd would collide with it.
+      if (waiting && !client.closed) {
+        client.reactor.cancel(client.fd, "read", new Error("sniff finished"));
+      }
+    }
     if (r.status === "found") {
       meta.protocol = r.protocol;
       if (r.domain) meta.domain = r.domain;

@@ -20,6 +20,7 @@ import type { OutboundConfig, RouteConfig, TproxyInbound } from "../config/schem
 import { formatEndpoint, parseIp } from "../core/ip.ts";
 import type { Logger } from "../core/log.ts";
 import type { Decision, Endpoint, FlowMeta } from "../core/types.ts";
+import { dscpFromTos, markForRules } from "../inbound/flow_marks.ts";
 import { defaultReactor, isClosedError, type Reactor } from "../ffi/reactor.ts";
 import {
   close as closeFd,
@@ -222,7 +223,7 @@ export class UdpPlane {
         reactor: plane.#reactor,
         sink: {
           known: (key, data) => plane.#known(key, data),
-          fresh: (key, d) => plane.#fresh(key, d.data, d.source, d.destination, d.mark),
+          fresh: (key, d) => plane.#fresh(key, d.data, d.source, d.destination, d.mark, d.tos),
         },
       });
     } catch (e) {
@@ -288,10 +289,11 @@ export class UdpPlane {
     source: Endpoint,
     destination: Endpoint,
     mark: number | null,
+    tos: number | null,
   ): void {
     this.#c.datagramsUp++;
     this.#c.bytesUp += data.length;
-    this.#handle(this.#create(key, source, destination, mark), data);
+    this.#handle(this.#create(key, source, destination, mark, tos), data);
   }
 
   #handle(s: Session, data: Uint8Array): void {
@@ -341,9 +343,18 @@ export class UdpPlane {
     return true;
   }
 
-  #create(key: string, source: Endpoint, destination: Endpoint, mark: number | null): Session {
+  #create(
+    key: string,
+    source: Endpoint,
+    destination: Endpoint,
+    mark: number | null,
+    tos: number | null,
+  ): Session {
     const meta: FlowMeta = { network: "udp", inbound: this.#tag, source, destination };
-    if (mark !== null && mark !== 0) meta.mark = mark;
+    // Rules see the box's mark without our TPROXY bit, and the datagram's DSCP.
+    const m = markForRules(mark);
+    if (m !== undefined && m !== 0) meta.mark = m;
+    if (tos !== null) meta.dscp = dscpFromTos(tos);
     const s: Session = {
       id: this.#nextId++,
       key,

@@ -69,7 +69,7 @@ Deno.test({
         "python3",
         peerPath("udp_echo.py"),
         "--listen",
-        `${a.extra4[0]}:5353,[${a.extra6[0]}]:5353`,
+        `${a.extra4[0]}:5353,[${a.extra6[0]}]:5353,${a.extra4[1]}:5353,[${a.extra6[1]}]:5353`,
         "--seconds",
         "120",
       ]);
@@ -82,8 +82,16 @@ Deno.test({
         outbounds: [
           { type: "direct", tag: "direct" },
           { type: "direct", tag: "marked", routing_mark: 77 },
+          { type: "direct", tag: "af41" },
         ],
-        route: { final: "direct", rules: [{ fwmark: "0x100/0xff00", outbound: "marked" }] },
+        route: {
+          final: "direct",
+          rules: [
+            { fwmark: "0x100/0xff00", outbound: "marked" },
+            // DSCP read from each datagram's TOS / traffic class cmsg.
+            { network: "udp", dscp: [34], outbound: "af41" },
+          ],
+        },
       }));
 
       const client = async (
@@ -172,6 +180,25 @@ Deno.test({
           assert.match(line, new RegExp(` outbound=${c.outbound} `), line);
         }
         assert.ok(await rl.packets("m77_udp") > 0, "marked datagrams left with routing_mark 77");
+      });
+
+      await t.step("UDP: a dscp rule matches the datagram's DSCP (AF41), v4 and v6", async () => {
+        const cases = [
+          { to: target(a.extra4[1]!, 5353), tos: "0x88", outbound: "af41" },
+          { to: target(a.extra6[1]!, 5353), tos: "0x88", outbound: "af41" },
+          { to: target(a.extra4[1]!, 5353), tos: "0x20", outbound: "direct" },
+        ];
+        for (const [i, c] of cases.entries()) {
+          const r = await client(c.to, "udp", c.tos, `dscp-${i}`);
+          assert.equal(r.ok, true, `${c.to} tos=${c.tos}: ${r.error}\n${router.tail()}`);
+          const line = await waitUntil(
+            () =>
+              router.lines.find((l) => l.includes("udp session") && l.includes(` src=${r.local} `)),
+            5000,
+            `udp session of ${r.local}`,
+          );
+          assert.match(line, new RegExp(` outbound=${c.outbound} `), line);
+        }
       });
 
       await t.step(

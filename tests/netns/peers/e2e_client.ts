@@ -174,9 +174,19 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** The bytes a flow sends, made before connecting so the first bytes go out at once. */
+function flowData(i: number, f: FlowSpec): Uint8Array {
+  if (f.mode === "payload") {
+    return Uint8Array.from(atob(f.payloadB64 ?? ""), (c) => c.charCodeAt(0));
+  }
+  if (f.mode === "paced") return new Uint8Array();
+  return seededBytes(f.seed ?? i + 1, checkSize("bytes", f.bytes, f.mode === "banner" ? 1024 : 0));
+}
+
 async function runFlow(
   i: number,
   f: FlowSpec,
+  data: Uint8Array,
   conn: Deno.TcpConn,
   t: Tally,
 ): Promise<boolean> {
@@ -184,7 +194,6 @@ async function runFlow(
   const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
   switch (f.mode) {
     case "echo": {
-      const data = seededBytes(seed, checkSize("bytes", f.bytes, 0));
       await Promise.all([
         writeAll(conn, data, t).then(() => conn.closeWrite()),
         readToEof(conn, t),
@@ -192,7 +201,6 @@ async function runFlow(
       return t.received === data.length && t.down.copy().digest("hex") === sha(data);
     }
     case "hash": {
-      const data = seededBytes(seed, checkSize("bytes", f.bytes, 0));
       await writeAll(conn, data, t);
       await conn.closeWrite();
       await readToEof(conn, t);
@@ -202,7 +210,6 @@ async function runFlow(
     case "rr": {
       // Lock-step chunks: a relay that writes blocking (microsocks) cannot
       // deadlock on full buffers the way a bulk echo in both directions can.
-      const data = seededBytes(seed, checkSize("bytes", f.bytes, 0));
       const chunk = Math.max(1, checkSize("chunk", f.chunk, 64 * 1024));
       for (let off = 0; off < data.length; off += chunk) {
         const end = Math.min(off + chunk, data.length);
@@ -212,7 +219,6 @@ async function runFlow(
       return t.down.copy().digest("hex") === sha(data);
     }
     case "payload": {
-      const data = Uint8Array.from(atob(f.payloadB64 ?? ""), (c) => c.charCodeAt(0));
       await writeAll(conn, data, t);
       if (f.halfClose !== false) await conn.closeWrite();
       await readToEof(conn, t);
@@ -231,7 +237,6 @@ async function runFlow(
       }
       t.onReceived(new TextEncoder().encode(line));
       const bannerLen = t.received;
-      const data = seededBytes(seed, checkSize("bytes", f.bytes, 1024));
       const echoed = new Tally();
       await Promise.all([writeAll(conn, data, t), readExactly(conn, data.length, echoed)]);
       t.received = bannerLen + echoed.received;
@@ -279,10 +284,11 @@ async function oneFlow(i: number, f: FlowSpec, timeoutMs: number): Promise<FlowR
     ms: 0,
   };
   try {
+    const data = flowData(i, f);
     conn = await Deno.connect({ ...hostPort("target", f.target), transport: "tcp" });
     conn.setNoDelay(true);
     res.local = fmt(conn.localAddr);
-    res.verified = await runFlow(i, f, conn, t);
+    res.verified = await runFlow(i, f, data, conn, t);
     res.ok = true;
   } catch (e) {
     const err = timedOut ? new FlowTimeout(`timeout after ${timeoutMs} ms`) : e;

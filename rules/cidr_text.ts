@@ -1,0 +1,128 @@
+/**
+ * Allocation-free CIDR text parsing for the compile fast path: reads
+ * `10.0.0.0/8`, `2001:db8::/32` or a bare address into a caller-owned
+ * 16-byte scratch buffer. Accepts exactly what the config parser's `cidr()`
+ * accepts (dotted quads without leading zeros; RFC 4291 IPv6 text, with an
+ * optional dotted IPv4 tail; a 1–3 digit prefix within range) and applies
+ * the same normalisation (`::ffff:a.b.c.d/N≥96` becomes IPv4 `/N-96`).
+ * Host bits are left as written: a trie insert only reads the prefix bits.
+ *
+ * @module
+ */
+
+import { parseIp } from "../core/ip.ts";
+
+/** Result flag: the parsed prefix is IPv6 (the address fills all 16 bytes). */
+export const CIDR_V6 = 0x100;
+
+/**
+ * Parses `s` into `out` (≥ 16 bytes). Returns the prefix length, ORed with
+ * {@linkcode CIDR_V6} for IPv6, or -1 when `s` is not a valid CIDR.
+ */
+export function parseCidrInto(s: string, out: Uint8Array): number {
+  const slash = s.indexOf("/");
+  const end = slash < 0 ? s.length : slash;
+  let v6: boolean;
+  if (parseIpv4Into(s, 0, end, out)) v6 = false;
+  else if (parseIpv6Into(s, end, out)) v6 = true;
+  else return -1;
+  const max = v6 ? 128 : 32;
+  let prefix = max;
+  if (slash >= 0) {
+    const digits = s.length - slash - 1;
+    if (digits < 1 || digits > 3) return -1;
+    prefix = 0;
+    for (let i = slash + 1; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) return -1;
+      prefix = prefix * 10 + c - 48;
+    }
+    if (prefix > max) return -1;
+  }
+  if (v6 && prefix >= 96 && isMappedV4(out)) {
+    out[0] = out[12]!, out[1] = out[13]!, out[2] = out[14]!, out[3] = out[15]!;
+    return prefix - 96;
+  }
+  return v6 ? prefix | CIDR_V6 : prefix;
+}
+
+function isMappedV4(a: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
+  return a[10] === 0xff && a[11] === 0xff;
+}
+
+/** Dotted quad `s[from..end)` into `out[0..4)`; no leading zeros. */
+function parseIpv4Into(s: string, from: number, end: number, out: Uint8Array): boolean {
+  let part = 0, value = 0, digits = 0;
+  for (let i = from; i <= end; i++) {
+    const c = i < end ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || part > 3) return false;
+      out[part++] = value;
+      value = digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return false; // leading zero
+      value = value * 10 + c - 48;
+      if (++digits > 3 || value > 255) return false;
+    } else return false;
+  }
+  return part === 4;
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/** IPv6 text `s[0..end)` into `out[0..16)`. */
+function parseIpv6Into(s: string, end: number, out: Uint8Array): boolean {
+  let hasColon = false;
+  for (let i = 0; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) { // dotted IPv4 tail: rare, take the general parser
+      const b = parseIp(end === s.length ? s : s.slice(0, end));
+      if (b === null || b.length !== 16) return false;
+      out.set(b);
+      return true;
+    }
+    if (c === 58) hasColon = true;
+  }
+  if (!hasColon) return false;
+  // Groups are written to out as they come; the ones after "::" are moved right at the end.
+  let count = 0, gap = -1, i = 0;
+  if (s.charCodeAt(0) === 58) {
+    if (s.charCodeAt(1) !== 58) return false;
+    gap = 0;
+    i = 2;
+  }
+  while (i < end) {
+    let g = 0, digits = 0;
+    for (; i < end; i++) {
+      const h = hexValue(s.charCodeAt(i));
+      if (h < 0) break;
+      g = (g << 4) | h;
+      if (++digits > 4) return false;
+    }
+    if (digits === 0 || count === 8) return false;
+    out[2 * count] = g >> 8;
+    out[2 * count + 1] = g & 0xff;
+    count++;
+    if (i === end) break;
+    if (s.charCodeAt(i) !== 58) return false;
+    if (s.charCodeAt(i + 1) === 58) {
+      if (gap >= 0) return false;
+      gap = count;
+      i += 2;
+    } else if (++i === end) return false; // trailing single ":"
+  }
+  if (gap < 0) return count === 8;
+  if (count > 7) return false;
+  const tail = count - gap, shift = 8 - count;
+  for (let k = tail - 1; k >= 0; k--) {
+    out[2 * (gap + shift + k)] = out[2 * (gap + k)]!;
+    out[2 * (gap + shift + k) + 1] = out[2 * (gap + k) + 1]!;
+  }
+  out.fill(0, 2 * gap, 2 * (gap + shift));
+  return true;
+}
