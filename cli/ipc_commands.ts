@@ -248,6 +248,11 @@ export function formatStatus(st: StatusResult): string {
     `rules:    ${st.rules} (final: ${st.final})`,
     `flows:    ${st.flows.active} active (${st.flows.tcp} tcp, ${st.flows.udp} udp), ${st.flows.total} since start`,
   ];
+  for (const u of st.udp ?? []) {
+    lines.push(
+      `udp:      ${u.inbound}: ${u.sessions}/${u.max_sessions} sessions, ${u.created} created, ${u.expired} expired, ${u.evicted} evicted, ${u.dropped} dropped, ${u.reply_sockets} reply sockets`,
+    );
+  }
   if (st.last_reload) {
     const r = st.last_reload;
     lines.push(`reload:   ${r.at} ${r.ok ? "ok" : `FAILED: ${r.error ?? "unknown error"}`}`);

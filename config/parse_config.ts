@@ -413,10 +413,12 @@ function parseSocks(v: Obj, path: string, iss: Issues): SocksOutbound | undefine
       "username and password go together",
     );
   }
-  const pool = opt(o, "pool", path, { size: 0 }, (x, p) => {
-    const po = object(x, p, iss, new Set(["size"]));
-    const size = po && int(po.size, `${p}.size`, iss, 0, 1024);
-    return size === undefined ? undefined : { size };
+  const pool = opt(o, "pool", path, { size: 0, max_idle_ms: null }, (x, p) => {
+    const po = object(x, p, iss, new Set(["size", "max_idle"]));
+    if (!po) return undefined;
+    const size = int(po.size, `${p}.size`, iss, 0, 1024);
+    const max_idle_ms = opt(po, "max_idle", p, null, (y, q) => duration(y, q, iss));
+    return size === undefined || max_idle_ms === undefined ? undefined : { size, max_idle_ms };
   });
   const domain_strategy = opt(
     o,

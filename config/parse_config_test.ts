@@ -61,7 +61,7 @@ Deno.test("parseConfig() normalises outbounds", () => {
         kind: "xray",
         server: "127.0.0.1",
         server_port: 37101,
-        pool: { size: 16 },
+        pool: { size: 16, max_idle: "20s" },
         connect_timeout: "2s",
         routing_mark: "0xc8",
       },
@@ -77,7 +77,7 @@ Deno.test("parseConfig() normalises outbounds", () => {
     version: "5",
     username: null,
     password: null,
-    pool: { size: 16 },
+    pool: { size: 16, max_idle_ms: 20_000 },
     domain_strategy: "ip",
     routing_mark: 200,
     dscp: null,
@@ -85,6 +85,22 @@ Deno.test("parseConfig() normalises outbounds", () => {
   });
   assert.equal(c.outbounds[1]!.type === "direct" && c.outbounds[1]!.bind_interface, "tun10");
   assert.equal(c.route.final, "xray-jp", "final defaults to the first outbound");
+});
+
+Deno.test("parseConfig() names a bad pool.max_idle by its path", () => {
+  assert.throws(
+    () =>
+      parse({
+        outbounds: [{
+          type: "socks",
+          tag: "s",
+          server: "127.0.0.1",
+          server_port: 1080,
+          pool: { size: 4, max_idle: "soon" },
+        }],
+      }),
+    /outbounds\[0\]\.pool\.max_idle: /,
+  );
 });
 
 Deno.test("parseConfig() reports a CIDR prefix out of range with its exact path", () => {

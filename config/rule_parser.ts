@@ -7,6 +7,8 @@
  */
 
 import type { Network, SniffedProtocol } from "../core/types.ts";
+import { parseCidrInto } from "../rules/cidr_text.ts";
+import { CompactRule } from "../rules/compact_rule.ts";
 import {
   type DefaultRuleSpec,
   EMPTY_DEFAULT_RULE,
@@ -15,7 +17,7 @@ import {
   type RouteRule,
   type RuleSpec,
 } from "../rules/spec.ts";
-import type { Issues } from "./config_error.ts";
+import { Issues } from "./config_error.ts";
 import { REJECT_DROP_TAG, REJECT_TAG } from "./schema.ts";
 import {
   bool,
@@ -366,8 +368,98 @@ function parseDefault(
   return r;
 }
 
+/** Lower-case, non-empty names (and for suffixes not "."): their count, or -1. */
+function compactNames(v: unknown, suffix: boolean): number {
+  if (typeof v === "string") {
+    return v.length !== 0 && v.toLowerCase() === v && !(suffix && v === ".") ? 1 : -1;
+  }
+  if (!Array.isArray(v)) return -1;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x !== "string" || x.length === 0 || x.toLowerCase() !== x || (suffix && x === ".")) {
+      return -1;
+    }
+  }
+  return v.length;
+}
+
+const cidrScratch = new Uint8Array(16);
+
+/** Valid CIDR texts: their count, or -1. */
+function compactCidrs(v: unknown): number {
+  if (typeof v === "string") return parseCidrInto(v, cidrScratch) >= 0 ? 1 : -1;
+  if (!Array.isArray(v)) return -1;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (typeof x !== "string" || parseCidrInto(x, cidrScratch) < 0) return -1;
+  }
+  return v.length;
+}
+
+/** Context for re-parsing a compact rule's spec (its fields consult no references). */
+const COMPACT_CTX: RuleContext = {
+  iss: new Issues(),
+  inbounds: new Set(),
+  ruleSets: new Set(),
+  outbounds: new Set(),
+  hasGeoip: false,
+  usedReject: new Set(),
+};
+
+function compactSpec(raw: unknown): RuleSpec {
+  const iss = new Issues();
+  const spec = parseRuleMatch(raw, "", { ...COMPACT_CTX, iss }, "top");
+  if (spec === undefined || !iss.ok) {
+    throw new TypeError(`compact rule no longer parses: ${iss.list[0]?.message ?? "?"}`);
+  }
+  return spec;
+}
+
+/**
+ * Fast path for the bulk of big configs: a rule with only valid, already
+ * normalised `domain` / `domain_suffix` / `domain_keyword` / `ip_cidr`
+ * values and a known outbound becomes a {@linkcode CompactRule} without a
+ * spec. Anything else (or anything invalid) returns undefined and takes the
+ * general path, which reports issues.
+ */
+function compactRule(v: unknown, ctx: RuleContext): CompactRule | undefined {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+  const o = v as Obj;
+  let outbound: unknown, items = 0;
+  for (const k in o) {
+    const x = o[k];
+    let n: number;
+    switch (k) {
+      case "outbound":
+        outbound = x;
+        continue;
+      case "action":
+        if (x !== "route") return undefined;
+        continue;
+      case "domain":
+      case "domain_keyword":
+        n = compactNames(x, false);
+        break;
+      case "domain_suffix":
+        n = compactNames(x, true);
+        break;
+      case "ip_cidr":
+        n = compactCidrs(x);
+        break;
+      default:
+        return undefined;
+    }
+    if (n <= 0) return undefined;
+    items += n;
+  }
+  if (items === 0 || typeof outbound !== "string" || !ctx.outbounds.has(outbound)) return undefined;
+  return new CompactRule(o, outbound, compactSpec);
+}
+
 /** Parses one top-level route rule (match + `outbound` / `action`). */
 export function parseRouteRule(v: unknown, path: string, ctx: RuleContext): RouteRule | undefined {
+  const compact = compactRule(v, ctx);
+  if (compact !== undefined) return compact;
   const match = parseRuleMatch(v, path, ctx, "top");
   if (match === undefined) return undefined;
   const o = v as Obj;

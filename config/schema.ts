@@ -91,7 +91,11 @@ export interface SocksOutbound {
   readonly username: string | null;
   readonly password: string | null;
   /** Pre-connected idle connections to keep; size 0 = no pool (default). */
-  readonly pool: { readonly size: number };
+  readonly pool: {
+    readonly size: number;
+    /** Recycle a warm connection idle longer than this; null = the pool's default (3 s). */
+    readonly max_idle_ms: number | null;
+  };
   /** `ip` (default): CONNECT to the original IP; `sniffed`: to the sniffed domain when known. */
   readonly domain_strategy: "ip" | "sniffed";
   readonly routing_mark: number | null;

@@ -239,6 +239,20 @@ export interface LastReload {
   error?: string;
 }
 
+/** The UDP session table of one inbound, in `status` and `stats`. */
+export interface UdpInboundInfo {
+  inbound: string;
+  /** Open sessions and the table's bound. */
+  sessions: number;
+  max_sessions: number;
+  created: number;
+  expired: number;
+  evicted: number;
+  dropped: number;
+  /** Transparent reply sockets open (bounded LRU). */
+  reply_sockets: number;
+}
+
 /** Result of `status`. */
 export interface StatusResult {
   version: string;
@@ -255,6 +269,8 @@ export interface StatusResult {
   flows: FlowCounts;
   outbounds: OutboundInfo[];
   last_reload: LastReload | null;
+  /** UDP session tables, one per inbound serving UDP. */
+  udp?: UdpInboundInfo[];
 }
 
 /** Params of `reload`: exactly one of `path` (a config file) or `config` (inline). */
@@ -373,6 +389,8 @@ export interface StatsResult {
    * Counts of a rule carry over a reload when its text is unchanged.
    */
   rules?: { rule: number | null; outbound: string; hits: number }[];
+  /** UDP session tables, one per inbound serving UDP. */
+  udp?: UdpInboundInfo[];
 }
 
 /** The method table: params and result type of every method. */

@@ -197,7 +197,12 @@ export function buildOutbound(
         defaultMark: route.default_mark,
         tos,
         connectTimeoutMs: cfg.connect_timeout_ms,
-        pool: cfg.pool.size > 0 ? { size: cfg.pool.size } : undefined,
+        pool: cfg.pool.size > 0
+          ? {
+            size: cfg.pool.size,
+            ...(cfg.pool.max_idle_ms !== null ? { maxIdleMs: cfg.pool.max_idle_ms } : {}),
+          }
+          : undefined,
       }, {
         connect: (dst, opts) =>
           connectTcp(dst, { ...opts, ...(deps.reactor ? { reactor: deps.reactor } : {}) }),

@@ -30,6 +30,7 @@ import {
   type Matcher,
 } from "./matcher.ts";
 import { fingerprint } from "./fingerprint.ts";
+import { CompactRule } from "./compact_rule.ts";
 import type { PortRange, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
 
 /** What {@linkcode Engine.explain} reports. */
@@ -52,7 +53,32 @@ export interface EngineOptions {
 }
 
 const W_DST = 1, W_PORT = 2, W_SRC = 3;
+/** Node info flag: a destination hit on this node alone proves its top-level rule. */
+const PURE = 4;
 const NO_SETS: readonly CompiledRuleSet[] = Object.freeze([]);
+const NONE = 0x7fffffff;
+
+/** Rules compiled between two checks of the time budget (see {@linkcode Engine.compile}). */
+const STEP = 256;
+
+/** Everything the constructor needs; built by {@linkcode buildParts}. */
+interface Parts {
+  readonly top: (Matcher | null)[];
+  readonly nodeInfo: Int32Array;
+  readonly always: Int32Array;
+  readonly domains: DomainIndex;
+  readonly dstCidr: CidrIndex;
+  readonly srcCidr: CidrIndex;
+  readonly ports: PortIndex;
+}
+
+/** How {@linkcode Engine.compile} gives the event loop a turn. */
+export interface CompilePacing {
+  /** True when the current slice of work has used its time budget. */
+  due(): boolean;
+  /** Yields to the event loop (and starts a new slice). */
+  pause(): Promise<void>;
+}
 
 /** A compiled, immutable rule snapshot. Build a new one to reload. */
 export class Engine {
@@ -60,14 +86,14 @@ export class Engine {
   readonly rules: readonly RouteRule[];
   /** Tag used when no rule matches. */
   readonly final: string;
-  readonly #top: Matcher[] = [];
-  readonly #decisions: Decision[];
+  /** Compiled top-level rules; null for rules the indexes alone answer (compact, pure). */
+  readonly #top: (Matcher | null)[];
+  /** Decisions, created on a rule's first hit. */
+  readonly #decisions: (Decision | undefined)[];
   readonly #finalDecision: Decision;
   readonly #always: Int32Array;
-  /** 1 when a proposal alone proves the match (only index-answered items; see #first). */
-  readonly #pure: Uint8Array;
-  readonly #nodeTop: Int32Array;
-  readonly #nodeWitness: Uint8Array;
+  /** Per node: `top << 3 | PURE? | witness kind` (witness 0: no top-level rule to propose). */
+  readonly #nodeInfo: Int32Array;
   readonly #domains: DomainIndex;
   readonly #dstCidr: CidrIndex;
   readonly #srcCidr: CidrIndex;
@@ -76,94 +102,66 @@ export class Engine {
   readonly #cand: Int32Array;
   readonly #candSeen: Uint32Array;
   #candLen = 0;
+  /** Lowest rule proven by a pure index hit during the current lookup. */
+  #best = NONE;
   readonly #hits: Float64Array;
   #finalHits = 0;
   #fingerprints: string[] | null = null;
 
   readonly #stampDst = (node: number): void => {
+    const info = this.#nodeInfo[node]!;
+    if ((info & PURE) !== 0) {
+      if (info >>> 3 < this.#best) this.#best = info >>> 3;
+      return;
+    }
     const s = this.#scratch;
     s.dstHit[node] = s.epoch;
-    if (this.#nodeWitness[node] === W_DST) this.#propose(this.#nodeTop[node]!);
+    if ((info & 3) === W_DST) this.#propose(info >>> 3);
   };
   readonly #stampSrc = (node: number): void => {
     this.#scratch.srcHit[node] = this.#scratch.epoch;
-    if (this.#nodeWitness[node] === W_SRC) this.#propose(this.#nodeTop[node]!);
+    const info = this.#nodeInfo[node]!;
+    if ((info & 3) === W_SRC) this.#propose(info >>> 3);
   };
-  readonly #stampPort = (node: number): void => this.#propose(this.#nodeTop[node]!);
+  readonly #stampPort = (node: number): void => this.#propose(this.#nodeInfo[node]! >>> 3);
 
-  /** Compiles `opts`. Rule specs must come from the config parser (already validated). */
-  constructor(opts: EngineOptions) {
+  /**
+   * Compiles `opts` in one go. Rule specs must come from the config parser
+   * (already validated). For big rule lists prefer {@linkcode Engine.compile},
+   * which gives the event loop a turn while it works.
+   */
+  constructor(opts: EngineOptions, parts?: Parts) {
+    const p = parts ?? runToEnd(buildParts(opts));
     this.rules = opts.rules;
     this.final = opts.final;
-    const nodes: DefaultMatcher[] = [];
-    const sets = new Map<string, CompiledRuleSet>();
-    const compile = (spec: RuleSpec): Matcher => {
-      if (spec.type === "logical") {
-        return new LogicalMatcher(spec.mode, spec.rules.map(compile), spec.invert);
-      }
-      const rs = spec.rule_set.length === 0 ? NO_SETS : spec.rule_set.map((tag) => {
-        const set = sets.get(tag);
-        if (!set) throw new ReferenceError(`rule set "${tag}" is not loaded`);
-        return set;
-      });
-      const m = new DefaultMatcher(nodes.length, spec, rs);
-      nodes.push(m);
-      return m;
-    };
-    for (const set of opts.ruleSets ?? []) {
-      sets.set(set.tag, { tag: set.tag, rules: set.rules.map(compile) });
-    }
-    for (const r of opts.rules) this.#top.push(compile(r.match));
-
-    const domains = new DomainIndexBuilder();
-    const dst = new CidrIndexBuilder();
-    const src = new CidrIndexBuilder();
-    for (const n of nodes) {
-      const sp = n.spec;
-      if (
-        sp.domain.length + sp.domain_suffix.length + sp.domain_keyword.length +
-        sp.domain_regex.length
-      ) {
-        domains.add(n.id, sp);
-      }
-      if (sp.ip_cidr.length) dst.add(n.id, sp.ip_cidr);
-      if (sp.source_ip_cidr.length) src.add(n.id, sp.source_ip_cidr);
-    }
-    this.#domains = domains.build();
-    this.#dstCidr = dst.build();
-    this.#srcCidr = src.build();
-
-    // Witnesses: nodes whose index hit is necessary for their top-level rule to match
-    // (destination address preferred, then source address, then destination port).
-    this.#nodeTop = new Int32Array(nodes.length).fill(-1);
-    this.#nodeWitness = new Uint8Array(nodes.length);
-    const portEntries: { node: number; ranges: readonly PortRange[] }[] = [];
-    const always: number[] = [];
-    const mark = (node: DefaultMatcher, kind: number, i: number) => {
-      this.#nodeTop[node.id] = i;
-      this.#nodeWitness[node.id] = kind;
-      if (kind === W_PORT) portEntries.push({ node: node.id, ranges: node.spec.port });
-    };
-    this.#top.forEach((m, i) => {
-      if (m instanceof DefaultMatcher) { // the common case, without the allocation below
-        const kind = witnessKind(m);
-        if (kind === 0) always.push(i);
-        else mark(m, kind, i);
-        return;
-      }
-      const w = witnesses(m);
-      if (w === null) always.push(i);
-      else for (const [node, kind] of w) mark(node, kind, i);
-    });
-    this.#ports = new PortIndex(portEntries);
-    this.#pure = Uint8Array.from(this.#top, (m) => m instanceof DefaultMatcher && m.pure ? 1 : 0);
-    this.#always = Int32Array.from(always);
-    this.#scratch = new FlowScratch(nodes.length, opts.geoip ?? noGeoIp);
-    this.#cand = new Int32Array(this.#top.length);
-    this.#candSeen = new Uint32Array(this.#top.length);
-    this.#decisions = opts.rules.map((r, i) => ({ outbound: r.outbound, rule: i }));
+    this.#top = p.top;
+    this.#nodeInfo = p.nodeInfo;
+    this.#always = p.always;
+    this.#domains = p.domains;
+    this.#dstCidr = p.dstCidr;
+    this.#srcCidr = p.srcCidr;
+    this.#ports = p.ports;
+    const n = opts.rules.length;
+    this.#scratch = new FlowScratch(p.nodeInfo.length, opts.geoip ?? noGeoIp);
+    this.#cand = new Int32Array(n);
+    this.#candSeen = new Uint32Array(n);
+    this.#decisions = new Array(n);
     this.#finalDecision = Object.freeze({ outbound: opts.final, rule: null });
-    this.#hits = new Float64Array(opts.rules.length);
+    this.#hits = new Float64Array(n);
+  }
+
+  /**
+   * Compiles `opts` like the constructor, but pauses whenever `pacing` says
+   * the current slice of work is used up, so that a reload of a big rule
+   * list does not stall the data plane.
+   */
+  static async compile(opts: EngineOptions, pacing: CompilePacing): Promise<Engine> {
+    const it = buildParts(opts);
+    for (;;) {
+      const r = it.next();
+      if (r.done) return new Engine(opts, r.value);
+      if (pacing.due()) await pacing.pause();
+    }
   }
 
   #propose(top: number): void {
@@ -183,15 +181,16 @@ export class Engine {
     const s = this.#scratch;
     s.begin(flow);
     this.#candLen = 0;
+    this.#best = NONE;
     const domain = flow.domain;
     if (domain !== undefined && domain !== "") this.#domains.lookup(domain, this.#stampDst);
     this.#dstCidr.lookup(flow.destination.addr, this.#stampDst);
     this.#srcCidr.lookup(flow.source.addr, this.#stampSrc);
     this.#ports.lookup(flow.destination.port, this.#stampPort);
-    let best = 0x7fffffff;
+    let best = this.#best;
     for (let k = 0; k < this.#candLen; k++) {
       const i = this.#cand[k]!;
-      if (i < best && (this.#pure[i] === 1 || this.#eval(i))) best = i;
+      if (i < best && this.#eval(i)) best = i;
     }
     const always = this.#always;
     for (let k = 0; k < always.length; k++) {
@@ -202,7 +201,7 @@ export class Engine {
         break;
       }
     }
-    return best === 0x7fffffff ? -1 : best;
+    return best === NONE ? -1 : best;
   }
 
   /** The decision for `flow`; counts a hit for the rule (or final). */
@@ -213,7 +212,10 @@ export class Engine {
       return this.#finalDecision;
     }
     this.#hits[i]!++;
-    return this.#decisions[i]!;
+    return this.#decisions[i] ?? (this.#decisions[i] = {
+      outbound: this.rules[i]!.outbound,
+      rule: i,
+    });
   }
 
   /** Like {@linkcode Engine.match} but says why, and counts nothing. */
@@ -228,7 +230,7 @@ export class Engine {
   get layout(): { rules: number; nodes: number; walked: number; cidrs: number } {
     return {
       rules: this.rules.length,
-      nodes: this.#nodeTop.length,
+      nodes: this.#nodeInfo.length,
       walked: this.#always.length,
       cidrs: this.#dstCidr.size + this.#srcCidr.size,
     };
@@ -259,6 +261,147 @@ export class Engine {
   fingerprint(i: number): string {
     this.#fingerprints ??= this.rules.map((r) => fingerprint(r.raw));
     return this.#fingerprints[i]!;
+  }
+}
+
+function runToEnd<T>(it: Generator<void, T>): T {
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** A growable Int32Array. */
+class IntList {
+  data = new Int32Array(1024);
+  length = 0;
+  push(x: number): void {
+    if (this.length === this.data.length) {
+      const grown = new Int32Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data[this.length++] = x;
+  }
+}
+
+/**
+ * Compiles the rules; yields every {@linkcode STEP} rules so a driver can
+ * pause. Compact rules go straight into the indexes; the others become
+ * matcher trees whose domain and CIDR items are indexed afterwards.
+ */
+function* buildParts(opts: EngineOptions): Generator<void, Parts> {
+  const nodes: DefaultMatcher[] = [];
+  /** Node info; node ids of compact rules and of matchers share one numbering. */
+  const info = new IntList();
+  const sets = new Map<string, CompiledRuleSet>();
+  const domains = new DomainIndexBuilder();
+  const dst = new CidrIndexBuilder();
+  const src = new CidrIndexBuilder();
+  const compile = (spec: RuleSpec): Matcher => {
+    if (spec.type === "logical") {
+      return new LogicalMatcher(spec.mode, spec.rules.map(compile), spec.invert);
+    }
+    const rs = spec.rule_set.length === 0 ? NO_SETS : spec.rule_set.map((tag) => {
+      const set = sets.get(tag);
+      if (!set) throw new ReferenceError(`rule set "${tag}" is not loaded`);
+      return set;
+    });
+    const m = new DefaultMatcher(info.length, spec, rs);
+    nodes.push(m);
+    info.push(0);
+    return m;
+  };
+  for (const set of opts.ruleSets ?? []) {
+    sets.set(set.tag, { tag: set.tag, rules: set.rules.map(compile) });
+  }
+  const rules = opts.rules;
+  const top: (Matcher | null)[] = new Array(rules.length);
+  const always: number[] = [];
+  const portEntries: { node: number; ranges: readonly PortRange[] }[] = [];
+  const mark = (node: DefaultMatcher, kind: number, i: number, pure: boolean) => {
+    info.data[node.id] = (i << 3) | (pure ? PURE : 0) | kind;
+    if (kind === W_PORT) portEntries.push({ node: node.id, ranges: node.spec.port });
+  };
+  for (let i = 0; i < rules.length; i++) {
+    if ((i & (STEP - 1)) === STEP - 1) yield;
+    const r = rules[i]!;
+    if (r instanceof CompactRule) {
+      top[i] = null;
+      addCompact(info.length, r.raw, domains, dst);
+      info.push((i << 3) | PURE | W_DST);
+      continue;
+    }
+    const m = compile(r.match);
+    top[i] = m;
+    if (m instanceof DefaultMatcher) { // the common case, without the allocation below
+      const kind = witnessKind(m);
+      if (kind === 0) always.push(i);
+      else mark(m, kind, i, m.pure);
+      continue;
+    }
+    const w = witnesses(m);
+    if (w === null) always.push(i);
+    else for (const [node, kind] of w) mark(node, kind, i, false);
+  }
+  for (let k = 0; k < nodes.length; k++) {
+    if ((k & (STEP - 1)) === STEP - 1) yield;
+    const n = nodes[k]!, sp = n.spec;
+    if (
+      sp.domain.length + sp.domain_suffix.length + sp.domain_keyword.length +
+      sp.domain_regex.length
+    ) {
+      domains.add(n.id, sp);
+    }
+    if (sp.ip_cidr.length) dst.add(n.id, sp.ip_cidr);
+    if (sp.source_ip_cidr.length) src.add(n.id, sp.source_ip_cidr);
+  }
+  yield;
+  const builtDomains = domains.build();
+  yield;
+  const dstCidr = dst.build();
+  yield;
+  const srcCidr = src.build();
+  return {
+    top,
+    nodeInfo: info.data.slice(0, info.length),
+    always: Int32Array.from(always),
+    domains: builtDomains,
+    dstCidr,
+    srcCidr,
+    ports: new PortIndex(portEntries),
+  };
+}
+
+/** Indexes the values of a compact rule (validated by the config parser) under `node`. */
+function addCompact(
+  node: number,
+  raw: Readonly<Record<string, unknown>>,
+  domains: DomainIndexBuilder,
+  dst: CidrIndexBuilder,
+): void {
+  for (const k in raw) {
+    const v = raw[k];
+    switch (k) {
+      case "domain":
+        if (typeof v === "string") domains.addExact(node, v);
+        else for (const x of v as string[]) domains.addExact(node, x);
+        break;
+      case "domain_suffix":
+        if (typeof v === "string") domains.addSuffix(node, v);
+        else for (const x of v as string[]) domains.addSuffix(node, x);
+        break;
+      case "domain_keyword":
+        if (typeof v === "string") domains.addKeyword(node, v);
+        else for (const x of v as string[]) domains.addKeyword(node, x);
+        break;
+      case "ip_cidr":
+        if (typeof v === "string") dst.addText(node, v);
+        else for (const x of v as string[]) dst.addText(node, x);
+        break;
+      default:
+        break; // outbound, action
+    }
   }
 }
 

@@ -13,6 +13,7 @@
  */
 
 import type { Cidr } from "./spec.ts";
+import { CIDR_V6, parseCidrInto } from "./cidr_text.ts";
 import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 
 const JUMP_BITS = 16;
@@ -128,6 +129,8 @@ export class CidrIndexBuilder {
   readonly #v4 = new TrieBuilder();
   readonly #v6 = new TrieBuilder();
   readonly #lists = new PostingListsBuilder();
+  readonly #scratch = new Uint8Array(16);
+  readonly #newList = () => this.#lists.newList();
   #n4 = 0;
   #n6 = 0;
 
@@ -135,11 +138,22 @@ export class CidrIndexBuilder {
   add(node: number, cidrs: readonly Cidr[]): void {
     for (const c of cidrs) {
       const v4 = c.addr.length === 4;
-      const id = (v4 ? this.#v4 : this.#v6).insert(c.addr, c.prefix, () => this.#lists.newList());
+      const id = (v4 ? this.#v4 : this.#v6).insert(c.addr, c.prefix, this.#newList);
       this.#lists.add(id, node);
       if (v4) this.#n4++;
       else this.#n6++;
     }
+  }
+
+  /** Adds one prefix given as text (validated: see `cidr_text.ts`) of rule node `node`. */
+  addText(node: number, text: string): void {
+    const r = parseCidrInto(text, this.#scratch);
+    if (r < 0) throw new TypeError(`invalid CIDR ${JSON.stringify(text)}`);
+    const v6 = (r & CIDR_V6) !== 0;
+    const id = (v6 ? this.#v6 : this.#v4).insert(this.#scratch, r & 0xff, this.#newList);
+    this.#lists.add(id, node);
+    if (v6) this.#n6++;
+    else this.#n4++;
   }
 
   /** Freezes the index. */

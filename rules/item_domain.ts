@@ -52,13 +52,27 @@ export class DomainIndexBuilder {
 
   /** Adds the items of rule node `node`. */
   add(node: number, items: DomainItems): void {
-    for (const d of items.domain) this.#addTo(this.#exact, this.#entry(d), node);
-    for (const s of items.domain_suffix) {
-      if (s.charCodeAt(0) === 46 /* . */) this.#addTo(this.#dot, this.#entry(s.slice(1)), node);
-      else this.#addTo(this.#suffix, this.#entry(s), node);
-    }
-    for (const k of items.domain_keyword) this.#keywords.add(k, node);
+    for (const d of items.domain) this.addExact(node, d);
+    for (const s of items.domain_suffix) this.addSuffix(node, s);
+    for (const k of items.domain_keyword) this.addKeyword(node, k);
     for (const r of items.domain_regex) this.#regexes.add(r, node);
+  }
+
+  /** Adds one `domain` value (lower-case) of rule node `node`. */
+  addExact(node: number, name: string): void {
+    this.#addTo(this.#exact, this.#entry(name), node);
+  }
+
+  /** Adds one `domain_suffix` value (lower-case; `.x.com` = subdomains only) of `node`. */
+  addSuffix(node: number, suffix: string): void {
+    if (suffix.charCodeAt(0) === 46 /* . */) {
+      this.#addTo(this.#dot, this.#entry(suffix.slice(1)), node);
+    } else this.#addTo(this.#suffix, this.#entry(suffix), node);
+  }
+
+  /** Adds one `domain_keyword` value (lower-case) of rule node `node`. */
+  addKeyword(node: number, keyword: string): void {
+    this.#keywords.add(keyword, node);
   }
 
   /** Freezes the index. */
