@@ -295,7 +295,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   /** Node info; node ids of compact rules and of matchers share one numbering. */
   const info = new IntList();
   const sets = new Map<string, CompiledRuleSet>();
-  const domains = new DomainIndexBuilder();
+  const domains = new DomainIndexBuilder(opts.rules.length);
   const dst = new CidrIndexBuilder();
   const src = new CidrIndexBuilder();
   const compile = (spec: RuleSpec): Matcher => {

@@ -18,28 +18,46 @@ import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 
 const JUMP_BITS = 16;
 
+/**
+ * Prefixes of /16 and longer start at a per-head subtree root (`heads`), so
+ * an insert walks only the bits past 16; shorter ones go into a small trie
+ * from the root that the frozen {@linkcode Trie} folds into `above`.
+ */
 class TrieBuilder {
-  /** [list, child0, child1] per node; grown by doubling. */
+  /** [list, child0, child1] per node; grown by doubling. Node 0 is the root. */
   nodes = new Int32Array(3 * 1024);
   count = 1;
+  /** Node at depth 16 per 16-bit head, or 0; allocated on first use. */
+  heads: Int32Array | null = null;
 
   constructor() {
     this.nodes[0] = -1;
   }
 
+  #newNode(): number {
+    if (3 * (this.count + 1) > this.nodes.length) {
+      const grown = new Int32Array(this.nodes.length * 2);
+      grown.set(this.nodes);
+      this.nodes = grown;
+    }
+    this.nodes[3 * this.count] = -1;
+    return this.count++;
+  }
+
   insert(addr: Uint8Array, prefix: number, listId: () => number): number {
-    let n = 0;
-    for (let i = 0; i < prefix; i++) {
+    let n = 0, i = 0;
+    if (prefix >= JUMP_BITS) {
+      const heads = this.heads ??= new Int32Array(1 << JUMP_BITS);
+      const head = (addr[0]! << 8) | addr[1]!;
+      n = heads[head]!;
+      if (n === 0) heads[head] = n = this.#newNode();
+      i = JUMP_BITS;
+    }
+    for (; i < prefix; i++) {
       const bit = (addr[i >> 3]! >> (7 - (i & 7))) & 1;
       let next = this.nodes[3 * n + 1 + bit]!;
       if (next === 0) {
-        if (3 * (this.count + 1) > this.nodes.length) {
-          const grown = new Int32Array(this.nodes.length * 2);
-          grown.set(this.nodes);
-          this.nodes = grown;
-        }
-        next = this.count++;
-        this.nodes[3 * next] = -1;
+        next = this.#newNode();
         this.nodes[3 * n + 1 + bit] = next;
       }
       n = next;
@@ -52,8 +70,8 @@ class TrieBuilder {
 /** A frozen trie of one family with its jump table. */
 class Trie {
   readonly nodes: Int32Array;
-  /** Node at depth 16 for each 16-bit head, or 0 when the path ends above. */
-  readonly jump = new Int32Array(1 << JUMP_BITS);
+  /** Node at depth 16 for each 16-bit head, or 0 when no prefix of /16 or longer is under it. */
+  readonly jump: Int32Array;
   /** Chain of the lists met strictly above depth 16 for each head, or -1. */
   readonly above = new Int32Array(1 << JUMP_BITS).fill(-1);
   /** Chain c = list ids chainData[chainStart[c] .. chainStart[c + 1]). */
@@ -63,6 +81,7 @@ class Trie {
   constructor(b: TrieBuilder) {
     const nodes = b.nodes.slice(0, 3 * b.count);
     this.nodes = nodes;
+    this.jump = b.heads ?? new Int32Array(1 << JUMP_BITS);
     const starts: number[] = [0];
     const data: number[] = [];
     const newChain = (parent: number, list: number): number => {
@@ -73,13 +92,8 @@ class Trie {
       starts.push(data.length);
       return starts.length - 2;
     };
-    // `chain`: the lists at depths above node n.
+    // The short-prefix trie ends above depth 16; `chain`: the lists at depths above node n.
     const visit = (n: number, depth: number, head: number, chain: number): void => {
-      if (depth === JUMP_BITS) {
-        this.jump[head] = n;
-        this.above[head] = chain;
-        return;
-      }
       const list = nodes[3 * n]!;
       const inner = list >= 0 ? newChain(chain, list) : chain;
       for (let bit = 0; bit < 2; bit++) {

@@ -27,27 +27,36 @@ export interface DomainItems {
 /** Builds a {@linkcode DomainIndex}. */
 export class DomainIndexBuilder {
   readonly #lists = new PostingListsBuilder();
-  readonly #names = new NameTable();
-  /** Per name entry e: list ids of exact[e], suffix[e] ("x.com"), dot[e] (".x.com"); -1 none. */
-  #exact: number[] = [];
-  #suffix: number[] = [];
-  #dot: number[] = [];
+  readonly #names: NameTable;
+  /**
+   * Per name entry e, at 3e + kind: the list id of its exact (`domain`),
+   * suffix (`x.com`) and dot-suffix (`.x.com`) items; -1 none.
+   */
+  #entryLists = new Int32Array(3 * 1024);
+  #entryCount = 0;
   readonly #keywords = new KeyedListsBuilder(this.#lists);
   readonly #regexes = new KeyedListsBuilder(this.#lists);
 
-  #entry(name: string): number {
-    const e = this.#names.intern(name);
-    if (e === this.#exact.length) {
-      this.#exact.push(-1);
-      this.#suffix.push(-1);
-      this.#dot.push(-1);
-    }
-    return e;
+  /** `expectedNames` presizes the name table (a hint; it grows as needed). */
+  constructor(expectedNames = 0) {
+    this.#names = new NameTable(expectedNames);
   }
 
-  #addTo(lists: number[], e: number, node: number): void {
-    if (lists[e]! < 0) lists[e] = this.#lists.newList();
-    this.#lists.add(lists[e]!, node);
+  #addTo(name: string, kind: number, node: number): void {
+    const e = this.#names.intern(name);
+    let lists = this.#entryLists;
+    if (3 * e + 3 > lists.length) {
+      const grown = new Int32Array(lists.length * 2);
+      grown.set(lists);
+      this.#entryLists = lists = grown;
+    }
+    if (e === this.#entryCount) { // a new name: no lists yet
+      lists[3 * e] = lists[3 * e + 1] = lists[3 * e + 2] = -1;
+      this.#entryCount++;
+    }
+    let id = lists[3 * e + kind]!;
+    if (id < 0) lists[3 * e + kind] = id = this.#lists.newList();
+    this.#lists.add(id, node);
   }
 
   /** Adds the items of rule node `node`. */
@@ -60,14 +69,13 @@ export class DomainIndexBuilder {
 
   /** Adds one `domain` value (lower-case) of rule node `node`. */
   addExact(node: number, name: string): void {
-    this.#addTo(this.#exact, this.#entry(name), node);
+    this.#addTo(name, EXACT, node);
   }
 
   /** Adds one `domain_suffix` value (lower-case; `.x.com` = subdomains only) of `node`. */
   addSuffix(node: number, suffix: string): void {
-    if (suffix.charCodeAt(0) === 46 /* . */) {
-      this.#addTo(this.#dot, this.#entry(suffix.slice(1)), node);
-    } else this.#addTo(this.#suffix, this.#entry(suffix), node);
+    if (suffix.charCodeAt(0) === 46 /* . */) this.#addTo(suffix.slice(1), DOT, node);
+    else this.#addTo(suffix, SUFFIX, node);
   }
 
   /** Adds one `domain_keyword` value (lower-case) of rule node `node`. */
@@ -77,17 +85,29 @@ export class DomainIndexBuilder {
 
   /** Freezes the index. */
   build(): DomainIndex {
+    const lists = this.#lists.build();
+    // Inline one-node lists into the entry table: -2 - node (saves two lookups per hit).
+    const entries = this.#entryLists.slice(0, 3 * this.#names.keys.length);
+    const { start, data } = lists;
+    let hasSuffix = false;
+    for (let i = 0; i < entries.length; i++) {
+      const id = entries[i]!;
+      if (id < 0) continue;
+      if (i % 3 !== EXACT) hasSuffix = true;
+      if (start[id + 1]! - start[id]! === 1) entries[i] = -2 - data[start[id]!]!;
+    }
     return new DomainIndex(
       this.#names,
-      Int32Array.from(this.#exact),
-      Int32Array.from(this.#suffix),
-      Int32Array.from(this.#dot),
+      entries,
+      hasSuffix,
       this.#keywords.build(),
       this.#regexes.build(),
-      this.#lists.build(),
+      lists,
     );
   }
 }
+
+const EXACT = 0, SUFFIX = 1, DOT = 2;
 
 /** Hash of `s[from..]`, computed from the end (so every suffix hash comes for free). */
 function suffixHash(s: string, from: number): number {
@@ -108,8 +128,16 @@ function slotOf(h: number, mask: number): number {
  */
 class NameTable {
   keys: string[] = [];
-  slots = new Int32Array(2 * 1024);
-  mask = 1023;
+  slots: Int32Array;
+  mask: number;
+
+  /** Room for `expected` names before the first growth. */
+  constructor(expected: number) {
+    let size = 1024;
+    while (size < 2 * expected) size *= 2;
+    this.mask = size - 1;
+    this.slots = new Int32Array(2 * size);
+  }
 
   /** Entry of `name`, adding it when new. */
   intern(name: string): number {
@@ -158,9 +186,8 @@ class NameTable {
  */
 export class DomainIndex {
   readonly #names: NameTable;
-  readonly #exact: Int32Array;
-  readonly #suffix: Int32Array;
-  readonly #dot: Int32Array;
+  /** Per name entry, at 3e + kind: list id (≥ 0), none (-1), or one node n as -2 - n. */
+  readonly #entries: Int32Array;
   readonly #hasSuffix: boolean;
   readonly #ac: AhoCorasick;
   readonly #kwList: Int32Array;
@@ -173,18 +200,15 @@ export class DomainIndex {
   /** Use {@linkcode DomainIndexBuilder}. */
   constructor(
     names: NameTable,
-    exact: Int32Array,
-    suffix: Int32Array,
-    dot: Int32Array,
+    entries: Int32Array,
+    hasSuffix: boolean,
     keywords: Map<string, number>,
     regexes: Map<string, number>,
     lists: PostingLists,
   ) {
     this.#names = names;
-    this.#exact = exact;
-    this.#suffix = suffix;
-    this.#dot = dot;
-    this.#hasSuffix = suffix.some((x) => x >= 0) || dot.some((x) => x >= 0);
+    this.#entries = entries;
+    this.#hasSuffix = hasSuffix;
     this.#ac = new AhoCorasick([...keywords.keys()]);
     this.#kwList = Int32Array.from(keywords.values());
     this.#regexes = [...regexes.keys()].map((r) => new RegExp(r));
@@ -197,8 +221,12 @@ export class DomainIndex {
     return this.#names.keys.length === 0 && this.#ac.size === 0 && this.#regexes.length === 0;
   }
 
+  /** Emits list `id`: a list id, -1 (none), or -2 - node (a single node). */
   #emitList(id: number): void {
-    if (id < 0) return;
+    if (id < 0) {
+      if (id !== -1) this.#emit(-2 - id);
+      return;
+    }
     const { start, data } = this.#lists;
     const end = start[id + 1]!;
     for (let i = start[id]!; i < end; i++) this.#emit(data[i]!);
@@ -211,6 +239,7 @@ export class DomainIndex {
   lookup(name: string, emit: (node: number) => void): void {
     this.#emit = emit;
     if (this.#names.keys.length !== 0) {
+      const entries = this.#entries;
       // Backwards over the name; at each label start, look up the name from there on.
       let h = 0;
       for (let i = name.length - 1; i >= 0; i--) {
@@ -218,14 +247,14 @@ export class DomainIndex {
         if (i === 0) {
           const e = this.#names.find(name, 0, h);
           if (e >= 0) {
-            this.#emitList(this.#exact[e]!);
-            this.#emitList(this.#suffix[e]!);
+            this.#emitList(entries[3 * e + EXACT]!);
+            this.#emitList(entries[3 * e + SUFFIX]!);
           }
         } else if (this.#hasSuffix && name.charCodeAt(i - 1) === 46 /* . */) {
           const e = this.#names.find(name, i, h);
           if (e >= 0) {
-            this.#emitList(this.#suffix[e]!);
-            this.#emitList(this.#dot[e]!);
+            this.#emitList(entries[3 * e + SUFFIX]!);
+            this.#emitList(entries[3 * e + DOT]!);
           }
         }
       }
