@@ -153,6 +153,8 @@ const INBOUND = new Set([
   "sniff",
   "sniff_timeout",
   "udp_timeout",
+  "udp_timeout_dns",
+  "udp_timeout_quic",
   "udp_max_sessions",
   "tcp_idle_timeout",
 ]);
@@ -179,6 +181,8 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
   const dur = (k: string, ms: number) => opt(o, k, path, ms, (x, p) => duration(x, p, iss));
   const sniff_timeout_ms = dur("sniff_timeout", 300);
   const udp_timeout_ms = dur("udp_timeout", 300_000);
+  const udp_timeout_dns_ms = dur("udp_timeout_dns", 10_000);
+  const udp_timeout_quic_ms = dur("udp_timeout_quic", 30_000);
   const tcp_idle_timeout_ms = dur("tcp_idle_timeout", 600_000);
   const udp_max_sessions = opt(
     o,
@@ -191,7 +195,8 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
     type === undefined || tag === undefined || listen === undefined ||
     listen_port === undefined || network === undefined || mode === undefined ||
     sniff === undefined || sniff_timeout_ms === undefined || udp_timeout_ms === undefined ||
-    tcp_idle_timeout_ms === undefined || udp_max_sessions === undefined
+    tcp_idle_timeout_ms === undefined || udp_max_sessions === undefined ||
+    udp_timeout_dns_ms === undefined || udp_timeout_quic_ms === undefined
   ) return undefined;
   return {
     type,
@@ -203,6 +208,8 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
     sniff,
     sniff_timeout_ms,
     udp_timeout_ms,
+    udp_timeout_dns_ms,
+    udp_timeout_quic_ms,
     udp_max_sessions,
     tcp_idle_timeout_ms,
   };

@@ -44,6 +44,8 @@ Deno.test("parseConfig() fills defaults and converts durations to ms", () => {
     sniff: true,
     sniff_timeout_ms: 300,
     udp_timeout_ms: 300_000,
+    udp_timeout_dns_ms: 10_000,
+    udp_timeout_quic_ms: 30_000,
     udp_max_sessions: 65536,
     tcp_idle_timeout_ms: 600_000,
   });
@@ -85,6 +87,29 @@ Deno.test("parseConfig() normalises outbounds", () => {
   });
   assert.equal(c.outbounds[1]!.type === "direct" && c.outbounds[1]!.bind_interface, "tun10");
   assert.equal(c.route.final, "xray-jp", "final defaults to the first outbound");
+});
+
+Deno.test("parseConfig() takes per-protocol UDP timeouts", () => {
+  const c = parse({
+    inbounds: [{
+      type: "tproxy",
+      tag: "tp",
+      listen_port: 7893,
+      udp_timeout_dns: "3s",
+      udp_timeout_quic: "1m",
+    }],
+    outbounds: [{ type: "direct", tag: "direct" }],
+  });
+  assert.equal(c.inbounds[0]!.udp_timeout_dns_ms, 3000);
+  assert.equal(c.inbounds[0]!.udp_timeout_quic_ms, 60_000);
+  assert.throws(
+    () =>
+      parse({
+        inbounds: [{ type: "tproxy", tag: "tp", listen_port: 7893, udp_timeout_dns: "x" }],
+        outbounds: [{ type: "direct", tag: "direct" }],
+      }),
+    /inbounds\[0\]\.udp_timeout_dns: /,
+  );
 });
 
 Deno.test("parseConfig() names a bad pool.max_idle by its path", () => {

@@ -34,6 +34,10 @@ export interface TproxyInbound {
   readonly sniff_timeout_ms: number;
   /** Default 5 min. */
   readonly udp_timeout_ms: number;
+  /** DNS sessions (destination port 53); default 10 s, capped by `udp_timeout`. */
+  readonly udp_timeout_dns_ms: number;
+  /** QUIC sessions (sniffed QUIC, or UDP/443 unsniffed); default 30 s, capped by `udp_timeout`. */
+  readonly udp_timeout_quic_ms: number;
   /** Default 65536. */
   readonly udp_max_sessions: number;
   /** Default 10 min. */

@@ -177,7 +177,12 @@ export class UdpPlane {
     this.#sniffTimeout = ib.sniff_timeout_ms;
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
     this.#maxPendingBytes = opts.maxPendingBytes ?? 64 * 1024;
-    this.#timeouts = { ...defaultUdpTimeouts(ib.udp_timeout_ms), ...opts.timeouts };
+    this.#timeouts = {
+      ...defaultUdpTimeouts(ib.udp_timeout_ms),
+      dnsMs: ib.udp_timeout_dns_ms,
+      quicMs: ib.udp_timeout_quic_ms,
+      ...opts.timeouts,
+    };
     const shortest = Math.min(
       this.#timeouts.defaultMs,
       this.#timeouts.dnsMs,

@@ -47,6 +47,8 @@ function inbound(extra: Partial<TproxyInbound> = {}): TproxyInbound {
     sniff: true,
     sniff_timeout_ms: 300,
     udp_timeout_ms: 60_000,
+    udp_timeout_dns_ms: 10_000,
+    udp_timeout_quic_ms: 30_000,
     udp_max_sessions: 8,
     tcp_idle_timeout_ms: 60_000,
     ...extra,

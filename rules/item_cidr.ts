@@ -79,7 +79,7 @@ class Trie {
   readonly chainData: Int32Array;
 
   constructor(b: TrieBuilder) {
-    const nodes = b.nodes.slice(0, 3 * b.count);
+    const nodes = b.nodes.subarray(0, 3 * b.count); // no copy: spare capacity is under 50%
     this.nodes = nodes;
     this.jump = b.heads ?? new Int32Array(1 << JUMP_BITS);
     const starts: number[] = [0];
