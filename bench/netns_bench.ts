@@ -294,6 +294,16 @@ export async function runNetnsBench(
   const dir = await Deno.makeTempDir({ prefix: "vr-bench-" });
   const results: SubjectResult[] = [];
   try {
+    // Every connection of the rate test goes to the same echo address, so
+    // the active closer's TIME_WAIT sockets (the client's, and a proxy's
+    // upstream ones) pile up: with the default tcp_tw_reuse (loopback only)
+    // connect() then scans ~28k used ports per call and the rate collapses
+    // to a few hundred per second, for later subjects more (TIME_WAIT
+    // outlives a subject by 60 s). Reusing TIME_WAIT ports for outgoing
+    // connections (safe with TCP timestamps) removes that artefact.
+    for (const ns of ["client", "router"] as const) {
+      await lab.runOk(ns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+    }
     const dst = lab.addrs.extra4[0]!;
     lab.spawn("server", ["iperf3", "-s", "-B", dst, "-p", "5201"]);
     await lab.tcpServer("server", dst, 7000, "echo");

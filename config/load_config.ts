@@ -12,12 +12,14 @@
 import { dirname, resolve } from "node:path";
 import { Engine } from "../rules/engine.ts";
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
-import type { RuleSetSpec, RuleSpec } from "../rules/spec.ts";
+import { type Pacing, TimeSlicer } from "../rules/pacing.ts";
+import type { RouteRule, RuleSetSpec, RuleSpec } from "../rules/spec.ts";
 import { ConfigError, Issues } from "./config_error.ts";
-import { parseConfig } from "./parse_config.ts";
-import { parseRuleMatch, type RuleContext } from "./rule_parser.ts";
-import type { RouterConfig } from "./schema.ts";
-import { object, show, typeName } from "./values.ts";
+import { parseJsonCooperative } from "./json_cooperative.ts";
+import { parseConfig, type ParseOptions } from "./parse_config.ts";
+import { parseRouteRule, parseRuleMatch, type RuleContext } from "./rule_parser.ts";
+import { REJECT_DROP_TAG, type RouterConfig } from "./schema.ts";
+import { type Obj, object, show, typeName } from "./values.ts";
 
 /** Injected I/O for {@linkcode compileEngine} / {@linkcode loadConfig}. */
 export interface CompileDeps {
@@ -25,6 +27,12 @@ export interface CompileDeps {
   readonly readFile?: (path: string) => Promise<Uint8Array>;
   /** A GeoIP lookup to use instead of opening `route.geoip.path`. */
   readonly geoip?: GeoIpLookup;
+  /**
+   * When long work (parsing and compiling big rule lists) gives the event
+   * loop a turn; default: after every 4 ms of work (a new
+   * {@linkcode TimeSlicer} per call), so a reload does not stall the data plane.
+   */
+  readonly pacing?: Pacing;
 }
 
 /** Where {@linkcode loadConfig} gets the config: a file path, or an inline object. */
@@ -40,6 +48,7 @@ async function readJson(
   where: string,
   iss: Issues,
   deps: CompileDeps,
+  pacing: Pacing,
 ): Promise<unknown> {
   let bytes: Uint8Array;
   try {
@@ -53,7 +62,7 @@ async function readJson(
     return undefined;
   }
   try {
-    return JSON.parse(decoder.decode(bytes));
+    return await parseJsonCooperative(decoder.decode(bytes), pacing);
   } catch (e) {
     iss.add(where, `${show(path)}: invalid JSON: ${(e as Error).message}`);
     return undefined;
@@ -98,6 +107,7 @@ export function parseRuleSetSource(
 
 /** Reads rule sets and GeoIP for `config` and compiles its engine; throws `ConfigError`. */
 export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}): Promise<Engine> {
+  const pacing = deps.pacing ?? new TimeSlicer();
   const iss = new Issues();
   const ruleSets: RuleSetSpec[] = [];
   // Files are read in parallel; issues are kept per rule set to report them in config order.
@@ -108,7 +118,7 @@ export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}
       return;
     }
     const where = `route.rule_set[${i}].path`;
-    const raw = await readJson(ref.path, where, perSet[i]!, deps);
+    const raw = await readJson(ref.path, where, perSet[i]!, deps, pacing);
     if (raw === undefined) return;
     const name = ref.path.slice(ref.path.lastIndexOf("/") + 1);
     ruleSets[i] = parseRuleSetSource(raw, ref.tag, `route.rule_set[${i}](${name})`, perSet[i]!);
@@ -124,12 +134,68 @@ export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}
     }
   }
   iss.throwIfAny();
-  return new Engine({
+  return await Engine.compile({
     rules: config.route.rules,
     final: config.route.final,
     ruleSets: ruleSets.filter((x) => x !== undefined),
     ...(geoip ? { geoip } : {}),
-  });
+  }, pacing);
+}
+
+/** Route rule lists at least this long are parsed in slices (see {@linkcode parseConfigPaced}). */
+const PACED_RULES = 1024;
+
+/**
+ * `parseConfig()` with the route rules parsed in slices: everything but the
+ * rules first (a plain `parseConfig` of the config with no rules), then the
+ * rules with the same references, pausing when `pacing` is due. The result
+ * is what `parseConfig(raw)` returns; on any issue this falls back to
+ * `parseConfig(raw)` itself, so errors are exactly the same.
+ */
+export async function parseConfigPaced(
+  raw: unknown,
+  opts: ParseOptions,
+  pacing: Pacing,
+): Promise<RouterConfig> {
+  const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+  const route = isObj(raw) ? raw.route : undefined;
+  const list = isObj(route) ? route.rules : undefined;
+  if (!isObj(raw) || !isObj(route) || !Array.isArray(list) || list.length < PACED_RULES) {
+    return parseConfig(raw, opts);
+  }
+  const withRules = (rules: unknown[]) => ({ ...raw, route: { ...route, rules } });
+  let head: RouterConfig;
+  try {
+    head = parseConfig(withRules([]), opts);
+  } catch (e) {
+    if (e instanceof ConfigError) return parseConfig(raw, opts); // the complete issue list
+    throw e;
+  }
+  const iss = new Issues();
+  const ctx: RuleContext = {
+    iss,
+    inbounds: new Set(head.inbounds.map((x) => x.tag)),
+    outbounds: new Set(head.outbounds.map((x) => x.tag)),
+    ruleSets: new Set(head.route.rule_set.map((x) => x.tag)),
+    hasGeoip: head.route.geoip !== null,
+    usedReject: new Set(),
+  };
+  const rules: RouteRule[] = [];
+  for (let i = 0; i < list.length; i++) {
+    if ((i & 255) === 255 && pacing.due()) await pacing.pause();
+    const r = parseRouteRule(list[i], `route.rules[${i}]`, ctx);
+    if (r) rules.push(r);
+  }
+  if (!iss.ok) return parseConfig(raw, opts);
+  let outbounds = head.outbounds;
+  if (ctx.usedReject.size !== 0) {
+    // Let parseConfig add the implicit reject outbounds, from one rule per reject method used.
+    const probes = [...ctx.usedReject].map((tag) =>
+      tag === REJECT_DROP_TAG ? { action: "reject", method: "drop" } : { action: "reject" }
+    );
+    outbounds = parseConfig(withRules(probes), opts).outbounds;
+  }
+  return { ...head, outbounds, route: { ...head.route, rules } };
 }
 
 /**
@@ -141,18 +207,19 @@ export async function loadConfig(
   source: ConfigSource,
   deps: CompileDeps = {},
 ): Promise<{ config: RouterConfig; engine: Engine }> {
+  const pacing = deps.pacing ?? new TimeSlicer();
   let raw: unknown, baseDir: string;
   if (typeof source === "string") {
     const iss = new Issues();
-    raw = await readJson(source, "", iss, deps);
+    raw = await readJson(source, "", iss, deps, pacing);
     iss.throwIfAny();
     baseDir = dirname(resolve(source));
   } else {
     raw = source.inline;
     baseDir = resolve(source.baseDir ?? ".");
   }
-  const config = parseConfig(raw, { baseDir });
-  const engine = await compileEngine(config, deps);
+  const config = await parseConfigPaced(raw, { baseDir }, pacing);
+  const engine = await compileEngine(config, { ...deps, pacing });
   return { config, engine };
 }
 

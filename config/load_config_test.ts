@@ -4,7 +4,9 @@ import { fileURLToPath } from "node:url";
 import { flow } from "../rules/_testing.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { ConfigError } from "./config_error.ts";
-import { compileEngine, loadConfig } from "./load_config.ts";
+import { compileEngine, loadConfig, parseConfigPaced } from "./load_config.ts";
+import { TimeSlicer } from "../rules/pacing.ts";
+import { CompactRule } from "../rules/compact_rule.ts";
 import { parseConfig } from "./parse_config.ts";
 
 const FIXTURE = fileURLToPath(new URL("./testdata/singbox_route.json", import.meta.url));
@@ -137,4 +139,99 @@ Deno.test("compileEngine() uses an injected GeoIP lookup instead of the file", a
   }, { baseDir: "/" });
   const engine = await compileEngine(config, { geoip: { country: () => "jp" } });
   assert.equal(engine.match(flow({})).outbound, "block");
+});
+
+/** A config with `n` route rules of many kinds (compact ones, rejects, ports, logical). */
+function manyRules(n: number, extra: unknown[] = []): Record<string, unknown> {
+  const rules: unknown[] = [];
+  for (let i = 0; i < n; i++) {
+    switch (i % 6) {
+      case 0:
+        rules.push({ domain_suffix: [`s${i}.com`], outbound: "direct" });
+        break;
+      case 1:
+        rules.push({ ip_cidr: [`10.${i & 255}.${(i >> 8) & 255}.0/24`], outbound: "block" });
+        break;
+      case 2:
+        rules.push({ domain: `Exact${i}.com`, action: "reject" }); // not compact: upper case
+        break;
+      case 3:
+        rules.push({ port: [i & 0xffff], network: "udp", action: "reject", method: "drop" });
+        break;
+      case 4:
+        rules.push({
+          type: "logical",
+          mode: "or",
+          rules: [{ port: 1 }, { domain: "x" }],
+          outbound: "direct",
+        });
+        break;
+      default:
+        rules.push({ domain_keyword: `k${i}`, ip_cidr: "2001:db8::/32", outbound: "direct" });
+    }
+  }
+  rules.push(...extra);
+  return {
+    inbounds: [{ type: "tproxy", tag: "tproxy-in", listen_port: 7893 }],
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+    route: { rules, final: "direct" },
+  };
+}
+
+/** Pacing that pauses at every check, without waiting. */
+const eager = () => new TimeSlicer({ sliceMs: 0, yieldTurn: () => Promise.resolve() });
+
+Deno.test("parseConfigPaced() returns what parseConfig() returns, in slices", async () => {
+  const raw = manyRules(3000);
+  const want = parseConfig(raw, { baseDir: "/" });
+  const pacing = eager();
+  const got = await parseConfigPaced(raw, { baseDir: "/" }, pacing);
+  assert.ok(pacing.pauses >= 10, `${pacing.pauses} pauses`);
+  assert.deepEqual(got.outbounds, want.outbounds, "implicit reject outbounds are added");
+  assert.equal(got.route.rules.length, want.route.rules.length);
+  got.route.rules.forEach((r, i) => {
+    const w = want.route.rules[i]!;
+    assert.equal(r.outbound, w.outbound);
+    assert.equal(r.raw, w.raw);
+    assert.deepEqual(r.match, w.match, `rule ${i}`);
+  });
+  assert.ok(got.route.rules[0] instanceof CompactRule, "plain domain rules take the fast path");
+  assert.ok(!(got.route.rules[2] instanceof CompactRule));
+  assert.deepEqual({ ...got, route: { ...got.route, rules: [] }, outbounds: [] }, {
+    ...want,
+    route: { ...want.route, rules: [] },
+    outbounds: [],
+  });
+});
+
+Deno.test("parseConfigPaced() reports the same issues as parseConfig()", async () => {
+  for (
+    const raw of [
+      manyRules(2000, [{ ip_cidr: ["10.0.0.0/33"], outbound: "direct" }, {
+        domain: 1,
+        outbound: "nope",
+      }]),
+      { ...manyRules(2000), log: { level: "loud" } },
+    ]
+  ) {
+    const want = await issuesOf(Promise.resolve().then(() => parseConfig(raw, { baseDir: "/" })));
+    assert.ok(want.length > 0);
+    assert.deepEqual(await issuesOf(parseConfigPaced(raw, { baseDir: "/" }, eager())), want);
+  }
+});
+
+Deno.test("loadConfig() pauses while it parses and compiles a big config file", async () => {
+  const raw = manyRules(6000);
+  const text = JSON.stringify(raw, null, 2);
+  assert.ok(text.length > 512 * 1024, "big enough for the piecewise JSON parse");
+  const pacing = eager();
+  const { engine } = await loadConfig("/cfg/big.json", {
+    readFile: () => Promise.resolve(new TextEncoder().encode(text)),
+    pacing,
+  });
+  assert.ok(pacing.pauses > 30, `${pacing.pauses} pauses`);
+  assert.equal(engine.ruleCount, 6000);
+  assert.deepEqual(engine.match(flow({ domain: "a.s6.com" })), { outbound: "direct", rule: 6 });
+  assert.deepEqual(engine.match(flow({ dst: "10.7.0.9" })), { outbound: "block", rule: 7 });
+  assert.deepEqual(engine.match(flow({ domain: "exact8.com" })), { outbound: "@reject", rule: 8 });
 });

@@ -39,4 +39,3 @@ export class CompactRule implements RouteRule {
     return this.#match ??= this.#parse(this.raw);
   }
 }
-

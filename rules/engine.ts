@@ -31,6 +31,7 @@ import {
 } from "./matcher.ts";
 import { fingerprint } from "./fingerprint.ts";
 import { CompactRule } from "./compact_rule.ts";
+import type { Pacing } from "./pacing.ts";
 import type { PortRange, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
 
 /** What {@linkcode Engine.explain} reports. */
@@ -72,14 +73,6 @@ interface Parts {
   readonly ports: PortIndex;
 }
 
-/** How {@linkcode Engine.compile} gives the event loop a turn. */
-export interface CompilePacing {
-  /** True when the current slice of work has used its time budget. */
-  due(): boolean;
-  /** Yields to the event loop (and starts a new slice). */
-  pause(): Promise<void>;
-}
-
 /** A compiled, immutable rule snapshot. Build a new one to reload. */
 export class Engine {
   /** The route rules this engine was built from. */
@@ -106,7 +99,7 @@ export class Engine {
   #best = NONE;
   readonly #hits: Float64Array;
   #finalHits = 0;
-  #fingerprints: string[] | null = null;
+  #fingerprints: (string | undefined)[] | null = null;
 
   readonly #stampDst = (node: number): void => {
     const info = this.#nodeInfo[node]!;
@@ -155,7 +148,7 @@ export class Engine {
    * the current slice of work is used up, so that a reload of a big rule
    * list does not stall the data plane.
    */
-  static async compile(opts: EngineOptions, pacing: CompilePacing): Promise<Engine> {
+  static async compile(opts: EngineOptions, pacing: Pacing): Promise<Engine> {
     const it = buildParts(opts);
     for (;;) {
       const r = it.next();
@@ -257,10 +250,10 @@ export class Engine {
     else if (i >= 0 && i < this.#hits.length) this.#hits[i] = value;
   }
 
-  /** Canonical fingerprint of rule `i` (computed lazily, then cached). */
+  /** Canonical fingerprint of rule `i` (computed on first use, then cached). */
   fingerprint(i: number): string {
-    this.#fingerprints ??= this.rules.map((r) => fingerprint(r.raw));
-    return this.#fingerprints[i]!;
+    const fps = this.#fingerprints ??= new Array(this.rules.length);
+    return fps[i] ??= fingerprint(this.rules[i]!.raw);
   }
 }
 

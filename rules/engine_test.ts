@@ -194,3 +194,45 @@ Deno.test("Engine: many indexed rules still honour rule order", () => {
   assert.equal(ruleOf(e, { domain: "x.d450.com" }), 451);
   assert.equal(ruleOf(e, { domain: "none.org", dport: 443 }), 501);
 });
+
+Deno.test("Engine.compile() pauses when due and builds the same engine as the constructor", async () => {
+  const rules = Array.from(
+    { length: 3000 },
+    (_, i) =>
+      i % 3 === 0 ? { domain_suffix: [`n${i}.com`], outbound: "a" } : i % 3 === 1
+        ? {
+          ip_cidr: [`10.${i >> 8}.${i & 255}.0/24`, `2001:db8:${i.toString(16)}::/48`],
+          outbound: "b",
+        }
+        : { domain: `n${i}.com`, port: 443, outbound: "a" },
+  );
+  const sync = engine(rules);
+  const config = parseConfig({
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "direct", tag: "a" }, {
+      type: "direct",
+      tag: "b",
+    }],
+    route: { rules, final: "direct" },
+  }, { baseDir: "/" });
+  let pauses = 0;
+  const paced = await Engine.compile({ rules: config.route.rules, final: "direct" }, {
+    due: () => true,
+    pause: () => Promise.resolve(void pauses++),
+  });
+  assert.ok(pauses >= 3000 / 256, `${pauses} pauses`);
+  for (
+    const init of [
+      { domain: "x.n3.com" },
+      { domain: "n2.com" },
+      { domain: "n2.com", dport: 80 },
+      { dst: "10.0.4.1" },
+      { dst: "2001:db8:7::1" },
+      { domain: "n3000.com" },
+    ]
+  ) {
+    assert.deepEqual(paced.match(flow(init)), sync.match(flow(init)), JSON.stringify(init));
+  }
+  assert.deepEqual(ruleOf(paced, { domain: "x.n3.com" }), 3);
+  assert.deepEqual(ruleOf(paced, { domain: "n2.com" }), 2);
+  assert.deepEqual(ruleOf(paced, { dst: "2001:db8:7::1" }), 7);
+});

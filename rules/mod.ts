@@ -12,3 +12,5 @@ export { type GeoIpLookup, noGeoIp, openGeoIp } from "./item_geoip.ts";
 export { isPrivateIp } from "./item_private.ts";
 export { fingerprint } from "./fingerprint.ts";
 export { type RuleHits, RuleStats } from "./rule_stats.ts";
+export { nextTurn, NO_PAUSE, type Pacing, TimeSlicer, type TimeSlicerOptions } from "./pacing.ts";
+export { CompactRule } from "./compact_rule.ts";

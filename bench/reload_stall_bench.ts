@@ -1,0 +1,181 @@
+/**
+ * Reload through IPC against a real router process, and how long the
+ * router's event loop (its only JS thread, which also runs the data plane)
+ * stalls meanwhile.
+ *
+ *   deno run -A bench/reload_stall_bench.ts [--repo DIR] [--reloads N] [--sets 10k,large]
+ *     [--v8-flags=FLAGS]   (passed to the router, e.g. --max-semi-space-size=2)
+ *
+ * Starts `deno run -A DIR/main.ts run --config F` (DIR defaults to this
+ * repo; `--repo` points at another checkout to compare builds) with a TPROXY
+ * inbound on 127.0.0.1 and its IPC socket in a temporary directory. One IPC
+ * connection sends `ping` back to back (a 1 ms gap between a reply and the
+ * next request); its round-trip time is the event-loop lag of the router:
+ * whatever blocks the router's thread delays the reply. Another connection
+ * asks for `reload {path}` of the 10k-rule set and the large synthetic set
+ * (bench/gen_rules.ts), N times each; the bench reports the reload's
+ * `took_ms` (server side), the client-side wall time, and the ping
+ * round trips during the reloads (max, p99, count above 10 ms) next to the
+ * same figures while idle.
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { IpcClient } from "../ipc/client.ts";
+import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
+import { generateConfig, type GenOptions } from "./gen_rules.ts";
+
+const SETS: Record<string, GenOptions> = {
+  "10k": { domainRules: 9_000, cidrs: 8_000, portAndLogical: 100, seed: 9 },
+  large: {},
+};
+
+function configText(gen: GenOptions, port: number, sock: string): string {
+  const c = generateConfig(gen).config as { outbounds: { type: string; tag: string }[] };
+  // Only local outbounds: nothing dials anywhere.
+  c.outbounds = c.outbounds.map((o) =>
+    o.type === "block" ? o : { type: "direct", tag: o.tag, inet4_bind_address: "127.0.0.1" }
+  );
+  return JSON.stringify({
+    log: { level: "warn" },
+    inbounds: [{ type: "tproxy", tag: "tproxy-in", listen: "127.0.0.1", listen_port: port }],
+    ...c,
+    ipc: { path: sock },
+  });
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Pings back to back until `stop()`; returns the round trips (ms) with their start times. */
+function pinger(client: IpcClient) {
+  const samples: { at: number; rtt: number }[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const at = performance.now();
+      await client.ping({ timeoutMs: 60_000 });
+      samples.push({ at, rtt: performance.now() - at });
+      await sleep(1);
+    }
+  })();
+  return {
+    samples,
+    async stop() {
+      running = false;
+      await done;
+    },
+  };
+}
+
+function lagLine(label: string, rtts: number[]): string {
+  return `${label}: ${rtts.length} pings, p50 ${quantile(rtts, 0.5).toFixed(2)} ms, p99 ${
+    quantile(rtts, 0.99).toFixed(2)
+  } ms, max ${Math.max(...rtts).toFixed(1)} ms, >10 ms: ${rtts.filter((x) => x > 10).length}`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      repo: { type: "string", default: new URL("..", import.meta.url).pathname },
+      reloads: { type: "string", default: "5" },
+      sets: { type: "string", default: "10k,large" },
+      "v8-flags": { type: "string" },
+    },
+  });
+  const reloads = Number(values.reloads);
+  const dir = await Deno.makeTempDir({ prefix: "reload-stall-" });
+  const sock = join(dir, "router.sock");
+  const port = freePort();
+  const nets: Record<string, string> = {};
+  for (let i = 0; i < 2000; i++) nets[`${1 + (i % 222)}.${(i * 7) % 256}.0.0/16`] = "CN";
+  await Deno.writeFile(join(dir, "country.mmdb"), writeCountryMmdb(nets));
+  const files: Record<string, string> = {};
+  for (const name of values.sets.split(",")) {
+    files[name] = join(dir, `${name}.json`);
+    await Deno.writeTextFile(files[name]!, configText(SETS[name]!, port, sock));
+  }
+  // Start with a small config (the first set), then reload the sets.
+  const first = Object.values(files)[0]!;
+  const router = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : []),
+      join(values.repo!, "main.ts"),
+      "run",
+      "--config",
+      first,
+    ],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    let ctl: IpcClient | undefined;
+    for (let i = 0; i < 600 && !ctl; i++) {
+      try {
+        ctl = await IpcClient.connect(sock, { timeoutMs: 120_000 });
+      } catch {
+        await sleep(100);
+      }
+    }
+    if (!ctl) throw new Error("router did not open its IPC socket");
+    const probe = await IpcClient.connect(sock);
+    console.log(`router ${values.repo} (pid ${router.pid}); ping = event-loop lag probe`);
+    const idle = pinger(probe);
+    await sleep(1000);
+    await idle.stop();
+    console.log(lagLine("idle", idle.samples.map((s) => s.rtt)));
+    for (const [name, file] of Object.entries(files)) {
+      await ctl.reload({ path: file }); // warm-up (JIT, first allocation of the heap)
+      const took: number[] = [], wall: number[] = [];
+      const p = pinger(probe);
+      const windows: [number, number][] = [];
+      for (let i = 0; i < reloads; i++) {
+        await sleep(200);
+        const t0 = performance.now();
+        const r = await ctl.reload({ path: file });
+        const t1 = performance.now();
+        windows.push([t0, t1]);
+        took.push(r.took_ms);
+        wall.push(t1 - t0);
+      }
+      await sleep(100);
+      await p.stop();
+      const during = p.samples.filter((s) =>
+        windows.some(([a, b]) => s.at + s.rtt >= a && s.at <= b)
+      ).map((s) => s.rtt);
+      console.log(
+        `${name}: reload took_ms median ${quantile(took, 0.5).toFixed(1)} (min ${
+          Math.min(...took).toFixed(1)
+        }, max ${Math.max(...took).toFixed(1)}); client wall median ${
+          quantile(wall, 0.5).toFixed(1)
+        } ms; ${reloads} reloads`,
+      );
+      console.log(lagLine(`${name}: event-loop lag during reloads`, during));
+    }
+    probe.close();
+    ctl.close();
+  } finally {
+    try {
+      router.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await router.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();
