@@ -58,6 +58,13 @@ export interface ReactorOptions {
    * starved under sustained traffic (default 2).
    */
   maxBusyMs?: number;
+  /**
+   * After the spins, block this long (µs) in a synchronous `epoll_pwait2`
+   * before parking in the worker-thread epoll_wait (default 0 = off). An
+   * event arriving within it is handled without two thread hops; timers
+   * and other I/O of the isolate wait at most this long.
+   */
+  blockUs?: number;
 }
 
 interface Waiter {
@@ -82,6 +89,8 @@ export interface ReactorStats {
   waiters: number;
   /** Synchronous epoll_wait calls that returned events. */
   syncPolls: number;
+  /** Short blocking epoll_pwait2 calls that returned events. */
+  blockPolls: number;
   /** Worker-thread (parked) epoll_wait calls. */
   parkedPolls: number;
   /** eventfd wake-ups written. */
@@ -105,6 +114,9 @@ export class Reactor {
   readonly #maxEvents: number;
   readonly #spinTurns: number;
   readonly #maxBusyMs: number;
+  readonly #blockUs: number;
+  /** `struct timespec` of the short blocking wait. */
+  readonly #blockTs = new Uint8Array(new ArrayBuffer(16));
   // Long-lived buffers: the parked nonblocking epoll_wait writes into
   // #events after this function returned, and eventfd reads/writes use
   // #wakeBuf; both must outlive any pending call.
@@ -112,13 +124,17 @@ export class Reactor {
   readonly #eventsView: DataView;
   readonly #wakeBuf = new Uint8Array(new ArrayBuffer(8));
   readonly #epollEvent = new Uint8Array(new ArrayBuffer(EVENT_SIZE));
-  readonly #stats = { syncPolls: 0, parkedPolls: 0, wakeups: 0 };
+  readonly #stats = { syncPolls: 0, blockPolls: 0, parkedPolls: 0, wakeups: 0 };
 
   /** Creates a reactor; the epoll fd is opened on the first `register`. */
   constructor(opts: ReactorOptions = {}) {
     this.#maxEvents = opts.maxEvents ?? 256;
     this.#spinTurns = opts.spinTurns ?? 4;
     this.#maxBusyMs = opts.maxBusyMs ?? 2;
+    this.#blockUs = Math.max(0, Math.min(opts.blockUs ?? Number(Deno.env.get("VR_BLOCK_US") ?? 0), 999_999));
+    const ts = new DataView(this.#blockTs.buffer);
+    ts.setBigInt64(0, 0n, true);
+    ts.setBigInt64(8, BigInt(Math.floor(this.#blockUs * 1000)), true);
     this.#events = new Uint8Array(new ArrayBuffer(this.#maxEvents * EVENT_SIZE));
     this.#eventsView = new DataView(this.#events.buffer);
   }
@@ -305,6 +321,15 @@ export class Reactor {
           continue;
         }
         spins = 0;
+        if (this.#blockUs > 0 && L.epoll_pwait2 !== null) {
+          const b = L.epoll_pwait2(this.#epfd, this.#events, this.#maxEvents, this.#blockTs, null);
+          if (b > 0) {
+            this.#stats.blockPolls++;
+            this.#dispatch(b);
+            await undefined;
+            continue;
+          }
+        }
         this.#parked = true;
         this.#stats.parkedPolls++;
         let m: number;

@@ -61,6 +61,17 @@ export const SYMBOLS = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   /** int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);  (sync: timeout 0 only) */
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  /**
+   * int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
+   *                  const struct timespec *timeout, const sigset_t *sigmask);  (Linux >= 5.11)
+   * Sync, with a sub-millisecond timeout: the reactor's short blocking wait.
+   * Optional: null with an older glibc (the reactor then skips that wait).
+   */
+  epoll_pwait2: {
+    parameters: ["i32", "buffer", "i32", "buffer", "pointer"],
+    result: "i32",
+    optional: true,
+  },
   /** The same epoll_wait, run on a worker thread: resolves a Promise. errno is not visible. */
   epoll_wait_nb: {
     name: "epoll_wait",

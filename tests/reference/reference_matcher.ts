@@ -14,6 +14,7 @@
  */
 
 import type { Decision, FlowMeta } from "../../core/types.ts";
+import ipaddr from "ipaddr.js";
 import type { Cidr, DefaultRuleSpec, RouteRule, RuleSetSpec, RuleSpec } from "../../rules/spec.ts";
 
 const SRC = 1, SRC_PORT = 2, DST = 4, DST_PORT = 8;
@@ -26,39 +27,39 @@ export interface ReferenceInput {
   country: (addr: Uint8Array) => string | null;
 }
 
-function inCidr(c: Cidr, a: Uint8Array): boolean {
-  if (c.addr.length !== a.length) return false;
-  for (let bit = 0; bit < c.prefix; bit++) {
-    const x = (c.addr[bit >> 3]! >> (7 - (bit % 8))) & 1;
-    const y = (a[bit >> 3]! >> (7 - (bit % 8))) & 1;
-    if (x !== y) return false;
-  }
-  return true;
+// CIDR membership comes from ipaddr.js, an implementation independent of
+// our trie, so the conformance test compares two unrelated codes.
+function toAddr(bytes: Uint8Array): ipaddr.IPv4 | ipaddr.IPv6 {
+  return ipaddr.fromByteArray(Array.from(bytes));
 }
 
+function inCidr(c: Cidr, a: Uint8Array): boolean {
+  if (c.addr.length !== a.length) return false;
+  const addr = toAddr(a);
+  const range = toAddr(c.addr);
+  return addr.kind() === range.kind() &&
+    (addr as ipaddr.IPv4).match(range as ipaddr.IPv4, c.prefix);
+}
+
+const PRIVATE_V4 = [
+  "0.0.0.0/32",
+  "127.0.0.0/8",
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "169.254.0.0/16",
+  "224.0.0.0/4",
+].map((t) => ipaddr.parseCIDR(t));
+const PRIVATE_V6 = ["::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8"].map((t) =>
+  ipaddr.parseCIDR(t)
+);
+
 function isPrivate(a: Uint8Array): boolean {
-  const text = a.length === 4
-    ? [
-      "0.0.0.0/32",
-      "127.0.0.0/8",
-      "10.0.0.0/8",
-      "172.16.0.0/12",
-      "192.168.0.0/16",
-      "169.254.0.0/16",
-      "224.0.0.0/4",
-    ]
-    : ["::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8"];
-  return text.some((t) => {
-    const [ip, p] = t.split("/");
-    const bytes = new Uint8Array(a.length);
-    if (a.length === 4) ip!.split(".").forEach((x, i) => bytes[i] = Number(x));
-    else {
-      const head = ip!.split("::")[0]!;
-      if (head) bytes[0] = parseInt(head, 16) >> 8, bytes[1] = parseInt(head, 16) & 0xff;
-      if (ip === "::1") bytes[15] = 1;
-    }
-    return inCidr({ addr: bytes, prefix: Number(p) }, a);
-  });
+  const addr = toAddr(a);
+  const ranges = a.length === 4 ? PRIVATE_V4 : PRIVATE_V6;
+  return ranges.some(([range, prefix]) =>
+    (addr as ipaddr.IPv4).match(range as ipaddr.IPv4, prefix)
+  );
 }
 
 function domainItemMatches(r: DefaultRuleSpec, d: string | undefined): boolean {
