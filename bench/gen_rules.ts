@@ -8,6 +8,7 @@
  */
 
 import type { FlowMeta } from "../core/types.ts";
+import { prng } from "../tests/_prng.ts";
 
 /** Sizes of the generated set. */
 export interface GenOptions {
@@ -20,18 +21,6 @@ export interface GenOptions {
   /** GeoIP rules (default 4). */
   geoipRules?: number;
   seed?: number;
-}
-
-/** mulberry32 PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const TLDS = ["com", "net", "org", "cn", "io", "co.uk", "de", "jp", "ru", "info"];

@@ -6,12 +6,29 @@
  * occurs in some keyword gets a class 1..A; all other characters share class
  * 0, which always leads back to the root (no keyword contains them).
  *
+ * The compiled automaton is a handful of typed arrays
+ * ({@linkcode AhoCorasickImage}), so it can be built on one thread and
+ * handed to another without copying.
+ *
  * @module
  */
 
+/** The compiled automaton as plain data (typed arrays can be transferred between threads). */
+export interface AhoCorasickImage {
+  /** Class of each ASCII character (0: in no keyword). */
+  readonly ascii: Int32Array;
+  /** Classes of non-ASCII characters, as (char code, class) pairs. */
+  readonly other: Int32Array;
+  readonly width: number;
+  readonly delta: Int32Array;
+  readonly out: Int32Array;
+  readonly dict: Int32Array;
+  readonly size: number;
+}
+
 /** A compiled keyword automaton. */
 export class AhoCorasick {
-  readonly #ascii = new Int32Array(128);
+  readonly #ascii: Int32Array;
   readonly #other = new Map<number, number>();
   readonly #width: number;
   readonly #delta: Int32Array;
@@ -21,65 +38,25 @@ export class AhoCorasick {
   readonly #dict: Int32Array;
   /** Number of keywords. */
   readonly size: number;
+  /** The automaton as plain data. */
+  readonly image: AhoCorasickImage;
 
-  /** Builds the automaton; keyword `i` is reported as `i`. Duplicates must be removed first. */
-  constructor(keywords: readonly string[]) {
-    this.size = keywords.length;
-    let classes = 0;
-    const classOf = (c: number): number => {
-      if (c < 128) {
-        if (this.#ascii[c] === 0) this.#ascii[c] = ++classes;
-        return this.#ascii[c]!;
-      }
-      let k = this.#other.get(c);
-      if (k === undefined) this.#other.set(c, k = ++classes);
-      return k;
-    };
-    // Trie first, with sparse children.
-    const children: Map<number, number>[] = [new Map()];
-    const out: number[] = [-1];
-    keywords.forEach((kw, idx) => {
-      let s = 0;
-      for (let i = 0; i < kw.length; i++) {
-        const k = classOf(kw.charCodeAt(i));
-        let next = children[s]!.get(k);
-        if (next === undefined) {
-          next = children.length;
-          children.push(new Map());
-          out.push(-1);
-          children[s]!.set(k, next);
-        }
-        s = next;
-      }
-      out[s] = idx;
-    });
-    const n = children.length;
-    const width = classes + 1;
-    this.#width = width;
-    const delta = new Int32Array(n * width);
-    const fail = new Int32Array(n);
-    const dict = new Int32Array(n);
-    // BFS: fill the dense transition table with failure transitions folded in.
-    const queue = new Int32Array(n);
-    let head = 0, tail = 0;
-    for (const [k, t] of children[0]!) {
-      delta[k] = t;
-      queue[tail++] = t;
-    }
-    while (head < tail) {
-      const s = queue[head++]!;
-      const f = fail[s]!;
-      dict[s] = out[f]! >= 0 ? f : dict[f]!;
-      for (let k = 0; k < width; k++) delta[s * width + k] = delta[f * width + k]!;
-      for (const [k, t] of children[s]!) {
-        delta[s * width + k] = t;
-        fail[t] = s === 0 ? 0 : delta[f * width + k]!;
-        queue[tail++] = t;
-      }
-    }
-    this.#delta = delta;
-    this.#out = Int32Array.from(out);
-    this.#dict = dict;
+  /**
+   * Builds the automaton (keyword `i` is reported as `i`; duplicates must be
+   * removed first), or wraps an {@linkcode AhoCorasickImage} built elsewhere.
+   */
+  constructor(keywords: readonly string[] | AhoCorasickImage) {
+    const img = Array.isArray(keywords)
+      ? buildImage(keywords as readonly string[])
+      : keywords as AhoCorasickImage;
+    this.#ascii = img.ascii;
+    for (let i = 0; i < img.other.length; i += 2) this.#other.set(img.other[i]!, img.other[i + 1]!);
+    this.#width = img.width;
+    this.#delta = img.delta;
+    this.#out = img.out;
+    this.#dict = img.dict;
+    this.size = img.size;
+    this.image = img;
   }
 
   /** Calls `hit(keywordIndex)` for every keyword occurring in `text` (repeats possible). */
@@ -99,4 +76,69 @@ export class AhoCorasick {
       }
     }
   }
+}
+
+function buildImage(keywords: readonly string[]): AhoCorasickImage {
+  const ascii = new Int32Array(128);
+  const other = new Map<number, number>();
+  let classes = 0;
+  const classOf = (c: number): number => {
+    if (c < 128) {
+      if (ascii[c] === 0) ascii[c] = ++classes;
+      return ascii[c]!;
+    }
+    let k = other.get(c);
+    if (k === undefined) other.set(c, k = ++classes);
+    return k;
+  };
+  // Trie first, with sparse children.
+  const children: Map<number, number>[] = [new Map()];
+  const out: number[] = [-1];
+  keywords.forEach((kw, idx) => {
+    let s = 0;
+    for (let i = 0; i < kw.length; i++) {
+      const k = classOf(kw.charCodeAt(i));
+      let next = children[s]!.get(k);
+      if (next === undefined) {
+        next = children.length;
+        children.push(new Map());
+        out.push(-1);
+        children[s]!.set(k, next);
+      }
+      s = next;
+    }
+    out[s] = idx;
+  });
+  const n = children.length;
+  const width = classes + 1;
+  const delta = new Int32Array(n * width);
+  const fail = new Int32Array(n);
+  const dict = new Int32Array(n);
+  // BFS: fill the dense transition table with failure transitions folded in.
+  const queue = new Int32Array(n);
+  let head = 0, tail = 0;
+  for (const [k, t] of children[0]!) {
+    delta[k] = t;
+    queue[tail++] = t;
+  }
+  while (head < tail) {
+    const s = queue[head++]!;
+    const f = fail[s]!;
+    dict[s] = out[f]! >= 0 ? f : dict[f]!;
+    for (let k = 0; k < width; k++) delta[s * width + k] = delta[f * width + k]!;
+    for (const [k, t] of children[s]!) {
+      delta[s * width + k] = t;
+      fail[t] = s === 0 ? 0 : delta[f * width + k]!;
+      queue[tail++] = t;
+    }
+  }
+  return {
+    ascii,
+    other: Int32Array.from([...other].flat()),
+    width,
+    delta,
+    out: Int32Array.from(out),
+    dict,
+    size: keywords.length,
+  };
 }

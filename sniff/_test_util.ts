@@ -7,12 +7,11 @@
 
 const fixtures = new URL("../tests/fixtures/", import.meta.url);
 
+import type { FixtureEntry } from "../tests/fixtures/_capture_util.ts";
+import { prng } from "../tests/_prng.ts";
+
 /** A fixture manifest entry, as written by the capture scripts. */
-export interface FixtureEntry {
-  file: string;
-  source: string;
-  expect: { status: "found" | "need_more" | "not_this"; domain?: string | null };
-}
+export type { FixtureEntry };
 
 /** Reads `tests/fixtures/<kind>/manifest.json`. */
 export function manifest(kind: "tls" | "http" | "quic"): FixtureEntry[] {
@@ -43,16 +42,7 @@ export function quicDatagrams(file: string): Uint8Array[] {
 }
 
 /** A small seeded PRNG (mulberry32), so fuzz failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = prng;
 
 /** Copies `b` with 1..4 random bytes replaced, or truncated/extended at random. */
 export function mutate(b: Uint8Array, rand: () => number): Uint8Array {

@@ -1,0 +1,18 @@
+/**
+ * mulberry32: a tiny seeded PRNG for tests, fuzzers and benches, so a run
+ * (and a failure) reproduces from its seed. Not for anything secret.
+ *
+ * @module
+ */
+
+/** Returns a function yielding floats in [0, 1), the same sequence for the same `seed`. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
