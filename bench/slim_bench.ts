@@ -19,6 +19,7 @@ import { generateKeyPair } from "../slim/keys.ts";
 import type { PeerRecord, RuleRecord } from "../slim/model.ts";
 import { renderDeleteTable, renderRuleset } from "../slim/nft.ts";
 import {
+  addNamespaces,
   canRunPrivileged,
   deleteNamespaces,
   exec,
@@ -26,6 +27,8 @@ import {
   nsSh,
   sh,
   uid,
+  vethPair,
+  wgClient,
 } from "../tests/netns/slim_netns.ts";
 
 interface Result {
@@ -81,25 +84,19 @@ async function main(): Promise<number> {
   const table = `vpn_slim_b${id}`;
   const log = createLogger({ level: "warn" });
   try {
-    for (const ns of [S, A, B]) {
-      await sh("ip", ["netns", "add", ns]);
-      await sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
-    }
+    await addNamespaces([S, A, B]);
     // Veth underlays; S's ends are named like peers so our table applies to them.
     const va = `wg-peer-v${id}`.slice(0, 15), vb = `wg-peer-w${id}`.slice(0, 15);
-    await sh("ip", ["-n", S, "link", "add", va, "type", "veth", "peer", "name", "ua", "netns", A]);
-    await sh("ip", ["-n", S, "link", "add", vb, "type", "veth", "peer", "name", "ub", "netns", B]);
-    for (
-      const [ns, dev, cidr] of [
-        [S, va, "172.30.1.1/24"],
-        [A, "ua", "172.30.1.2/24"],
-        [S, vb, "172.30.2.1/24"],
-        [B, "ub", "172.30.2.2/24"],
-      ] as const
-    ) {
-      await sh("ip", ["-n", ns, "addr", "add", cidr, "dev", dev]);
-      await sh("ip", ["-n", ns, "link", "set", dev, "up"]);
-    }
+    await vethPair({ ns: S, dev: va, cidr: "172.30.1.1/24" }, {
+      ns: A,
+      dev: "ua",
+      cidr: "172.30.1.2/24",
+    });
+    await vethPair({ ns: S, dev: vb, cidr: "172.30.2.1/24" }, {
+      ns: B,
+      dev: "ub",
+      cidr: "172.30.2.2/24",
+    });
     await sh("ip", ["-n", A, "route", "add", "default", "via", "172.30.1.1"]);
     await sh("ip", ["-n", B, "route", "add", "default", "via", "172.30.2.1"]);
     for (const dev of [va, vb]) {
@@ -142,31 +139,17 @@ async function main(): Promise<number> {
     const ks = kernelIn(S);
     await ks.applyPeer(peer(tagA, 0, 51911, 2));
     await ks.applyPeer(peer(tagB, 1, 51912, 3));
-    const client = async (
-      ns: string,
-      dev: string,
-      key: number,
-      srv: number,
-      ep: string,
-      ip: string,
-    ) => {
-      await nsSh(ns, "wireguard-go", [dev]);
-      await nsSh(ns, "wg", [
-        "set",
+    const client = (ns: string, dev: string, key: number, srv: number, ep: string, ip: string) =>
+      wgClient({
+        ns,
         dev,
-        "private-key",
-        "/dev/stdin",
-        "peer",
-        keys[srv]!.publicKey,
-        "endpoint",
-        ep,
-        "allowed-ips",
-        "10.78.0.0/16",
-      ], { stdin: keys[key]!.privateKey });
-      await sh("ip", ["-n", ns, "addr", "add", ip, "dev", dev]);
-      await sh("ip", ["-n", ns, "link", "set", dev, "mtu", "1420", "up"]);
-      await sh("ip", ["-n", ns, "route", "add", "10.78.0.0/16", "dev", dev]);
-    };
+        privateKey: keys[key]!.privateKey,
+        serverPublicKey: keys[srv]!.publicKey,
+        endpoint: ep,
+        address: ip,
+        network: "10.78.0.0/16",
+        mtu: 1420,
+      });
     await client(A, `wgb${id}a`, 2, 0, "172.30.1.1:51911", "10.78.1.2/24");
     await client(B, `wgb${id}b`, 3, 1, "172.30.2.1:51912", "10.78.2.2/24");
     await nsExec(A, "ping", ["-c", "2", "-W", "2", "10.78.1.1"]);

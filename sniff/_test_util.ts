@@ -5,10 +5,10 @@
  * @module
  */
 
-const fixtures = new URL("../tests/fixtures/", import.meta.url);
-
 import type { FixtureEntry } from "../tests/fixtures/_capture_util.ts";
 import { prng } from "../tests/_prng.ts";
+
+const fixtures = new URL("../tests/fixtures/", import.meta.url);
 
 /** A fixture manifest entry, as written by the capture scripts. */
 export type { FixtureEntry };

@@ -21,6 +21,7 @@ import {
   encodeUdpDatagram,
   socks5UdpAssociate,
 } from "../outbound/socks5_udp.ts";
+import { danteArgv, danteConfig, microsocksArgv } from "./_peers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -114,8 +115,10 @@ async function waitListening(port: number) {
   });
 }
 
-async function spawn(cmd: string, args: string[], port: number): Promise<Server> {
-  const child = new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).spawn();
+/** Runs `argv` (output discarded) and waits until `port` accepts connections. */
+async function spawn(argv: string[], port: number): Promise<Server> {
+  const [cmd, ...args] = argv;
+  const child = new Deno.Command(cmd!, { args, stdout: "null", stderr: "null" }).spawn();
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -142,32 +145,14 @@ async function spawn(cmd: string, args: string[], port: number): Promise<Server>
 }
 
 function startMicrosocks(port = freePort(), auth?: [string, string]): Promise<Server> {
-  const args = ["-i", "127.0.0.1", "-p", String(port)];
-  if (auth) args.push("-u", auth[0], "-P", auth[1]);
-  return spawn("microsocks", args, port);
+  return spawn(microsocksArgv(port, auth), port);
 }
 
 async function startDante(): Promise<Server & { dir: string }> {
   const port = freePort();
   const dir = await Deno.makeTempDir({ prefix: "danted-" });
-  const conf = [
-    "logoutput: stderr",
-    `internal: 127.0.0.1 port = ${port}`,
-    "external: 127.0.0.1",
-    "socksmethod: none",
-    "clientmethod: none",
-    "user.privileged: root",
-    "user.unprivileged: nobody",
-    "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
-    "socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }",
-    "",
-  ].join("\n");
-  await Deno.writeTextFile(`${dir}/danted.conf`, conf);
-  const s = await spawn(
-    "danted",
-    ["-f", `${dir}/danted.conf`, "-N", "1", "-p", `${dir}/pid`],
-    port,
-  );
+  await Deno.writeTextFile(`${dir}/danted.conf`, danteConfig(port, ["127.0.0.1"]));
+  const s = await spawn(danteArgv(`${dir}/danted.conf`, `${dir}/pid`), port);
   return {
     ...s,
     dir,

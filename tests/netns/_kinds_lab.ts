@@ -9,7 +9,9 @@
  * - {@linkcode udpTun}: a real TUN device in each namespace (`tun10` in the
  *   router ns) carried over UDP by `peers/kinds_udp_tun.py`, an OpenVPN
  *   stand-in.
- * - {@linkcode startV2ray}: Debian's v2ray 4.34 with a config of ours.
+ * - {@linkcode startV2ray}: Debian's v2ray 4.34 with a config of ours;
+ *   {@linkcode startDante}, {@linkcode startMicrosocks}: the SOCKS5 servers
+ *   (their command lines and configs come from `tests/_peers.ts`).
  * - {@linkcode addAddress}, {@linkcode markRoute}, {@linkcode linkBytes},
  *   {@linkcode waitListening}.
  *
@@ -21,6 +23,7 @@
 import type { Lab, LabProcess, Role } from "./harness.ts";
 import { peerPath } from "./harness.ts";
 import { waitUntil } from "./_router_lab.ts";
+import { danteArgv, danteConfig, microsocksArgv } from "../_peers.ts";
 
 /** Runs `ip ARGS` in a namespace; throws on failure. */
 export function ip(lab: Lab, ns: Role, args: string[]): Promise<string> {
@@ -75,16 +78,38 @@ export async function markRoute(
   }
 }
 
-/** Waits until something listens on TCP `port` in `ns`. */
-export async function waitListening(lab: Lab, ns: Role, port: number): Promise<void> {
+/**
+ * Waits until something listens on TCP `port` in `ns` (at most `timeoutMs`);
+ * with `proc`, fails as soon as that process exits.
+ */
+export async function waitListening(
+  lab: Lab,
+  ns: Role,
+  port: number,
+  opts: { proc?: LabProcess; timeoutMs?: number } = {},
+): Promise<void> {
   await waitUntil(
     async () => {
+      const p = opts.proc;
+      if (p?.exited) throw new Error(`${p.argv[0]} exited: ${p.stderr.trim().slice(0, 500)}`);
       const r = await lab.run(ns, ["ss", "-Htln", `sport = :${port}`]);
       return r.stdout.includes(`:${port}`);
     },
-    15_000,
+    opts.timeoutMs ?? 15_000,
     `a TCP listener on port ${port} in the ${ns} ns`,
   );
+}
+
+/** Spawns `argv` in `ns` and waits until it listens on TCP `port` (or exits: an error). */
+export async function spawnListening(
+  lab: Lab,
+  ns: Role,
+  argv: string[],
+  port: number,
+): Promise<LabProcess> {
+  const p = lab.spawn(ns, argv);
+  await waitListening(lab, ns, port, { proc: p });
+  return p;
 }
 
 async function linkExists(lab: Lab, ns: Role, dev: string): Promise<boolean> {
@@ -312,43 +337,26 @@ export async function startV2ray(
 ): Promise<LabProcess> {
   const path = `${dir}/${name}`;
   await Deno.writeTextFile(path, JSON.stringify(config, null, 2), { mode: 0o600 });
-  const p = lab.spawn(ns, ["v2ray", "-config", path]);
-  await waitListening(lab, ns, port);
-  return p;
+  return await spawnListening(lab, ns, ["v2ray", "-config", path], port);
 }
 
 /**
  * Starts Debian's dante-server (`danted`) in the router ns on
- * `127.0.0.1:PORT`, no auth, egress by the router's WAN addresses; waits
- * until it listens. Files go into `dir`.
+ * `127.0.0.1:PORT`, no auth, egress by `external` (default: the router's WAN
+ * addresses, v4 and v6); waits until it listens. Files go into `dir`.
  */
-export async function startDante(lab: Lab, dir: string, port: number): Promise<LabProcess> {
-  const a = lab.addrs;
-  const conf = [
-    "logoutput: stderr",
-    `internal: 127.0.0.1 port = ${port}`,
-    `external: ${a.routerWan4}`,
-    `external: ${a.routerWan6}`,
-    "socksmethod: none",
-    "clientmethod: none",
-    "user.privileged: root",
-    "user.unprivileged: nobody",
-    "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
-    "socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }",
-    "socks pass { from: 0.0.0.0/0 to: ::/0 }",
-    "",
-  ].join("\n");
+export async function startDante(
+  lab: Lab,
+  dir: string,
+  port: number,
+  external: readonly string[] = [lab.addrs.routerWan4, lab.addrs.routerWan6],
+): Promise<LabProcess> {
   const path = `${dir}/danted-${port}.conf`;
-  await Deno.writeTextFile(path, conf);
-  const p = lab.spawn("router", [
-    "danted",
-    "-f",
-    path,
-    "-N",
-    "1",
-    "-p",
-    `${dir}/danted-${port}.pid`,
-  ]);
-  await waitListening(lab, "router", port);
-  return p;
+  await Deno.writeTextFile(path, danteConfig(port, external));
+  return await spawnListening(lab, "router", danteArgv(path, `${dir}/danted-${port}.pid`), port);
+}
+
+/** Starts Debian's `microsocks` in the router ns on `127.0.0.1:PORT`; waits until it listens. */
+export function startMicrosocks(lab: Lab, port: number): Promise<LabProcess> {
+  return spawnListening(lab, "router", microsocksArgv(port), port);
 }

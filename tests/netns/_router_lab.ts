@@ -10,6 +10,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { IpcClient } from "../../ipc/client.ts";
 import { Lab, type LabProcess, peerPath, type Role } from "./harness.ts";
 import type { ClientSpec, FlowResult, FlowSpec } from "./peers/e2e_client.ts";
@@ -128,6 +129,20 @@ export class RouterProcess {
   flowLine(local: string): string | undefined {
     return this.lines.find((l) =>
       / INFO +router: flow id=/.test(l) && l.includes(` src=${local} `)
+    );
+  }
+
+  /** Waits (at most `timeoutMs`) for the {@linkcode flowLine} of the flow from `local`. */
+  waitFlowLine(local: string | undefined, timeoutMs = 5000): Promise<string> {
+    return waitUntil(() => local && this.flowLine(local), timeoutMs, `flow log line of ${local}`);
+  }
+
+  /** Waits (at most `timeoutMs`) for the `udp session` log line of the client `local`. */
+  waitUdpSessionLine(local: string | undefined, timeoutMs = 5000): Promise<string> {
+    return waitUntil(
+      () => this.lines.find((l) => l.includes("udp session") && l.includes(` src=${local} `)),
+      timeoutMs,
+      `udp session of ${local}`,
     );
   }
 
@@ -321,6 +336,12 @@ export class RouterLab {
     return (await this.flows({ flows: [f], timeoutMs }))[0]!;
   }
 
+  /** The same flow to extra address `i` on `port`, IPv4 then IPv6. */
+  bothFamilies(i: number, port: number, flow: Omit<FlowSpec, "target">): FlowSpec[] {
+    const a = this.addrs;
+    return [a.extra4[i]!, a.extra6[i]!].map((addr) => ({ ...flow, target: target(addr, port) }));
+  }
+
   /** Starts a client in the background (e.g. a `paced` flow); read its lines to follow it. */
   spawnFlows(spec: ClientSpec, ns: Role = "client"): LabProcess {
     return this.lab.spawn(ns, this.#clientArgv(spec));
@@ -457,6 +478,38 @@ export class RouterLab {
     await this.#router?.kill();
     this.#router = null;
   }
+}
+
+/**
+ * Registers a `Deno.test` that gets a fresh {@linkcode RouterLab} (destroyed
+ * afterwards, pass or fail). Op and resource sanitizers are off: the router,
+ * the servers and the cached IPC connection live across steps.
+ */
+export function routerLabTest(
+  name: string,
+  fn: (rl: RouterLab, t: Deno.TestContext) => Promise<void>,
+  opts: RouterLabOptions = {},
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      const rl = await RouterLab.create(opts);
+      try {
+        await fn(rl, t);
+      } finally {
+        await rl.destroy();
+      }
+    },
+  });
+}
+
+/** Asserts `n` results, every one ok and verified (the failures in the message). */
+export function assertAllVerified(results: FlowResult[], n: number): void {
+  assert.equal(results.length, n);
+  const bad = results.filter((r) => !r.ok || !r.verified);
+  assert.equal(bad.length, 0, failures(results));
 }
 
 /** `ADDR:PORT` / `[V6]:PORT`. */

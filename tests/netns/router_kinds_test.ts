@@ -15,13 +15,13 @@ import {
   wgTunnel,
 } from "./_kinds_lab.ts";
 import {
+  assertAllVerified,
   b64,
   clientHello,
-  failures,
   type FlowResult,
   httpGet,
   MAIN_TS,
-  RouterLab,
+  routerLabTest,
   target,
   waitUntil,
 } from "./_router_lab.ts";
@@ -40,11 +40,6 @@ const WG_DST4 = "10.210.0.1", WG_DST6 = "fd00:210::1";
 const WARP_DST4 = "10.211.0.1", WARP_DST6 = "fd00:211::1";
 /** Routed nowhere: only the domain a SOCKS CONNECT carries can make this flow work. */
 const NOWHERE4 = "10.212.0.9";
-
-function assertAllVerified(results: FlowResult[], n: number): void {
-  assert.equal(results.length, n);
-  assert.equal(results.filter((r) => !r.ok || !r.verified).length, 0, failures(results));
-}
 
 const sum = (rs: FlowResult[], k: "sent" | "received") => rs.reduce((s, r) => s + r[k], 0);
 
@@ -91,13 +86,9 @@ Deno.test("router xray-config --side egress renders a SOCKS5 inbound on 127.0.0.
   assert.equal(out?.streamSettings.security, "reality");
 });
 
-Deno.test({
-  name:
-    "router egress kinds through real peers: WireGuard/WARP by mark, OpenVPN by a real TUN, Xray via v2ray VLESS",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async (t) => {
-    const rl = await RouterLab.create();
+routerLabTest(
+  "router egress kinds through real peers: WireGuard/WARP by mark, OpenVPN by a real TUN, Xray via v2ray VLESS",
+  async (rl, t) => {
     let wg: WgTunnel | null = null, warp: WgTunnel | null = null, ovpn: UdpTun | null = null;
     try {
       const a = rl.addrs;
@@ -200,8 +191,6 @@ Deno.test({
           ],
         },
       }));
-      const flowLine = (local: string | undefined) =>
-        waitUntil(() => local && router.flowLine(local), 5000, `flow log line of ${local}`);
       const echo = (addr: string, port: number, bytes: number) => ({
         target: target(addr, port),
         mode: "echo" as const,
@@ -219,7 +208,9 @@ Deno.test({
           concurrency: 2,
         });
         assertAllVerified(res, 2);
-        for (const r of res) assert.match(await flowLine(r.local), / outbound=direct rule=final$/);
+        for (const r of res) {
+          assert.match(await router.waitFlowLine(r.local), / outbound=direct rule=final$/);
+        }
         const [w1, p1, o1] = [
           await wg!.transfer(),
           await warp!.transfer(),
@@ -254,10 +245,10 @@ Deno.test({
             concurrency: 3,
           });
           assertAllVerified(res, 3);
-          assert.match(await flowLine(res[0]!.local), / outbound=wg-us rule=1$/);
-          assert.match(await flowLine(res[1]!.local), / outbound=wg-us rule=1$/);
+          assert.match(await router.waitFlowLine(res[0]!.local), / outbound=wg-us rule=1$/);
+          assert.match(await router.waitFlowLine(res[1]!.local), / outbound=wg-us rule=1$/);
           assert.match(
-            await flowLine(res[2]!.local),
+            await router.waitFlowLine(res[2]!.local),
             / domain=wg\.example\.test protocol=http .*outbound=wg-us rule=0$/,
           );
           const w1 = await wg!.transfer(), p1 = await warp!.transfer();
@@ -280,7 +271,9 @@ Deno.test({
           concurrency: 2,
         });
         assertAllVerified(res, 2);
-        for (const r of res) assert.match(await flowLine(r.local), / outbound=warp rule=2$/);
+        for (const r of res) {
+          assert.match(await router.waitFlowLine(r.local), / outbound=warp rule=2$/);
+        }
         const w1 = await wg!.transfer(), p1 = await warp!.transfer();
         assert.ok(p1.tx - p0.tx >= sum(res, "sent"), `warp tx ${p1.tx - p0.tx}`);
         assert.ok(p1.rx - p0.rx >= sum(res, "received"), `warp rx ${p1.rx - p0.rx}`);
@@ -295,7 +288,9 @@ Deno.test({
           concurrency: 2,
         });
         assertAllVerified(res, 2);
-        for (const r of res) assert.match(await flowLine(r.local), / outbound=ovpn rule=3$/);
+        for (const r of res) {
+          assert.match(await router.waitFlowLine(r.local), / outbound=ovpn rule=3$/);
+        }
         const o1 = await linkBytes(lab, "router", "tun10");
         const s1 = await linkBytes(lab, "server", "tun10");
         assert.ok(
@@ -320,7 +315,9 @@ Deno.test({
             concurrency: 2,
           });
           assertAllVerified(res, 2);
-          for (const r of res) assert.match(await flowLine(r.local), / outbound=xray-ip rule=5$/);
+          for (const r of res) {
+            assert.match(await router.waitFlowLine(r.local), / outbound=xray-ip rule=5$/);
+          }
           assert.ok(await rl.packets("socks_leg") > leg, "router→v2ray leg on lo, mark 255");
           const pattern = new RegExp(`${a.extra4[0]!.replaceAll(".", "\\.")}:9100`);
           await waitUntil(
@@ -341,7 +338,7 @@ Deno.test({
           assertAllVerified(res, 1);
           assert.equal(res[0]!.received, hello.length);
           assert.match(
-            await flowLine(res[0]!.local),
+            await router.waitFlowLine(res[0]!.local),
             / domain=video\.example\.test protocol=tls .*outbound=xray-jp rule=4$/,
           );
           await waitUntil(
@@ -357,7 +354,6 @@ Deno.test({
       await wg?.close();
       await warp?.close();
       await ovpn?.close();
-      await rl.destroy();
     }
   },
-});
+);

@@ -5,11 +5,12 @@
 import assert from "node:assert/strict";
 import { defaultTproxyOptions } from "../../cli/tproxy_rules.ts";
 import {
+  assertAllVerified,
   b64,
   clientHello,
   failures,
   type FlowResult,
-  RouterLab,
+  routerLabTest,
   target,
   TPROXY_PORT,
   waitUntil,
@@ -46,151 +47,134 @@ function natRules(lanIf: string): string {
   ].join("\n");
 }
 
-Deno.test({
-  name:
-    "router redirect mode: nft nat REDIRECT, original destination from SO_ORIGINAL_DST, v4 and v6",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async (t) => {
-    const rl = await RouterLab.create();
-    try {
-      const a = rl.addrs;
-      const lab = rl.lab;
-      // Our TPROXY table would take the flows first: this box uses REDIRECT only.
-      await lab.removeTproxy({
-        ...defaultTproxyOptions(),
-        interfaces: [lab.ifaces.routerLan],
-        port: TPROXY_PORT,
-      });
-      await lab.runOk("router", ["nft", "-f", "-"], { stdin: natRules(lab.ifaces.routerLan) });
-      const counter = async (name: string) => (await lab.nftCounter("router", TABLE, name)).packets;
+routerLabTest(
+  "router redirect mode: nft nat REDIRECT, original destination from SO_ORIGINAL_DST, v4 and v6",
+  async (rl, t) => {
+    const a = rl.addrs;
+    const lab = rl.lab;
+    // Our TPROXY table would take the flows first: this box uses REDIRECT only.
+    await lab.removeTproxy({
+      ...defaultTproxyOptions(),
+      interfaces: [lab.ifaces.routerLan],
+      port: TPROXY_PORT,
+    });
+    await lab.runOk("router", ["nft", "-f", "-"], { stdin: natRules(lab.ifaces.routerLan) });
+    const counter = async (name: string) => (await lab.nftCounter("router", TABLE, name)).packets;
 
-      await rl.server(["[::]:8080", "[::]:8443"], "echo");
-      await rl.server(["[::]:8081"], "hash");
-      const router = await rl.startRouter(rl.config({
-        inbound: { tag: "redir", mode: "redirect", listen_port: REDIRECT_PORT, network: "tcp" },
-        outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
-        route: {
-          final: "direct",
-          rules: [
-            { ip_cidr: [`${a.extra4[2]}/32`, `${a.extra6[2]}/128`], outbound: "block" },
-            { domain_suffix: ["blocked.example.test"], outbound: "block" },
+    await rl.server(["[::]:8080", "[::]:8443"], "echo");
+    await rl.server(["[::]:8081"], "hash");
+    const router = await rl.startRouter(rl.config({
+      inbound: { tag: "redir", mode: "redirect", listen_port: REDIRECT_PORT, network: "tcp" },
+      outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+      route: {
+        final: "direct",
+        rules: [
+          { ip_cidr: [`${a.extra4[2]}/32`, `${a.extra6[2]}/128`], outbound: "block" },
+          { domain_suffix: ["blocked.example.test"], outbound: "block" },
+        ],
+      },
+    }));
+    const ipc = await rl.ipc();
+
+    await t.step(
+      "v4 and v6 flows reach their original destination; the log shows it and the client",
+      async () => {
+        const r4 = await counter("redir4"), r6 = await counter("redir6");
+        const res = await rl.flows({
+          flows: [
+            ...rl.bothFamilies(0, 8080, { mode: "echo", bytes: 1 << 20 }),
+            ...rl.bothFamilies(1, 8081, { mode: "hash", bytes: 4 << 20 }),
           ],
-        },
-      }));
-      const ipc = await rl.ipc();
-      const flowLine = (local: string | undefined) =>
-        waitUntil(() => local && router.flowLine(local), 5000, `flow log line of ${local}`);
-      const assertVerified = (rs: FlowResult[], n: number) => {
-        assert.equal(rs.length, n);
-        assert.equal(failures(rs), "");
-      };
-
-      await t.step(
-        "v4 and v6 flows reach their original destination; the log shows it and the client",
-        async () => {
-          const r4 = await counter("redir4"), r6 = await counter("redir6");
-          const res = await rl.flows({
-            flows: [
-              { target: target(a.extra4[0]!, 8080), mode: "echo", bytes: 1 << 20 },
-              { target: target(a.extra6[0]!, 8080), mode: "echo", bytes: 1 << 20 },
-              { target: target(a.extra4[1]!, 8081), mode: "hash", bytes: 4 << 20 },
-              { target: target(a.extra6[1]!, 8081), mode: "hash", bytes: 4 << 20 },
-            ],
-            concurrency: 4,
-          });
-          assertVerified(res, 4);
-          for (const r of res) {
-            const line = await flowLine(r.local);
-            assert.ok(line.includes(` dst=${r.target} `), `original destination: ${line}`);
-            assert.match(line, / outbound=direct rule=final$/);
-          }
-          assert.ok(await counter("redir4") > r4, "the v4 flows were REDIRECTed");
-          assert.ok(await counter("redir6") > r6, "the v6 flows were REDIRECTed");
-        },
-      );
-
-      await t.step("open flows are listed under the redirect inbound", async () => {
-        const stop = `${rl.dir}/stop`;
-        const paced = rl.spawnFlows({
-          flows: [a.extra4[0]!, a.extra6[0]!].map((addr) => ({
-            target: target(addr, 8081),
-            mode: "paced" as const,
-            chunk: 4096,
-            intervalMs: 20,
-            stopFile: stop,
-            maxMs: 20_000,
-          })),
-          concurrency: 2,
+          concurrency: 4,
         });
-        try {
-          const open = await waitUntil(
-            async () => {
-              const c = (await ipc.connectionsList()).connections.filter((x) =>
-                x.dst.endsWith(":8081")
-              );
-              return c.length === 2 ? c : null;
-            },
-            10_000,
-            "two paced flows listed",
-          );
-          for (const c of open) assert.equal(c.inbound, "redir");
-          assert.deepEqual(
-            open.map((c) => c.dst).sort(),
-            [target(a.extra4[0]!, 8081), target(a.extra6[0]!, 8081)].sort(),
-          );
-        } finally {
-          await Deno.writeTextFile(stop, "");
+        assertAllVerified(res, 4);
+        for (const r of res) {
+          const line = await router.waitFlowLine(r.local);
+          assert.ok(line.includes(` dst=${r.target} `), `original destination: ${line}`);
+          assert.match(line, / outbound=direct rule=final$/);
         }
-        const done = await paced.waitForLine(/"done":true/, 20_000);
-        assert.equal(failures((JSON.parse(done) as { results: FlowResult[] }).results), "");
+        assert.ok(await counter("redir4") > r4, "the v4 flows were REDIRECTed");
+        assert.ok(await counter("redir6") > r6, "the v6 flows were REDIRECTed");
+      },
+    );
+
+    await t.step("open flows are listed under the redirect inbound", async () => {
+      const stop = `${rl.dir}/stop`;
+      const paced = rl.spawnFlows({
+        flows: [a.extra4[0]!, a.extra6[0]!].map((addr) => ({
+          target: target(addr, 8081),
+          mode: "paced" as const,
+          chunk: 4096,
+          intervalMs: 20,
+          stopFile: stop,
+          maxMs: 20_000,
+        })),
+        concurrency: 2,
       });
+      try {
+        const open = await waitUntil(
+          async () => {
+            const c = (await ipc.connectionsList()).connections.filter((x) =>
+              x.dst.endsWith(":8081")
+            );
+            return c.length === 2 ? c : null;
+          },
+          10_000,
+          "two paced flows listed",
+        );
+        for (const c of open) assert.equal(c.inbound, "redir");
+        assert.deepEqual(
+          open.map((c) => c.dst).sort(),
+          [target(a.extra4[0]!, 8081), target(a.extra6[0]!, 8081)].sort(),
+        );
+      } finally {
+        await Deno.writeTextFile(stop, "");
+      }
+      const done = await paced.waitForLine(/"done":true/, 20_000);
+      assert.equal(failures((JSON.parse(done) as { results: FlowResult[] }).results), "");
+    });
 
-      await t.step(
-        "rules see the original destination and the sniffed name: both block",
-        async () => {
-          const res = await rl.flows({
-            flows: [
-              { target: target(a.extra4[2]!, 8080), mode: "echo", bytes: 1000 },
-              { target: target(a.extra6[2]!, 8080), mode: "echo", bytes: 1000 },
-              {
-                target: target(a.extra4[3]!, 8443),
-                mode: "payload",
-                payloadB64: b64(clientHello("www.blocked.example.test")),
-              },
-              {
-                target: target(a.extra6[3]!, 8443),
-                mode: "payload",
-                payloadB64: b64(clientHello("www.allowed.example.test")),
-              },
-            ],
-            concurrency: 4,
-          });
-          for (const r of res.slice(0, 3)) {
-            assert.equal(r.kind, "reset", `${r.target}: ${failures([r]) || "it passed"}`);
-          }
-          assertVerified(res.slice(3), 1);
-          assert.match(
-            await flowLine(res[2]!.local),
-            / domain=www\.blocked\.example\.test protocol=tls .*outbound=block rule=1$/,
-          );
-          assert.match(
-            await flowLine(res[3]!.local),
-            / domain=www\.allowed\.example\.test protocol=tls .*outbound=direct rule=final$/,
-          );
-        },
-      );
+    await t.step(
+      "rules see the original destination and the sniffed name: both block",
+      async () => {
+        const res = await rl.flows({
+          flows: [
+            ...rl.bothFamilies(2, 8080, { mode: "echo", bytes: 1000 }),
+            {
+              target: target(a.extra4[3]!, 8443),
+              mode: "payload",
+              payloadB64: b64(clientHello("www.blocked.example.test")),
+            },
+            {
+              target: target(a.extra6[3]!, 8443),
+              mode: "payload",
+              payloadB64: b64(clientHello("www.allowed.example.test")),
+            },
+          ],
+          concurrency: 4,
+        });
+        for (const r of res.slice(0, 3)) {
+          assert.equal(r.kind, "reset", `${r.target}: ${failures([r]) || "it passed"}`);
+        }
+        assertAllVerified(res.slice(3), 1);
+        assert.match(
+          await router.waitFlowLine(res[2]!.local),
+          / domain=www\.blocked\.example\.test protocol=tls .*outbound=block rule=1$/,
+        );
+        assert.match(
+          await router.waitFlowLine(res[3]!.local),
+          / domain=www\.allowed\.example\.test protocol=tls .*outbound=direct rule=final$/,
+        );
+      },
+    );
 
-      await t.step("the router's own marked sockets are never redirected back to it", async () => {
-        assert.ok(await counter("out_skipped") > 0, "upstream sockets carried mark 255");
-        assert.equal(await counter("out_redir"), 0);
-        // 4 + 2 + 4 client flows; a looped upstream connection would be accepted too.
-        assert.equal((await ipc.stats()).flows.total, 10, "exactly the client's flows");
-      });
+    await t.step("the router's own marked sockets are never redirected back to it", async () => {
+      assert.ok(await counter("out_skipped") > 0, "upstream sockets carried mark 255");
+      assert.equal(await counter("out_redir"), 0);
+      // 4 + 2 + 4 client flows; a looped upstream connection would be accepted too.
+      assert.equal((await ipc.stats()).flows.total, 10, "exactly the client's flows");
+    });
 
-      assert.equal(router.exited, false);
-    } finally {
-      await rl.destroy();
-    }
+    assert.equal(router.exited, false);
   },
-});
+);

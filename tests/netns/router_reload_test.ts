@@ -2,186 +2,178 @@
 // Acceptance of the "Rule engine" issue. Traffic stays inside the lab's namespaces.
 import assert from "node:assert/strict";
 import { IpcError } from "../../ipc/protocol.ts";
-import { failures, type FlowResult, RouterLab, target, waitUntil } from "./_router_lab.ts";
+import { failures, type FlowResult, routerLabTest, target, waitUntil } from "./_router_lab.ts";
 
 const OUTBOUNDS = [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }];
 
-Deno.test({
-  name:
-    "router reload: open flows survive, new flows follow the new rules, bad configs change nothing",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async (t) => {
-    const rl = await RouterLab.create();
-    try {
-      const a = rl.addrs;
-      await rl.server(["[::]:8080"], "echo");
-      await rl.server(["[::]:8081"], "hash");
-      const router = await rl.startRouter(
-        rl.config({ outbounds: OUTBOUNDS, route: { final: "direct" } }),
-        "a.json",
+routerLabTest(
+  "router reload: open flows survive, new flows follow the new rules, bad configs change nothing",
+  async (rl, t) => {
+    const a = rl.addrs;
+    await rl.server(["[::]:8080"], "echo");
+    await rl.server(["[::]:8081"], "hash");
+    const router = await rl.startRouter(
+      rl.config({ outbounds: OUTBOUNDS, route: { final: "direct" } }),
+      "a.json",
+    );
+    const ipc = await rl.ipc();
+    const echoTo = (addr: string) =>
+      rl.flow({ target: target(addr, 8080), mode: "echo", bytes: 64 * 1024 });
+    const assertPasses = (r: FlowResult) => assert.ok(r.ok && r.verified, failures([r]));
+    const assertReset = (r: FlowResult) =>
+      assert.equal(
+        r.kind,
+        "reset",
+        `${r.target}: expected a reset: ${failures([r]) || "it passed"}`,
       );
-      const ipc = await rl.ipc();
-      const echoTo = (addr: string) =>
-        rl.flow({ target: target(addr, 8080), mode: "echo", bytes: 64 * 1024 });
-      const assertPasses = (r: FlowResult) => assert.ok(r.ok && r.verified, failures([r]));
-      const assertReset = (r: FlowResult) =>
-        assert.equal(
-          r.kind,
-          "reset",
-          `${r.target}: expected a reset: ${failures([r]) || "it passed"}`,
-        );
 
-      // Two long-running uploads (v4 and v6) to the hash server, open across every reload below.
-      const stopFile = `${rl.dir}/stop-paced`;
-      const paced = rl.spawnFlows({
-        flows: [a.extra4[0]!, a.extra6[0]!].map((addr) => ({
-          target: target(addr, 8081),
-          mode: "paced" as const,
-          chunk: 16 * 1024,
-          intervalMs: 20,
-          stopFile,
-          maxMs: 60_000,
-        })),
-        concurrency: 2,
-        timeoutMs: 15_000,
-      });
-      const connected = async () =>
-        (await ipc.connectionsList()).connections.filter((c) => c.dst.endsWith(":8081"));
-      await waitUntil(async () => (await connected()).length === 2, 15_000, "two paced flows open");
-      assertPasses(await echoTo(a.extra4[0]!));
+    // Two long-running uploads (v4 and v6) to the hash server, open across every reload below.
+    const stopFile = `${rl.dir}/stop-paced`;
+    const paced = rl.spawnFlows({
+      flows: [a.extra4[0]!, a.extra6[0]!].map((addr) => ({
+        target: target(addr, 8081),
+        mode: "paced" as const,
+        chunk: 16 * 1024,
+        intervalMs: 20,
+        stopFile,
+        maxMs: 60_000,
+      })),
+      concurrency: 2,
+      timeoutMs: 15_000,
+    });
+    const connected = async () =>
+      (await ipc.connectionsList()).connections.filter((c) => c.dst.endsWith(":8081"));
+    await waitUntil(async () => (await connected()).length === 2, 15_000, "two paced flows open");
+    assertPasses(await echoTo(a.extra4[0]!));
 
-      const b = rl.config({
-        outbounds: OUTBOUNDS,
-        route: {
-          final: "direct",
-          rules: [{ ip_cidr: [`${a.extra4[0]}/32`, `${a.extra6[0]}/128`], outbound: "block" }],
-        },
-      });
-      const bPath = await rl.writeConfig("b.json", b);
+    const b = rl.config({
+      outbounds: OUTBOUNDS,
+      route: {
+        final: "direct",
+        rules: [{ ip_cidr: [`${a.extra4[0]}/32`, `${a.extra6[0]}/128`], outbound: "block" }],
+      },
+    });
+    const bPath = await rl.writeConfig("b.json", b);
 
-      await t.step(
-        "`router reload --config` swaps the rules; new flows to that destination are reset",
+    await t.step(
+      "`router reload --config` swaps the rules; new flows to that destination are reset",
+      async () => {
+        const r = await rl.cli([
+          "reload",
+          "--config",
+          bPath,
+          "--socket",
+          rl.socketPath,
+          "--json",
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal((JSON.parse(r.stdout) as { rules: number }).rules, 1);
+        assertReset(await echoTo(a.extra4[0]!));
+        assertReset(await echoTo(a.extra6[0]!));
+        assertPasses(await echoTo(a.extra4[1]!));
+        assert.equal((await ipc.status()).rules, 1);
+      },
+    );
+
+    await t.step("open flows keep transferring after the reload", async () => {
+      const before = await connected();
+      assert.equal(before.length, 2, "both paced flows are still open");
+      for (const c of before) assert.equal(c.outbound, "direct", "they keep their decision");
+      await waitUntil(
         async () => {
-          const r = await rl.cli([
-            "reload",
-            "--config",
-            bPath,
-            "--socket",
-            rl.socketPath,
-            "--json",
-          ]);
-          assert.equal(r.code, 0, r.stderr);
-          assert.equal((JSON.parse(r.stdout) as { rules: number }).rules, 1);
-          assertReset(await echoTo(a.extra4[0]!));
-          assertReset(await echoTo(a.extra6[0]!));
-          assertPasses(await echoTo(a.extra4[1]!));
-          assert.equal((await ipc.status()).rules, 1);
+          const now = await connected();
+          return now.length === 2 &&
+            now.every((c) => c.bytes_up > before.find((x) => x.id === c.id)!.bytes_up);
         },
+        10_000,
+        "both paced flows to move more bytes after the reload",
       );
+    });
 
-      await t.step("open flows keep transferring after the reload", async () => {
-        const before = await connected();
-        assert.equal(before.length, 2, "both paced flows are still open");
-        for (const c of before) assert.equal(c.outbound, "direct", "they keep their decision");
-        await waitUntil(
-          async () => {
-            const now = await connected();
-            return now.length === 2 &&
-              now.every((c) => c.bytes_up > before.find((x) => x.id === c.id)!.bytes_up);
+    await t.step(
+      "an invalid config via the CLI is refused naming the field; nothing changes",
+      async () => {
+        const bad = structuredClone(b) as { route: { rules: { ip_cidr: string[] }[] } };
+        bad.route.rules[0]!.ip_cidr[1] = "10.0.0.0/33";
+        const badPath = await rl.writeConfig("bad.json", bad);
+        const r = await rl.cli(["reload", "--config", badPath, "--socket", rl.socketPath]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /route\.rules\[0\]\.ip_cidr\[1\]: "10\.0\.0\.0\/33"/);
+        const st = await ipc.status();
+        assert.equal(st.rules, 1);
+        assert.equal(st.config_path, bPath, "still running b.json");
+        assert.equal(st.last_reload?.ok, false);
+        assertReset(await echoTo(a.extra4[0]!));
+        assertPasses(await echoTo(a.extra4[1]!));
+      },
+    );
+
+    await t.step(
+      "an invalid inline config via IPC is refused naming the field; nothing changes",
+      async () => {
+        const bad = rl.config({
+          outbounds: [{ type: "direct", tag: "direct", routing_mark: "loud" }],
+          route: { final: "direct" },
+        });
+        await assert.rejects(ipc.reload({ config: bad }), (e: unknown) => {
+          assert.ok(e instanceof IpcError);
+          assert.equal(e.code, "config_invalid");
+          assert.match(e.message, /outbounds\[0\]\.routing_mark: "loud"/);
+          return true;
+        });
+        const st = await ipc.status();
+        assert.equal(st.rules, 1);
+        assert.equal(st.config_path, bPath);
+        assertReset(await echoTo(a.extra6[0]!));
+        assertPasses(await echoTo(a.extra6[1]!));
+      },
+    );
+
+    await t.step(
+      "SIGHUP re-reads the config file; `router status --json` shows the new rule count",
+      async () => {
+        const c = rl.config({
+          outbounds: OUTBOUNDS,
+          route: {
+            final: "direct",
+            rules: [
+              { ip_cidr: [`${a.extra4[1]}/32`], outbound: "block" },
+              { port: [1], outbound: "block" },
+            ],
           },
-          10_000,
-          "both paced flows to move more bytes after the reload",
-        );
-      });
+        });
+        await rl.writeConfig("b.json", c);
+        const from = router.lines.length;
+        router.signal("SIGHUP");
+        await router.waitForLog(/SIGHUP reload done rules=2/, 10_000, from);
+        const r = await rl.cli(["status", "--json", "--socket", rl.socketPath]);
+        assert.equal(r.code, 0, r.stderr);
+        const st = JSON.parse(r.stdout) as { rules: number; config_path: string };
+        assert.equal(st.rules, 2);
+        assert.equal(st.config_path, bPath);
+        assertPasses(await echoTo(a.extra4[0]!));
+        assertReset(await echoTo(a.extra4[1]!));
+      },
+    );
 
-      await t.step(
-        "an invalid config via the CLI is refused naming the field; nothing changes",
-        async () => {
-          const bad = structuredClone(b) as { route: { rules: { ip_cidr: string[] }[] } };
-          bad.route.rules[0]!.ip_cidr[1] = "10.0.0.0/33";
-          const badPath = await rl.writeConfig("bad.json", bad);
-          const r = await rl.cli(["reload", "--config", badPath, "--socket", rl.socketPath]);
-          assert.equal(r.code, 1);
-          assert.match(r.stderr, /route\.rules\[0\]\.ip_cidr\[1\]: "10\.0\.0\.0\/33"/);
-          const st = await ipc.status();
-          assert.equal(st.rules, 1);
-          assert.equal(st.config_path, bPath, "still running b.json");
-          assert.equal(st.last_reload?.ok, false);
-          assertReset(await echoTo(a.extra4[0]!));
-          assertPasses(await echoTo(a.extra4[1]!));
-        },
-      );
+    await t.step("the flows open across all reloads complete with the right hash", async () => {
+      const mid = await connected();
+      assert.equal(mid.length, 2, "still open after SIGHUP");
+      await Deno.writeTextFile(stopFile, "");
+      const done = await paced.waitForLine(/"done":true/, 30_000);
+      const results = (JSON.parse(done) as { results: FlowResult[] }).results;
+      assert.equal(results.length, 2);
+      assert.equal(failures(results), "");
+      for (const r of results) {
+        const reply = JSON.parse(r.text) as { bytes: number; sha256: string };
+        assert.equal(reply.sha256, r.sentSha256, "the server hashed exactly what was sent");
+        assert.ok(r.sent >= mid.find((c) => c.src === r.local)!.bytes_up);
+      }
+      const stats = await ipc.stats();
+      assert.equal(stats.reloads, 2, "CLI reload + SIGHUP");
+      assert.equal(stats.reload_failures, 2, "CLI + IPC invalid configs");
+    });
 
-      await t.step(
-        "an invalid inline config via IPC is refused naming the field; nothing changes",
-        async () => {
-          const bad = rl.config({
-            outbounds: [{ type: "direct", tag: "direct", routing_mark: "loud" }],
-            route: { final: "direct" },
-          });
-          await assert.rejects(ipc.reload({ config: bad }), (e: unknown) => {
-            assert.ok(e instanceof IpcError);
-            assert.equal(e.code, "config_invalid");
-            assert.match(e.message, /outbounds\[0\]\.routing_mark: "loud"/);
-            return true;
-          });
-          const st = await ipc.status();
-          assert.equal(st.rules, 1);
-          assert.equal(st.config_path, bPath);
-          assertReset(await echoTo(a.extra6[0]!));
-          assertPasses(await echoTo(a.extra6[1]!));
-        },
-      );
-
-      await t.step(
-        "SIGHUP re-reads the config file; `router status --json` shows the new rule count",
-        async () => {
-          const c = rl.config({
-            outbounds: OUTBOUNDS,
-            route: {
-              final: "direct",
-              rules: [
-                { ip_cidr: [`${a.extra4[1]}/32`], outbound: "block" },
-                { port: [1], outbound: "block" },
-              ],
-            },
-          });
-          await rl.writeConfig("b.json", c);
-          const from = router.lines.length;
-          router.signal("SIGHUP");
-          await router.waitForLog(/SIGHUP reload done rules=2/, 10_000, from);
-          const r = await rl.cli(["status", "--json", "--socket", rl.socketPath]);
-          assert.equal(r.code, 0, r.stderr);
-          const st = JSON.parse(r.stdout) as { rules: number; config_path: string };
-          assert.equal(st.rules, 2);
-          assert.equal(st.config_path, bPath);
-          assertPasses(await echoTo(a.extra4[0]!));
-          assertReset(await echoTo(a.extra4[1]!));
-        },
-      );
-
-      await t.step("the flows open across all reloads complete with the right hash", async () => {
-        const mid = await connected();
-        assert.equal(mid.length, 2, "still open after SIGHUP");
-        await Deno.writeTextFile(stopFile, "");
-        const done = await paced.waitForLine(/"done":true/, 30_000);
-        const results = (JSON.parse(done) as { results: FlowResult[] }).results;
-        assert.equal(results.length, 2);
-        assert.equal(failures(results), "");
-        for (const r of results) {
-          const reply = JSON.parse(r.text) as { bytes: number; sha256: string };
-          assert.equal(reply.sha256, r.sentSha256, "the server hashed exactly what was sent");
-          assert.ok(r.sent >= mid.find((c) => c.src === r.local)!.bytes_up);
-        }
-        const stats = await ipc.stats();
-        assert.equal(stats.reloads, 2, "CLI reload + SIGHUP");
-        assert.equal(stats.reload_failures, 2, "CLI + IPC invalid configs");
-      });
-
-      assert.equal(router.exited, false);
-    } finally {
-      await rl.destroy();
-    }
+    assert.equal(router.exited, false);
   },
-});
+);

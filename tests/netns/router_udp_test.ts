@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { IpcClient } from "../../ipc/client.ts";
 import type { UdpPlaneStats } from "../../router/udp_plane.ts";
 import { Lab, type LabProcess, peerPath } from "./harness.ts";
+import { startDante } from "./_kinds_lab.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const FIXTURES = new URL("../fixtures/quic/", import.meta.url).pathname;
@@ -265,35 +266,7 @@ Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIAT
     const direct = ep(a.extra4[0]!, 7002);
     await echoServer(lab, [viaSocks, direct]);
     const port = 1080;
-    await Deno.writeTextFile(
-      `${dir}/danted.conf`,
-      [
-        "logoutput: stderr",
-        `internal: 127.0.0.1 port = ${port}`,
-        `external: ${a.routerWan4}`,
-        "socksmethod: none",
-        "clientmethod: none",
-        "user.privileged: root",
-        "user.unprivileged: nobody",
-        "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
-        "socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }",
-        "",
-      ].join("\n"),
-    );
-    const danted = lab.spawn("router", [
-      "danted",
-      "-f",
-      `${dir}/danted.conf`,
-      "-N",
-      "1",
-      "-p",
-      `${dir}/pid`,
-    ]);
-    await until("danted listening", async () => {
-      if (danted.exited) throw new Error(`danted exited: ${danted.stderr}`);
-      const ss = await lab.run("router", ["ss", "-Htln", `sport = :${port}`]);
-      return ss.stdout.includes(`:${port}`) ? true : null;
-    });
+    await startDante(lab, dir, port, [a.routerWan4]);
     router = await startRouter(lab, {
       log: { level: "info" },
       inbounds: [inbound({ sniff: false })],

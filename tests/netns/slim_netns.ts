@@ -70,6 +70,80 @@ export function nsSh(
   return sh("ip", ["netns", "exec", ns, cmd, ...args], opts);
 }
 
+/** Adds network namespaces, each with its loopback up. */
+export async function addNamespaces(names: string[]): Promise<void> {
+  for (const ns of names) {
+    await sh("ip", ["netns", "add", ns]);
+    await sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+  }
+}
+
+/** One end of a {@linkcode vethPair}: namespace, device name, address with prefix. */
+export interface VethEnd {
+  ns: string;
+  dev: string;
+  cidr: string;
+}
+
+/** A veth pair from `a.ns` to `b.ns`, both ends addressed and up. */
+export async function vethPair(a: VethEnd, b: VethEnd): Promise<void> {
+  await sh("ip", [
+    "-n",
+    a.ns,
+    "link",
+    "add",
+    a.dev,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    b.dev,
+    "netns",
+    b.ns,
+  ]);
+  for (const end of [a, b]) {
+    await sh("ip", ["-n", end.ns, "addr", "add", end.cidr, "dev", end.dev]);
+    await sh("ip", ["-n", end.ns, "link", "set", end.dev, "up"]);
+  }
+}
+
+/** Options of {@linkcode wgClient}. */
+export interface WgClientOptions {
+  ns: string;
+  dev: string;
+  /** Base64 private key (given to `wg` on stdin, never on a command line). */
+  privateKey: string;
+  serverPublicKey: string;
+  /** The server's `ADDR:PORT`. */
+  endpoint: string;
+  /** The client's tunnel address with prefix. */
+  address: string;
+  /** The tunnel network: the peer's allowed IPs and a route by the tunnel. */
+  network: string;
+  mtu?: number;
+}
+
+/** A `wireguard-go` client in a namespace with one peer (the server), addressed, up and routed. */
+export async function wgClient(o: WgClientOptions): Promise<void> {
+  await nsSh(o.ns, "wireguard-go", [o.dev]);
+  await nsSh(o.ns, "wg", [
+    "set",
+    o.dev,
+    "private-key",
+    "/dev/stdin",
+    "peer",
+    o.serverPublicKey,
+    "endpoint",
+    o.endpoint,
+    "allowed-ips",
+    o.network,
+  ], { stdin: o.privateKey });
+  await sh("ip", ["-n", o.ns, "addr", "add", o.address, "dev", o.dev]);
+  const mtu = o.mtu === undefined ? [] : ["mtu", String(o.mtu)];
+  await sh("ip", ["-n", o.ns, "link", "set", o.dev, ...mtu, "up"]);
+  await sh("ip", ["-n", o.ns, "route", "add", o.network, "dev", o.dev]);
+}
+
 /** True when we are root and every program is on PATH. */
 export function canRunPrivileged(programs: string[]): boolean {
   if (Deno.uid() !== 0) return false;

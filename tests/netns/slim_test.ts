@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import {
+  addNamespaces,
   canRunPrivileged,
   deleteNamespaces,
   exec,
@@ -17,7 +18,9 @@ import {
   SlimApi,
   SlimProcess,
   uid,
+  vethPair,
   watchCmdlines,
+  wgClient,
 } from "./slim_netns.ts";
 
 const MAIN = new URL("../../slim/main.ts", import.meta.url).pathname;
@@ -74,48 +77,17 @@ Deno.test({
     const watcher = watchCmdlines(() => slimKeys);
     try {
       // --- topology: A -- S -- B over veth underlays, no interface in the root namespace
-      for (const ns of [S, A, B]) {
-        await sh("ip", ["netns", "add", ns]);
-        await sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
-      }
-      await sh("ip", [
-        "-n",
-        S,
-        "link",
-        "add",
-        "ua",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "ua",
-        "netns",
-        A,
-      ]);
-      await sh("ip", [
-        "-n",
-        S,
-        "link",
-        "add",
-        "ub",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "ub",
-        "netns",
-        B,
-      ]);
-      const addrs: [string, string, string][] = [
-        [S, "ua", "172.31.1.1/30"],
-        [A, "ua", "172.31.1.2/30"],
-        [S, "ub", "172.31.2.1/30"],
-        [B, "ub", "172.31.2.2/30"],
-      ];
-      for (const [ns, dev, cidr] of addrs) {
-        await sh("ip", ["-n", ns, "addr", "add", cidr, "dev", dev]);
-        await sh("ip", ["-n", ns, "link", "set", dev, "up"]);
-      }
+      await addNamespaces([S, A, B]);
+      await vethPair({ ns: S, dev: "ua", cidr: "172.31.1.1/30" }, {
+        ns: A,
+        dev: "ua",
+        cidr: "172.31.1.2/30",
+      });
+      await vethPair({ ns: S, dev: "ub", cidr: "172.31.2.1/30" }, {
+        ns: B,
+        dev: "ub",
+        cidr: "172.31.2.2/30",
+      });
       await sh("ip", ["-n", A, "route", "add", "172.31.2.0/30", "via", "172.31.1.1"]);
       await sh("ip", ["-n", B, "route", "add", "172.31.1.0/30", "via", "172.31.2.1"]);
       // The box's own forwarding between its underlays, and someone else's nft table.
@@ -199,33 +171,25 @@ Deno.test({
       );
 
       // --- clients: wireguard-go in A and B dialling slim
-      const client = async (
-        ns: string,
-        dev: string,
-        key: string,
-        serverPub: string,
-        ep: string,
-        cidr: string,
-      ) => {
-        await nsSh(ns, "wireguard-go", [dev]);
-        await nsSh(ns, "wg", [
-          "set",
-          dev,
-          "private-key",
-          "/dev/stdin",
-          "peer",
-          serverPub,
-          "endpoint",
-          ep,
-          "allowed-ips",
-          "10.77.0.0/16",
-        ], { stdin: key });
-        await sh("ip", ["-n", ns, "addr", "add", cidr, "dev", dev]);
-        await sh("ip", ["-n", ns, "link", "set", dev, "up"]);
-        await sh("ip", ["-n", ns, "route", "add", "10.77.0.0/16", "dev", dev]);
-      };
-      await client(A, wgA, keyA, resA.json.public_key, "172.31.1.1:51901", "10.77.1.2/24");
-      await client(B, wgB, keyB, resB.json.public_key, "172.31.2.1:51902", "10.77.2.2/24");
+      const network = "10.77.0.0/16";
+      await wgClient({
+        ns: A,
+        dev: wgA,
+        privateKey: keyA,
+        serverPublicKey: resA.json.public_key,
+        endpoint: "172.31.1.1:51901",
+        address: "10.77.1.2/24",
+        network,
+      });
+      await wgClient({
+        ns: B,
+        dev: wgB,
+        privateKey: keyB,
+        serverPublicKey: resB.json.public_key,
+        endpoint: "172.31.2.1:51902",
+        address: "10.77.2.2/24",
+        network,
+      });
       assert.ok(await pingEventually(A, "10.77.1.1"), "A reaches slim through its tunnel");
       assert.ok(await pingEventually(B, "10.77.2.1"), "B reaches slim through its tunnel");
 

@@ -46,6 +46,43 @@ export async function sha256Hex(chunks: Uint8Array[]): Promise<string> {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * Serves the TCP connections of every listener with `handle`, at most
+ * `maxConns` open at once across all of them (further ones are closed at
+ * once). Each connection is closed after `handle`; its errors (peer reset or
+ * similar) are swallowed: a test peer has nothing to report. Returns when
+ * every listener is closed.
+ */
+export async function serveBounded(
+  listeners: Deno.TcpListener[],
+  maxConns: number,
+  handle: (conn: Deno.TcpConn) => Promise<void>,
+): Promise<void> {
+  let open = 0;
+  const serve = async (conn: Deno.TcpConn) => {
+    try {
+      await handle(conn);
+    } catch {
+      // Peer reset or similar: nothing to report in a test peer.
+    } finally {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      open--;
+    }
+  };
+  await Promise.all(listeners.map(async (listener) => {
+    for await (const conn of listener) {
+      if (open >= maxConns) {
+        conn.close();
+        continue;
+      }
+      open++;
+      serve(conn);
+    }
+  }));
+}
+
 /** Parses a non-negative integer flag with an upper bound. */
 export function intFlag(flag: string, text: string | undefined, dflt: number, max: number): number {
   if (text === undefined) return dflt;

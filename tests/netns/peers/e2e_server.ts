@@ -18,7 +18,7 @@
 
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
-import { hostPort, intFlag } from "./_util.ts";
+import { hostPort, intFlag, serveBounded } from "./_util.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -39,7 +39,6 @@ if (listens.length === 0 || listens.length > 64) {
 }
 const maxConns = intFlag("max-conns", values["max-conns"], 4096, 1 << 20);
 const enc = new TextEncoder();
-let open = 0;
 
 async function writeAll(conn: Deno.TcpConn, data: Uint8Array): Promise<void> {
   let off = 0;
@@ -70,34 +69,14 @@ async function hash(conn: Deno.TcpConn): Promise<void> {
 }
 
 async function serve(conn: Deno.TcpConn): Promise<void> {
-  try {
-    conn.setNoDelay(true);
-    if (mode === "hash") await hash(conn);
-    else {
-      if (mode === "banner") await writeAll(conn, enc.encode(values.banner));
-      await echo(conn);
-    }
-  } catch {
-    // Peer reset or similar: nothing to report in a test peer.
-  } finally {
-    try {
-      conn.close();
-    } catch { /* already closed */ }
-    open--;
-  }
-}
-
-async function acceptLoop(listener: Deno.TcpListener): Promise<void> {
-  for await (const conn of listener) {
-    if (open >= maxConns) {
-      conn.close();
-      continue;
-    }
-    open++;
-    serve(conn);
+  conn.setNoDelay(true);
+  if (mode === "hash") await hash(conn);
+  else {
+    if (mode === "banner") await writeAll(conn, enc.encode(values.banner));
+    await echo(conn);
   }
 }
 
 const listeners = listens.map((l) => Deno.listen({ ...hostPort("listen", l), transport: "tcp" }));
 console.log("ready");
-await Promise.all(listeners.map(acceptLoop));
+await serveBounded(listeners, maxConns, serve);

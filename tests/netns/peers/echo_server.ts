@@ -17,7 +17,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { hostPort, intFlag, sha256Hex } from "./_util.ts";
+import { hostPort, intFlag, serveBounded, sha256Hex } from "./_util.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -36,54 +36,37 @@ const maxConns = intFlag("max-conns", values["max-conns"], 4096, 1 << 20);
 const maxBytes = intFlag("max-bytes", values["max-bytes"], 64 << 20, 1 << 30);
 const listener = Deno.listen({ ...hostPort("listen", values.listen), transport: "tcp" });
 console.log("ready");
-let open = 0;
 
 async function serve(conn: Deno.TcpConn): Promise<void> {
   const enc = new TextEncoder();
-  try {
-    if (mode === "refuse") return;
-    conn.setNoDelay(true);
-    if (mode === "echo") {
-      const buf = new Uint8Array(64 * 1024);
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        let off = 0;
-        while (off < n) off += await conn.write(buf.subarray(off, n));
-      }
-      await conn.closeWrite();
-      return;
-    }
-    const chunks: Uint8Array[] = [];
-    let bytes = 0;
+  if (mode === "refuse") return;
+  conn.setNoDelay(true);
+  if (mode === "echo") {
     const buf = new Uint8Array(64 * 1024);
     for (;;) {
       const n = await conn.read(buf);
       if (n === null) break;
-      if (mode === "hash" && bytes + n <= maxBytes) chunks.push(buf.slice(0, n));
-      bytes += n;
+      let off = 0;
+      while (off < n) off += await conn.write(buf.subarray(off, n));
     }
-    const reply = mode === "hash"
-      ? { bytes, sha256: bytes <= maxBytes ? await sha256Hex(chunks) : null }
-      : { bytes };
-    const out = enc.encode(JSON.stringify(reply) + "\n");
-    let off = 0;
-    while (off < out.length) off += await conn.write(out.subarray(off));
-  } catch {
-    // Peer reset or similar: nothing to report in a test peer.
-  } finally {
-    try {
-      conn.close();
-    } catch { /* already closed */ }
-    open--;
+    await conn.closeWrite();
+    return;
   }
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    if (mode === "hash" && bytes + n <= maxBytes) chunks.push(buf.slice(0, n));
+    bytes += n;
+  }
+  const reply = mode === "hash"
+    ? { bytes, sha256: bytes <= maxBytes ? await sha256Hex(chunks) : null }
+    : { bytes };
+  const out = enc.encode(JSON.stringify(reply) + "\n");
+  let off = 0;
+  while (off < out.length) off += await conn.write(out.subarray(off));
 }
 
-for await (const conn of listener) {
-  if (open >= maxConns) {
-    conn.close();
-    continue;
-  }
-  open++;
-  serve(conn);
-}
+await serveBounded([listener], maxConns, serve);

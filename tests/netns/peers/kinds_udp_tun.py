@@ -15,7 +15,6 @@ exist; the caller then sets addresses/routes with `ip`. On exit (SIGTERM,
 byte counts of both directions.
 """
 import fcntl
-import json
 import os
 import selectors
 import signal
@@ -24,46 +23,33 @@ import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import parse_endpoint, parse_opts, report, udp_socket  # noqa: E402
+
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 MAX_PACKET = 65535
 
 
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    port = int(port)
-    if not 0 < port < 65536:
-        raise ValueError(f"{text}: port out of range")
-    return host, port
-
-
 def main():
-    args = sys.argv[1:]
-    opts = {"--seconds": "120"}
-    if len(args) % 2:
-        raise SystemExit("usage: --tun NAME --local A:P --peer A:P [--seconds S]")
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
+    opts = parse_opts(sys.argv[1:], {"--seconds": "120"},
+                      "usage: --tun NAME --local A:P --peer A:P [--seconds S]")
     name = opts["--tun"]
     if not 0 < len(name) < 16:
         raise SystemExit(f"--tun: {name!r}: expected 1..15 characters")
     seconds = float(opts["--seconds"])
     if not 0 < seconds <= 3600:
         raise SystemExit(f"--seconds: {seconds}: expected 0..3600")
-    lhost, lport = parse(opts["--local"])
-    peer = parse(opts["--peer"])
-    fam = socket.AF_INET6 if ":" in lhost else socket.AF_INET
+    local = parse_endpoint(opts["--local"])
+    peer = parse_endpoint(opts["--peer"])
 
     tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
     fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
-    udp = socket.socket(fam, socket.SOCK_DGRAM)
+    udp = udp_socket(local[0])
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    udp.bind((lhost, lport))
+    udp.bind(local)
     udp.setblocking(False)
 
     stats = {"tun_to_udp": 0, "tun_to_udp_bytes": 0, "udp_to_tun": 0, "udp_to_tun_bytes": 0,
@@ -101,7 +87,7 @@ def main():
                             stats["dropped"] += 1
                 except BlockingIOError:
                     break
-    print(json.dumps(stats), flush=True)
+    report(stats)
     os.close(tun)
     udp.close()
 

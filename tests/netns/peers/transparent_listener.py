@@ -13,10 +13,14 @@ Prints "ready" on stdout once bound. Bounded: exits after --max events or
 --seconds of wall clock.
 """
 import json
+import os
 import socket
 import struct
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import family, fmt, parse_endpoint, parse_opts  # noqa: E402
 
 SOL_IP = 0
 IP_TRANSPARENT = 19
@@ -29,23 +33,10 @@ IPV6_ORIGDSTADDR = 74
 SO_MARK = 36
 
 
-def parse_endpoint(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
-
-
-def fmt(addr):
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def make_socket(family, kind):
-    s = socket.socket(family, kind)
+def make_socket(fam, kind):
+    s = socket.socket(fam, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
+    if fam == socket.AF_INET6:
         s.setsockopt(SOL_IPV6, IPV6_TRANSPARENT, 1)
     else:
         # IP_TRANSPARENT before bind(): lets the socket own non-local addresses.
@@ -53,7 +44,7 @@ def make_socket(family, kind):
     return s
 
 
-def orig_dst(cmsgs, family):
+def orig_dst(cmsgs, fam):
     for level, ctype, data in cmsgs:
         if level == SOL_IP and ctype == IP_ORIGDSTADDR:
             port = struct.unpack("!H", data[2:4])[0]
@@ -65,16 +56,13 @@ def orig_dst(cmsgs, family):
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--network": "tcp", "--max": "100", "--seconds": "30"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
+    opts = parse_opts(sys.argv[1:], {"--network": "tcp", "--max": "100", "--seconds": "30"})
     host, port = parse_endpoint(opts["--listen"])
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    fam = family(host)
     deadline = time.monotonic() + float(opts["--seconds"])
     remaining = int(opts["--max"])
     if opts["--network"] == "tcp":
-        s = make_socket(family, socket.SOCK_STREAM)
+        s = make_socket(fam, socket.SOCK_STREAM)
         s.bind((host, port))
         s.listen(64)
         print("ready", flush=True)
@@ -100,8 +88,8 @@ def main():
             c.close()
             remaining -= 1
     else:
-        s = make_socket(family, socket.SOCK_DGRAM)
-        if family == socket.AF_INET6:
+        s = make_socket(fam, socket.SOCK_DGRAM)
+        if fam == socket.AF_INET6:
             s.setsockopt(SOL_IPV6, IPV6_RECVORIGDSTADDR, 1)
         else:
             s.setsockopt(SOL_IP, IP_RECVORIGDSTADDR, 1)
@@ -113,13 +101,13 @@ def main():
                 data, cmsgs, _flags, peer = s.recvmsg(2048, 256)
             except socket.timeout:
                 break
-            dst = orig_dst(cmsgs, family)
+            dst = orig_dst(cmsgs, fam)
             info = {"local": fmt(dst) if dst else None, "peer": fmt(peer), "bytes": len(data)}
             print(json.dumps(info), flush=True)
             if dst:
-                r = make_socket(family, socket.SOCK_DGRAM)
+                r = make_socket(fam, socket.SOCK_DGRAM)
                 r.bind(dst)
-                r.sendto((json.dumps(info) + "\n").encode(), peer[:2] if family == socket.AF_INET else peer)
+                r.sendto((json.dumps(info) + "\n").encode(), peer[:2] if fam == socket.AF_INET else peer)
                 r.close()
             remaining -= 1
 

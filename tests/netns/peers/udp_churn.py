@@ -7,27 +7,18 @@ Prints JSON {"sent": N, "replies": M, "seconds": S}.
 
 Usage: udp_churn.py --targets A:P[,B:P...] --count N [--batch B] [--wait S] [--seconds S]
 """
-import json
+import os
 import selectors
-import socket
 import sys
 import time
 
-
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import parse_endpoint, parse_opts, report, udp_socket  # noqa: E402
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--batch": "200", "--wait": "0.5", "--seconds": "120"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
-    targets = [parse(t) for t in opts["--targets"].split(",")]
+    opts = parse_opts(sys.argv[1:], {"--batch": "200", "--wait": "0.5", "--seconds": "120"})
+    targets = [parse_endpoint(t) for t in opts["--targets"].split(",")]
     count, batch, wait = int(opts["--count"]), int(opts["--batch"]), float(opts["--wait"])
     start = time.monotonic()
     deadline = start + float(opts["--seconds"])
@@ -36,12 +27,11 @@ def main():
         sel = selectors.DefaultSelector()
         socks = []
         for _ in range(min(batch, count - sent)):
-            host, port = targets[sent % len(targets)]
-            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-            s = socket.socket(fam, socket.SOCK_DGRAM)
+            target = targets[sent % len(targets)]
+            s = udp_socket(target[0])
             s.setblocking(False)
             try:
-                s.sendto(b"churn", (host, port))
+                s.sendto(b"churn", target)
             except OSError:
                 pass
             sent += 1
@@ -64,7 +54,7 @@ def main():
         for s in socks:
             s.close()
         sel.close()
-    print(json.dumps({"sent": sent, "replies": replies, "seconds": round(time.monotonic() - start, 3)}))
+    report({"sent": sent, "replies": replies, "seconds": round(time.monotonic() - start, 3)})
 
 
 if __name__ == "__main__":

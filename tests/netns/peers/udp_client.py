@@ -5,32 +5,24 @@ one reply (bounded by --timeout seconds) and prints JSON
 
 Usage: udp_client.py --connect ADDR:PORT [--payload TEXT] [--timeout S]
 """
-import json
-import socket
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import fmt, parse_endpoint, parse_opts, report, report_error, udp_socket  # noqa: E402
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--payload": "ping", "--timeout": "3"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
-    text = opts["--connect"]
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_DGRAM)
+    opts = parse_opts(sys.argv[1:], {"--payload": "ping", "--timeout": "3"})
+    target = parse_endpoint(opts["--connect"])
+    s = udp_socket(target[0])
     s.settimeout(float(opts["--timeout"]))
     try:
-        s.sendto(opts["--payload"].encode(), (host, int(port)))
+        s.sendto(opts["--payload"].encode(), target)
         data, peer = s.recvfrom(4096)
     except OSError as e:
-        print(json.dumps({"ok": False, "error": str(e)}))
-        sys.exit(1)
-    src = f"[{peer[0]}]:{peer[1]}" if family == socket.AF_INET6 else f"{peer[0]}:{peer[1]}"
-    print(json.dumps({"ok": True, "from": src, "text": data.decode(errors="replace")}))
+        sys.exit(report_error(e))
+    report({"ok": True, "from": fmt(peer), "text": data.decode(errors="replace")})
 
 
 if __name__ == "__main__":

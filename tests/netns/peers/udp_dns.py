@@ -8,24 +8,15 @@ query: udp_dns.py query --server A:P --name NAME [--timeout S]
   sends one A query and prints JSON {"ok": true, "from": A:P, "answers": [...], "rcode": N}
   or {"ok": false, "error": ...}.
 """
-import json
+import os
 import random
 import socket
 import struct
 import sys
 import time
 
-
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
-
-
-def fmt(addr):
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import fmt, parse_endpoint, parse_opts, report, report_error, udp_socket  # noqa: E402
 
 
 def encode_name(name):
@@ -47,10 +38,9 @@ def skip_name(msg, off):
 
 
 def serve(opts):
-    host, port = parse(opts["--listen"])
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.bind((host, port))
+    listen = parse_endpoint(opts["--listen"])
+    s = udp_socket(listen[0])
+    s.bind(listen)
     answer = socket.inet_aton(opts["--answer"])
     print("ready", flush=True)
     deadline = time.monotonic() + float(opts.get("--seconds", "120"))
@@ -79,22 +69,19 @@ def serve(opts):
 
 
 def query(opts):
-    host, port = parse(opts["--server"])
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM)
+    server = parse_endpoint(opts["--server"])
+    s = udp_socket(server[0])
     s.settimeout(float(opts.get("--timeout", "3")))
     tid = random.randint(0, 0xFFFF)
     q = struct.pack("!HHHHHH", tid, 0x0100, 1, 0, 0, 0) + encode_name(opts["--name"]) + struct.pack("!HH", 1, 1)
     try:
-        s.sendto(q, (host, port))
+        s.sendto(q, server)
         msg, peer = s.recvfrom(4096)
     except OSError as e:
-        print(json.dumps({"ok": False, "error": str(e)}))
-        return 1
+        return report_error(e)
     rid, flags, qd, an = struct.unpack("!HHHH", msg[:8])
     if rid != tid:
-        print(json.dumps({"ok": False, "error": "transaction id mismatch"}))
-        return 1
+        return report_error("transaction id mismatch")
     off = 12
     for _ in range(qd):
         off = skip_name(msg, off) + 4
@@ -106,16 +93,13 @@ def query(opts):
         if rtype == 1 and rdlen == 4:
             answers.append(socket.inet_ntoa(msg[off:off + 4]))
         off += rdlen
-    print(json.dumps({"ok": True, "from": fmt(peer), "answers": answers, "rcode": flags & 0xF}))
+    report({"ok": True, "from": fmt(peer), "answers": answers, "rcode": flags & 0xF})
     return 0
 
 
 def main():
     mode = sys.argv[1]
-    args = sys.argv[2:]
-    opts = {}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
+    opts = parse_opts(sys.argv[2:], {})
     sys.exit(serve(opts) if mode == "serve" else query(opts))
 
 

@@ -7,34 +7,22 @@ Usage: udp_echo.py --listen A:P[,B:P...] [--seconds S]
 Prints "ready" once bound. Bounded by --seconds of wall clock.
 """
 import json
+import os
 import selectors
 import socket
 import sys
 import time
 
-
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
-
-
-def fmt(addr):
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import fmt, parse_endpoint, parse_opts, udp_socket  # noqa: E402
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--seconds": "120"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
+    opts = parse_opts(sys.argv[1:], {"--seconds": "120"})
     sel = selectors.DefaultSelector()
     for text in opts["--listen"].split(","):
-        host, port = parse(text)
-        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        s = socket.socket(fam, socket.SOCK_DGRAM)
+        host, port = parse_endpoint(text)
+        s = udp_socket(host)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         s.bind((host, port))
         s.setblocking(False)

@@ -6,49 +6,24 @@ collects replies for --timeout seconds. Prints JSON
 Usage: udp_multi.py --targets A:P[,B:P...] [--payload TEXT] [--timeout S] [--repeat N]
 --repeat sends the whole round N times (replies to every round are collected).
 """
-import json
-import socket
+import os
 import sys
-import time
 
-
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
-
-
-def fmt(addr):
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import bind_any, fmt, parse_endpoint, parse_opts, recv_until, report, udp_socket  # noqa: E402
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--payload": "ping", "--timeout": "2", "--repeat": "1"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
-    targets = [parse(t) for t in opts["--targets"].split(",")]
-    fam = socket.AF_INET6 if ":" in targets[0][0] else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", 0))
+    opts = parse_opts(sys.argv[1:], {"--payload": "ping", "--timeout": "2", "--repeat": "1"})
+    targets = [parse_endpoint(t) for t in opts["--targets"].split(",")]
+    s = udp_socket(targets[0][0])
+    bind_any(s)
     for r in range(int(opts["--repeat"])):
         for t in targets:
             s.sendto(f"{opts['--payload']}#{r}".encode(), t)
-    replies = []
-    deadline = time.monotonic() + float(opts["--timeout"])
-    while len(replies) < 1000:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        s.settimeout(left)
-        try:
-            data, peer = s.recvfrom(65535)
-        except socket.timeout:
-            break
-        replies.append({"from": fmt(peer), "text": data.decode(errors="replace")})
-    print(json.dumps({"local": fmt(s.getsockname()), "replies": replies}))
+    replies = [{"from": fmt(peer), "text": data.decode(errors="replace")}
+               for data, peer in recv_until(s, float(opts["--timeout"]))]
+    report({"local": fmt(s.getsockname()), "replies": replies})
 
 
 if __name__ == "__main__":

@@ -6,28 +6,20 @@ counts as lost and the next request goes out.
 
 Usage: udp_pingpong.py --target A:P [--count N] [--seconds S]
 """
-import json
+import os
 import socket
 import sys
 import time
 
-
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import parse_endpoint, parse_opts, report, udp_socket  # noqa: E402
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--count": "10000", "--seconds": "5"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
-    host, port = parse(opts["--target"])
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect((host, port))
+    opts = parse_opts(sys.argv[1:], {"--count": "10000", "--seconds": "5"})
+    target = parse_endpoint(opts["--target"])
+    s = udp_socket(target[0])
+    s.connect(target)
     s.settimeout(0.2)
     samples, lost = [], 0
     deadline = time.monotonic() + float(opts["--seconds"])
@@ -47,7 +39,7 @@ def main():
         samples.append((time.perf_counter_ns() - t0) / 1000)
     samples.sort()
     pick = lambda p: round(samples[min(len(samples) - 1, int(p * len(samples)))], 1) if samples else None
-    print(json.dumps({"count": len(samples), "lost": lost, "p50_us": pick(0.5), "p99_us": pick(0.99)}))
+    report({"count": len(samples), "lost": lost, "p50_us": pick(0.5), "p99_us": pick(0.99)})
 
 
 if __name__ == "__main__":

@@ -5,47 +5,24 @@ seconds. Prints JSON {"local": A:P, "sent": N, "replies": M}.
 
 Usage: udp_quic_replay.py --fixture FILE --target A:P [--timeout S]
 """
-import json
-import socket
+import os
 import sys
-import time
 
-
-def parse(text):
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _peer import bind_any, fmt, parse_endpoint, parse_opts, recv_until, report, udp_socket  # noqa: E402
 
 
 def main():
-    args = sys.argv[1:]
-    opts = {"--timeout": "2"}
-    for i in range(0, len(args), 2):
-        opts[args[i]] = args[i + 1]
+    opts = parse_opts(sys.argv[1:], {"--timeout": "2"})
     with open(opts["--fixture"]) as f:
         datagrams = [bytes.fromhex(line.strip()) for line in f if line.strip()][:64]
-    host, port = parse(opts["--target"])
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", 0))
+    target = parse_endpoint(opts["--target"])
+    s = udp_socket(target[0])
+    bind_any(s)
     for d in datagrams:
-        s.sendto(d, (host, port))
-    replies = 0
-    deadline = time.monotonic() + float(opts["--timeout"])
-    while replies < 1000:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        s.settimeout(left)
-        try:
-            s.recvfrom(65535)
-            replies += 1
-        except socket.timeout:
-            break
-    local = s.getsockname()
-    print(json.dumps({"local": f"{local[0]}:{local[1]}", "sent": len(datagrams), "replies": replies}))
+        s.sendto(d, target)
+    replies = sum(1 for _ in recv_until(s, float(opts["--timeout"])))
+    report({"local": fmt(s.getsockname()), "sent": len(datagrams), "replies": replies})
 
 
 if __name__ == "__main__":
