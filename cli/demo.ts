@@ -13,6 +13,7 @@
 import { parseArgs } from "node:util";
 import { IpcClient } from "../ipc/client.ts";
 import { Lab, type LabProcess } from "../tests/netns/harness.ts";
+import { peerPath } from "../tests/netns/harness.ts";
 import type { DemoFlow, DemoResult } from "./demo_client.ts";
 
 const HELP = `Usage: router demo [--keep]
@@ -49,7 +50,8 @@ interface FlowLog {
 function flowLogs(stderr: string): Map<string, FlowLog[]> {
   const out = new Map<string, FlowLog[]>();
   for (const line of stderr.split("\n")) {
-    if (!/ INFO {2}router: flow /.test(line)) continue;
+    // TCP flows ("router: flow") and UDP sessions ("udp session"), any level.
+    if (!/ router(\/[\w-]+)*: (flow|udp session) /.test(line)) continue;
     const kv = Object.fromEntries(
       [...line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)].map((m) => [m[1], m[2]]),
     );
@@ -110,10 +112,19 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     for (const addr of [a.server4, a.extra4[0]!, a.extra4[1]!, a.server6]) {
       for (const port of [80, 443, 5201]) await lab.tcpServer("server", addr, port, "echo");
     }
+    const udpEcho = lab.spawn("server", [
+      "python3",
+      peerPath("udp_echo.py"),
+      "--listen",
+      [a.server4, a.extra4[1]!].map((h) => `${h}:5353`).concat(`[${a.server6}]:5353`).join(","),
+      "--seconds",
+      "300",
+    ]);
+    await udpEcho.waitForLine(/^ready$/, 10_000);
     lab.spawn("router", ["microsocks", "-i", "127.0.0.1", "-p", "1080"]);
 
     const config = {
-      log: { level: "info" },
+      log: { level: "debug" },
       inbounds: [{ type: "tproxy", tag: "tproxy-in", listen: "::", listen_port: 7893 }],
       outbounds: [
         { type: "direct", tag: "direct" },
@@ -131,6 +142,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       route: {
         rules: [
           { domain_suffix: ["video.example"], outbound: "xray-jp" },
+          { network: "udp", domain_suffix: ["example.org"], outbound: "wg-us" },
           { domain_keyword: ["ads"], outbound: "block" },
           { ip_cidr: [`${a.extra4[1]}/32`], outbound: "block" },
           { port: [5201], outbound: "wg-us" },
@@ -191,6 +203,54 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     ];
     report(flows, await runFlows(lab, flows));
 
+    console.log(
+      bold(
+        "\n   UDP sessions (each destination decided on its own; QUIC sniffed from real Initials)",
+      ),
+    );
+    const udpFlows = [
+      { dst: `${a.server4}:5353`, what: "UDP datagram", argv: ["udp_client.py", "--connect"] },
+      { dst: `[${a.server6}]:5353`, what: "UDP datagram", argv: ["udp_client.py", "--connect"] },
+      { dst: `${a.extra4[1]}:5353`, what: "UDP datagram", argv: ["udp_client.py", "--connect"] },
+      {
+        dst: `${a.server4}:443`,
+        what: "QUIC (chromium Initials)",
+        argv: ["udp_quic_replay.py", "--target"],
+      },
+    ];
+    for (const u of udpFlows) {
+      const argv = ["python3", peerPath(u.argv[0]!), u.argv[1]!, u.dst, "--timeout", "1"];
+      if (u.argv[0] === "udp_quic_replay.py") {
+        argv.push(
+          "--fixture",
+          new URL("../tests/fixtures/quic/chromium.hex", import.meta.url).pathname,
+        );
+      }
+      const r = await lab.run("client", argv);
+      const out = JSON.parse(r.stdout.trim().split("\n").pop() || "{}") as {
+        ok?: boolean;
+        from?: string;
+        sent?: number;
+        replies?: number;
+        error?: string;
+      };
+      await new Promise((res) => setTimeout(res, 200)); // let the log line land
+      const l = (flowLogs(router.stderr).get(u.dst) ?? []).at(-1);
+      const decision = l
+        ? `${l.outbound} (${l.rule === "final" ? "final" : `rule #${l.rule}`}${
+          l.domain ? `, ${l.protocol} ${l.domain}` : ""
+        })`
+        : "(no decision logged)";
+      const seen = out.sent !== undefined
+        ? `sent ${out.sent} datagrams`
+        : out.ok
+        ? `reply from ${out.from}`
+        : `no reply (${out.error ?? "dropped"})`;
+      console.log(
+        `   ${`${u.dst} ${u.what}`.padEnd(44)} => ${decision.padEnd(48)} client: ${seen}`,
+      );
+    }
+
     console.log(bold("\n4. Hot reload over IPC: send www.example.com to block"));
     const client = await IpcClient.connect(socket);
     try {
@@ -221,7 +281,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       await client.close();
     }
     if (values.keep) {
-      console.log(`\nLab is up (router log level info, IPC ${socket}). Press Enter to tear down.`);
+      console.log(`\nLab is up (router log level debug, IPC ${socket}). Press Enter to tear down.`);
       await Deno.stdin.read(new Uint8Array(1));
     }
     await router.kill();
