@@ -11,7 +11,9 @@
  * sniffer answers or `sniff_timeout` passes) → routed → `open` (direct at
  * once; SOCKS after `connecting`) or `blocked` / `failed` (datagrams dropped
  * until the session idles out, so a blocked destination costs no new
- * decision per datagram). Held datagrams are sent in arrival order.
+ * decision per datagram; a `block` with `mode: "reset"` answers them with
+ * rate-limited ICMP port unreachable from the original destination, see
+ * `ffi/icmp.ts`). Held datagrams are sent in arrival order.
  *
  * @module
  */
@@ -22,6 +24,7 @@ import type { Logger } from "../core/log.ts";
 import type { Decision, Endpoint, FlowMeta } from "../core/types.ts";
 import { dscpFromTos, markForRules } from "../inbound/flow_marks.ts";
 import { defaultReactor, isClosedError, type Reactor } from "../ffi/reactor.ts";
+import { IcmpRefuser, type RefusalHolder } from "../ffi/icmp.ts";
 import {
   close as closeFd,
   connect,
@@ -86,6 +89,12 @@ export interface UdpPlaneOptions {
   readonly maxPendingBytes?: number;
   /** Clock (ms, monotonic) for sessions; default `performance.now`. */
   readonly now?: () => number;
+  /**
+   * Sends the ICMP port-unreachable refusals of `block` (`mode: "reset"`)
+   * sessions. Default: one per plane (100/s, one per session per second),
+   * closed with the plane; one passed in is not closed.
+   */
+  readonly refuser?: IcmpRefuser;
 }
 
 /** Counters of a plane, for `status` / `stats`. */
@@ -108,6 +117,12 @@ export interface UdpPlaneStats {
   reply_errors: number;
   sniffed_quic: number;
   sniff_timeouts: number;
+  /** ICMP port-unreachable refusals sent for blocked (`mode: "reset"`) sessions. */
+  refused: number;
+  /** Refusals skipped by the rate limits (100/s, one per session per second). */
+  refused_limited: number;
+  /** Refusals that failed (raw socket or send error). */
+  refused_errors: number;
   /** Sessions routed to each outbound since start. */
   outbounds: Record<string, number>;
 }
@@ -120,7 +135,7 @@ interface Upstream {
   close(): void;
 }
 
-interface Session extends SessionEntry {
+interface Session extends SessionEntry, RefusalHolder {
   readonly id: number;
   readonly key: string;
   readonly meta: FlowMeta;
@@ -134,6 +149,8 @@ interface Session extends SessionEntry {
   upstream: Upstream | null;
   outbound: string | null;
   rule: number | null;
+  /** Blocked with `mode: "reset"`: datagrams are refused with ICMP. */
+  refuse: boolean;
 }
 
 /** The UDP side of one TPROXY inbound. */
@@ -153,6 +170,8 @@ export class UdpPlane {
   readonly #sniffTimeout: number;
   readonly #sweep: ReturnType<typeof setInterval>;
   readonly #perOutbound = new Map<string, number>();
+  readonly #refuser: IcmpRefuser;
+  readonly #ownRefuser: boolean;
   #inbound: UdpTproxyInbound | null = null;
   #lastWarn = -Infinity;
   #warnsSuppressed = 0;
@@ -177,6 +196,8 @@ export class UdpPlane {
     this.#sniffTimeout = ib.sniff_timeout_ms;
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
     this.#maxPendingBytes = opts.maxPendingBytes ?? 64 * 1024;
+    this.#ownRefuser = opts.refuser === undefined;
+    this.#refuser = opts.refuser ?? new IcmpRefuser(opts.now ? { now: opts.now } : {});
     this.#timeouts = {
       ...defaultUdpTimeouts(ib.udp_timeout_ms),
       dnsMs: ib.udp_timeout_dns_ms,
@@ -252,6 +273,7 @@ export class UdpPlane {
   stats(): UdpPlaneStats {
     const t = this.#table.counters();
     const r = this.#replies.counters();
+    const rc = this.#refuser.counters();
     return {
       inbound: this.#tag,
       sessions: this.#table.size,
@@ -271,6 +293,9 @@ export class UdpPlane {
       reply_errors: r.errors,
       sniffed_quic: this.#c.sniffedQuic,
       sniff_timeouts: this.#c.sniffTimeouts,
+      refused: rc.sent,
+      refused_limited: rc.rateLimited,
+      refused_errors: rc.errors,
       outbounds: Object.fromEntries(this.#perOutbound),
     };
   }
@@ -324,6 +349,7 @@ export class UdpPlane {
         this.#hold(s, data);
         return;
       default:
+        if (s.refuse) this.#refuse(s, data);
         this.#table.drop();
     }
   }
@@ -376,6 +402,8 @@ export class UdpPlane {
       upstream: null,
       outbound: null,
       rule: null,
+      refusedAt: -Infinity,
+      refuse: false,
     };
     this.#table.add(key, s);
     if (this.#sniffOn) {
@@ -424,9 +452,17 @@ export class UdpPlane {
     }
     try {
       switch (cfg.type) {
-        case "block":
+        case "block": {
+          const first = s.pending[0];
           this.#fail(s, "blocked");
+          if (cfg.mode === "reset") {
+            // UDP has no RST: answer like a closed port (ICMP port unreachable).
+            s.refuse = true;
+            this.#refuser.setMark(snap.config.route.default_mark);
+            if (first) this.#refuse(s, first);
+          }
           return;
+        }
         case "direct": {
           const fd = openUdpUpstream(meta.destination, directOptions(cfg, snap, meta.destination));
           s.upstream = new SocketUpstream(
@@ -474,6 +510,25 @@ export class UdpPlane {
     s.pending = [];
     s.pendingBytes = 0;
     for (const d of held) if (!s.upstream!.send(d)) this.#table.drop();
+  }
+
+  /** Refuses one datagram of a blocked session with ICMP port unreachable (rate-limited). */
+  #refuse(s: Session, data: Uint8Array): void {
+    const r = this.#refuser.refuse(
+      s.meta.source,
+      s.meta.destination,
+      data,
+      s,
+      (s.meta.dscp ?? 0) << 2,
+    );
+    if (r === "error" && this.#refuser.lastError !== null) {
+      this.#warn("udp: cannot send ICMP port unreachable", {
+        id: s.id,
+        dst: formatEndpoint(s.meta.destination),
+        error: this.#refuser.lastError,
+      });
+      this.#refuser.lastError = null;
+    }
   }
 
   #fail(s: Session, state: "blocked" | "failed"): void {
@@ -565,6 +620,7 @@ export class UdpPlane {
     await this.#inbound?.close();
     this.#table.clear("closed");
     this.#replies.clear();
+    if (this.#ownRefuser) this.#refuser.close();
   }
 
   /** Expires idle sessions now (tests; the plane also sweeps on a timer). */
