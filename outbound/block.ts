@@ -1,7 +1,9 @@
 /**
  * The `block` outbound: every dial fails with a {@linkcode BlockedError};
- * the router then resets (`mode: "reset"`) or just closes/ignores (`"drop"`)
- * the client side.
+ * the router then refuses (`mode: "reset"`: a TCP RST, or for UDP an ICMP
+ * port unreachable from the original destination, see router/udp_plane.ts)
+ * or stays silent (`"drop"`: the TCP client is closed, UDP datagrams are
+ * dropped).
  *
  * @module
  */
@@ -9,7 +11,7 @@
 import type { Endpoint } from "../core/types.ts";
 import { formatEndpoint } from "../core/ip.ts";
 
-/** How a blocked flow ends: TCP RST to the client, or a silent close/drop. */
+/** How a blocked flow ends: refused (TCP RST / ICMP port unreachable), or a silent close/drop. */
 export type BlockMode = "reset" | "drop";
 
 /** A dial was refused by a block outbound; callers branch on `mode`. */
