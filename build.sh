@@ -12,10 +12,13 @@ want_deno=$(tr -d ' \n' < DENO_VERSION)
 deno --version | head -n1 | grep -q "deno $want_deno " ||
   echo "build.sh: warning: deno is not $want_deno (run ./dev setup)" >&2
 
-# name entry permissions. Both need --allow-all: FFI (libc sockets) grants
+# name entry flags. Both need --allow-all: FFI (libc sockets) grants
 # everything anyway, and reading /proc/self/* (doctor, fd counts) needs it.
+# The router's V8 flag caps the young generation at 1 MiB semi-spaces: under
+# connection churn V8 otherwise grows it to 3 x 16 MiB and RSS stays there
+# (docs/performance.md; bench/netns_bench.ts runs the router the same way).
 programs=(
-  "router main.ts --allow-all"
+  "router main.ts --allow-all --v8-flags=--max-semi-space-size=1"
   "slim slim/main.ts --allow-all"
 )
 

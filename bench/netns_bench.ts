@@ -9,9 +9,10 @@
  * - `router`: our process (`deno run -A main.ts run --config CFG`); skipped
  *   with the reason when it does not start or listen.
  *
- * Metrics (every run bounded in time and count): iperf3 TCP bulk with 1 and
- * 4 streams, 1-byte request/response latency p50/p99, new connections per
- * second, and the proxy's VmRSS idle and with 1,000 open flows.
+ * Metrics (every run bounded in time and count): the proxy's VmRSS idle and
+ * with 1,000 open flows, iperf3 TCP bulk with 1 and 4 streams, 1-byte
+ * request/response latency p50/p99, new connections per second, and the
+ * VmRSS with 1,000 open flows again after all that (what churn left behind).
  *
  * `deno run -A bench/netns_bench.ts [--json] [--seconds 5] [--subjects kernel,v2ray,router]`
  *
@@ -29,6 +30,14 @@ const LIB = new URL("./lib/", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
 const TPROXY_PORT = 7893;
 const SKIP_MARK = 255;
+
+/**
+ * V8 flags the router runs with, the same as `build.sh` bakes into
+ * `dist/router`: a 1 MiB semi-space keeps the young generation from growing
+ * to 3 × 16 MiB under connection churn (RSS after the rate test ~150 →
+ * ~95 MiB, no measurable CPU cost; docs/performance.md).
+ */
+export const ROUTER_V8_FLAGS = "--max-semi-space-size=1";
 
 /** A running subject: the proxy's pid (none for kernel) and how to stop it. */
 export interface SubjectHandle {
@@ -135,7 +144,8 @@ export const routerSubject: Subject = {
     const cfg = `${dir}/router.json`;
     await Deno.writeTextFile(cfg, JSON.stringify(routerConfig(TPROXY_PORT, SKIP_MARK), null, 2));
     const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
-    const p = lab.spawn("router", [Deno.execPath(), "run", "-A", main, "run", "--config", cfg], {
+    const argv = [Deno.execPath(), "run", "-A", `--v8-flags=${ROUTER_V8_FLAGS}`, main];
+    const p = lab.spawn("router", [...argv, "run", "--config", cfg], {
       cwd: new URL(".", ROOT).pathname,
       env: { NO_COLOR: "1" },
     });
@@ -147,7 +157,7 @@ export const routerSubject: Subject = {
     }
     return {
       pid: p.pid,
-      notes: ["deno run -A main.ts run"],
+      notes: [`deno run -A --v8-flags=${ROUTER_V8_FLAGS} main.ts run`],
       stop: async () => {
         await p.kill();
         await lab.removeTproxy(o);
@@ -225,6 +235,31 @@ async function measure(
       key.forEach((k) => m[k] = null);
     }
   };
+  const rss1000 = async (): Promise<number[]> => {
+    if (h.pid === undefined) return [NaN];
+    const holder = lab.spawn("client", [
+      deno,
+      "run",
+      "-A",
+      lib("hold_flows.ts"),
+      "--connect",
+      t.echo,
+      "--flows",
+      "1000",
+      "--seconds",
+      "60",
+    ]);
+    try {
+      const line = await holder.waitForLine(/^\{/, 60_000);
+      const held = JSON.parse(line) as { held: number; errors: number };
+      if (held.held < 1000) log(`  hold_flows: only ${held.held} held (${held.errors} errors)`);
+      return [(await rssMiB(h.pid)) ?? NaN];
+    } finally {
+      await holder.kill();
+    }
+  };
+  // Fresh: what 1,000 established flows cost on top of the idle process.
+  await step(["rss_1000_mib"], rss1000);
   await step(["tcp_1_gbps"], async () => [await iperf(lab, t.iperf, 1, seconds)]);
   await step(["tcp_4_gbps"], async () => [await iperf(lab, t.iperf, 4, seconds)]);
   await step(["rr_p50_us", "rr_p99_us"], async () => {
@@ -258,29 +293,8 @@ async function measure(
     if (r.errors! > 0) log(`  connrate: ${r.errors} errors`);
     return [r.per_s!];
   });
-  await step(["rss_1000_mib"], async () => {
-    if (h.pid === undefined) return [NaN];
-    const holder = lab.spawn("client", [
-      deno,
-      "run",
-      "-A",
-      lib("hold_flows.ts"),
-      "--connect",
-      t.echo,
-      "--flows",
-      "1000",
-      "--seconds",
-      "60",
-    ]);
-    try {
-      const line = await holder.waitForLine(/^\{/, 60_000);
-      const held = JSON.parse(line) as { held: number; errors: number };
-      if (held.held < 1000) log(`  hold_flows: only ${held.held} held (${held.errors} errors)`);
-      return [(await rssMiB(h.pid)) ?? NaN];
-    } finally {
-      await holder.kill();
-    }
-  });
+  // Again after the bulk, latency and rate tests: what churn left behind.
+  await step(["rss_1000_after_mib"], rss1000);
   return m;
 }
 

@@ -7,6 +7,10 @@
  *
  * (`deno bench bench/` loads this file too but it only runs when executed directly.)
  *
+ * Then the same two sets through `CompileWorker.load()` (read + parse +
+ * compile on the config worker, the engine wrapped on this thread) from a
+ * file, with the longest event-loop lag seen meanwhile (a 1 ms timer).
+ *
  * Per-flow times: each decision is timed on its own with
  * `performance.now()`; the timer's own cost (measured on an empty call) is
  * subtracted. Flows are drawn two ways: uniformly over all 100k domain rules
@@ -15,7 +19,10 @@
  */
 
 import process from "node:process";
+import { join } from "node:path";
+import { CompileWorker } from "../config/compile_client.ts";
 import { parseConfig } from "../config/parse_config.ts";
+import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import type { FlowMeta } from "../core/types.ts";
 import { Engine } from "../rules/engine.ts";
 import type { GeoIpLookup } from "../rules/item_geoip.ts";
@@ -110,8 +117,37 @@ function zipf(flows: FlowMeta[], n: number, seed = 7): FlowMeta[] {
   return out;
 }
 
+/** Loads `file` through a config worker `runs` times; prints wall times and event-loop lag. */
+async function timeWorker(label: string, file: string, runs: number): Promise<void> {
+  const worker = new CompileWorker();
+  try {
+    await worker.load(file); // warm-up: worker start, JIT
+    const wall: number[] = [];
+    let maxLag = 0, last = performance.now();
+    const probe = setInterval(() => {
+      const now = performance.now();
+      maxLag = Math.max(maxLag, now - last);
+      last = now;
+    }, 1);
+    for (let i = 0; i < runs; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const t0 = performance.now();
+      await worker.load(file);
+      wall.push(performance.now() - t0);
+    }
+    clearInterval(probe);
+    console.log(
+      `${label} via CompileWorker: median ${median(wall).toFixed(1)} ms wall (best ${
+        Math.min(...wall).toFixed(1)
+      }); max event-loop lag ${maxLag.toFixed(1)} ms (1 ms timer)`,
+    );
+  } finally {
+    worker.close();
+  }
+}
+
 /** Runs every measurement and prints the numbers. */
-function main(): void {
+async function main(): Promise<void> {
   const { geoip, source } = benchGeoIp();
   console.log(`GeoIP database: ${source}`);
 
@@ -147,6 +183,17 @@ function main(): void {
   console.log(`10k set: ${(small.config.route as { rules: unknown[] }).rules.length} rules`);
   timeCompile("10k set", smallText, geoip, 10);
 
+  const dir = await Deno.makeTempDir({ prefix: "reload-bench-" });
+  try {
+    await Deno.writeFile(join(dir, "country.mmdb"), writeCountryMmdb({ "1.2.0.0/16": "CN" }));
+    await Deno.writeTextFile(join(dir, "large.json"), bigText);
+    await Deno.writeTextFile(join(dir, "10k.json"), smallText);
+    await timeWorker("large set", join(dir, "large.json"), 5);
+    await timeWorker("10k set", join(dir, "10k.json"), 10);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+
   const flows = generateFlows(big, 200_000);
   percentiles(engine, flows, "per flow, uniform mix (40% known domain, 30% unknown, 30% IP only)");
   percentiles(engine, zipf(flows, 200_000), "per flow, Zipf mix (same flows, popular ones repeat)");
@@ -158,4 +205,4 @@ function main(): void {
 }
 
 // `deno bench bench/` also loads this file; only run when executed directly.
-if (import.meta.main) main();
+if (import.meta.main) await main();

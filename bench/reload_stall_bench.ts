@@ -5,6 +5,7 @@
  *
  *   deno run -A bench/reload_stall_bench.ts [--repo DIR] [--reloads N] [--sets 10k,large]
  *     [--v8-flags=FLAGS]   (passed to the router, e.g. --max-semi-space-size=2)
+ *     [--detail]           (list every ping over 10 ms and when it was sent)
  *
  * Starts `deno run -A DIR/main.ts run --config F` (DIR defaults to this
  * repo; `--repo` points at another checkout to compare builds) with a TPROXY
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
       reloads: { type: "string", default: "5" },
       sets: { type: "string", default: "10k,large" },
       "v8-flags": { type: "string" },
+      detail: { type: "boolean" },
     },
   });
   const reloads = Number(values.reloads);
@@ -166,6 +168,16 @@ async function main(): Promise<void> {
         } ms; ${reloads} reloads`,
       );
       console.log(lagLine(`${name}: event-loop lag during reloads`, during));
+      if (values.detail) {
+        for (const s of p.samples) {
+          if (s.rtt <= 10) continue;
+          const k = windows.findIndex(([a, b]) => s.at + s.rtt >= a && s.at <= b);
+          const where = k < 0
+            ? "outside reloads"
+            : `reload ${k} +${(s.at - windows[k]![0]).toFixed(0)} ms`;
+          console.log(`  ping of ${s.rtt.toFixed(1)} ms sent at ${where}`);
+        }
+      }
     }
     probe.close();
     ctl.close();

@@ -7,7 +7,8 @@
 
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { ConfigError, loadConfig } from "../config/mod.ts";
+import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
+import { CompileWorker } from "../config/compile_client.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
 import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcServer } from "../ipc/server.ts";
@@ -119,10 +120,17 @@ export async function runRunCommand(args: string[]): Promise<number> {
     return 2;
   }
   const configPath = resolve(values.config);
+  // Start-up and reloads compile on a worker thread (warm after start-up): no data-plane stall.
+  let workerLog: Logger | null = null;
+  const compiler = new CompileWorker({
+    onFallback: (e) =>
+      workerLog?.warn("config worker failed; compiling on the main thread", { error: e }),
+  });
   let loaded;
   try {
-    loaded = await loadConfig(configPath);
+    loaded = await compiler.load(configPath);
   } catch (e) {
+    compiler.close();
     console.error(
       `router run: ${configPath}: ${e instanceof ConfigError ? "invalid\n" : ""}${
         (e as Error).message
@@ -132,12 +140,14 @@ export async function runRunCommand(args: string[]): Promise<number> {
   }
   const level = (levelOverride ?? loaded.config.log.level) as Level;
   const logger = createLogger({ level, scope: "router" });
+  workerLog = logger;
   raiseFdLimit(logger);
   let router: Router;
   try {
     router = Router.start(loaded.config, loaded.engine, { logger });
   } catch (e) {
     logger.error("cannot start", { error: e });
+    compiler.close();
     return 1;
   }
   const ipcOpts = {
@@ -145,6 +155,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
     version: VERSION,
     configPath: configPath as string | null,
     logger,
+    load: (source: ConfigSource) => compiler.load(source),
   };
   const handlers = createIpcHandlers(ipcOpts);
   let ipc: IpcServer | null = null;
@@ -162,6 +173,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
     } catch (e) {
       logger.error("cannot open the IPC socket", { path: loaded.config.ipc.path, error: e });
       await router.stop();
+      compiler.close();
       return 1;
     }
   }
@@ -189,5 +201,6 @@ export async function runRunCommand(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGHUP", onHup);
   await ipc?.close();
   await router.stop();
+  compiler.close();
   return 0;
 }

@@ -213,3 +213,86 @@ async function build(
   }
   return out;
 }
+
+/** Index of the closing quote of the string whose opening quote is at `i`. */
+function stringEnd(text: string, i: number): number {
+  for (let j = i;;) {
+    j = text.indexOf('"', j + 1);
+    if (j < 0) return text.length;
+    let k = j - 1;
+    while (text.charCodeAt(k) === 92) k--;
+    if ((j - 1 - k) % 2 === 0) return j; // an even number of backslashes: not escaped
+  }
+}
+
+/** Index just past the value starting at `i` (no leading whitespace) of valid JSON. */
+function valueEnd(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  if (c === 34) return stringEnd(text, i) + 1;
+  if (c !== 123 && c !== 91) { // number, true, false, null
+    let j = i + 1;
+    for (; j < text.length; j++) {
+      const d = text.charCodeAt(j);
+      if (d === 44 || d === 125 || d === 93 || isSpace(d)) break;
+    }
+    return j;
+  }
+  let depth = 0;
+  for (let j = i; j < text.length; j++) {
+    const d = text.charCodeAt(j);
+    if (d === 34) j = stringEnd(text, j);
+    else if (d === 123 || d === 91) depth++;
+    else if ((d === 125 || d === 93) && --depth === 0) return j + 1;
+  }
+  return text.length;
+}
+
+function skipSpace(text: string, i: number): number {
+  while (i < text.length && isSpace(text.charCodeAt(i))) i++;
+  return i;
+}
+
+/**
+ * Where the members of the array at `path` (object keys from the root,
+ * e.g. `["route", "rules"]`) sit in `text`: member i is
+ * `text.slice(spans[2i], spans[2i + 1])`. `text` must be valid JSON
+ * (`JSON.parse` accepted it); null when the path does not lead to an array.
+ * For a duplicated key the last one counts, as in `JSON.parse`. One pass,
+ * strings skipped with `indexOf`, no allocation per member but the spans.
+ */
+export function arrayMemberSpans(text: string, path: readonly string[]): Int32Array | null {
+  let i = skipSpace(text, 0);
+  for (const key of path) {
+    if (text.charCodeAt(i) !== 123) return null;
+    let found = -1;
+    i = skipSpace(text, i + 1);
+    while (text.charCodeAt(i) === 34) {
+      const keyEnd = stringEnd(text, i);
+      let name = text.slice(i + 1, keyEnd);
+      if (name.includes("\\")) name = JSON.parse(text.slice(i, keyEnd + 1));
+      i = skipSpace(text, skipSpace(text, keyEnd + 1) + 1); // past ":"
+      if (name === key) found = i;
+      i = skipSpace(text, valueEnd(text, i));
+      if (text.charCodeAt(i) === 44) i = skipSpace(text, i + 1);
+    }
+    if (found < 0) return null;
+    i = found;
+  }
+  if (text.charCodeAt(i) !== 91) return null;
+  let spans = new Int32Array(1024), n = 0;
+  i = skipSpace(text, i + 1);
+  while (i < text.length && text.charCodeAt(i) !== 93) {
+    const end = valueEnd(text, i);
+    if (2 * n + 2 > spans.length) {
+      const grown = new Int32Array(spans.length * 2);
+      grown.set(spans);
+      spans = grown;
+    }
+    spans[2 * n] = i;
+    spans[2 * n + 1] = end;
+    n++;
+    i = skipSpace(text, end);
+    if (text.charCodeAt(i) === 44) i = skipSpace(text, i + 1);
+  }
+  return spans.slice(0, 2 * n);
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { TimeSlicer } from "../rules/pacing.ts";
-import { ONE_GO_CHARS, parseJsonCooperative } from "./json_cooperative.ts";
+import { arrayMemberSpans, ONE_GO_CHARS, parseJsonCooperative } from "./json_cooperative.ts";
 
 /** Pacing that pauses at every check (counts the pauses; no real waiting). */
 function eager(): TimeSlicer {
@@ -65,4 +65,38 @@ Deno.test("parseJsonCooperative() throws JSON.parse's error on invalid documents
       return true;
     });
   }
+});
+
+Deno.test("arrayMemberSpans() finds each member of the array at a key path", () => {
+  const rules = [
+    { domain: ['a\\"]}b'], outbound: "x" },
+    "str,ing",
+    12.5e3,
+    [1, [2, { "]": "}" }]],
+    null,
+    { nested: { rules: [9] } },
+  ];
+  const texts = [
+    JSON.stringify({ route: { rules } }),
+    JSON.stringify({ log: { rules: [0] }, route: { final: "x", rules }, z: [] }, null, 2),
+    // A duplicated key: the last one counts, as in JSON.parse.
+    `{"route": {"rules": [1, 2]}, "route" : { "rules" :\n${JSON.stringify(rules, null, 1)} } }`,
+    `{"\\u0072oute": {"rules": ${JSON.stringify(rules)}}}`,
+  ];
+  for (const text of texts) {
+    const spans = arrayMemberSpans(text, ["route", "rules"]);
+    assert.ok(spans, text);
+    const members = [];
+    for (let i = 0; i < spans.length; i += 2) {
+      members.push(JSON.parse(text.slice(spans[i]!, spans[i + 1]!)));
+    }
+    assert.deepEqual(members, rules, text);
+  }
+  assert.deepEqual(
+    arrayMemberSpans('{"route": {"rules": [ ]}}', ["route", "rules"]),
+    new Int32Array(0),
+  );
+  assert.equal(arrayMemberSpans('{"route": {"rules": {}}}', ["route", "rules"]), null);
+  assert.equal(arrayMemberSpans('{"route": {}}', ["route", "rules"]), null);
+  assert.equal(arrayMemberSpans("[1]", ["route", "rules"]), null);
 });

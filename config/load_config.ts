@@ -43,13 +43,13 @@ export const MAX_CONFIG_BYTES = 64 << 20;
 
 const decoder = new TextDecoder();
 
-async function readJson(
+/** Reads a JSON file's bytes (bounded); `undefined` after recording an issue at `where`. */
+export async function readJsonBytes(
   path: string,
   where: string,
   iss: Issues,
   deps: CompileDeps,
-  pacing: Pacing,
-): Promise<unknown> {
+): Promise<Uint8Array | undefined> {
   let bytes: Uint8Array;
   try {
     bytes = await (deps.readFile ?? Deno.readFile)(path);
@@ -61,10 +61,27 @@ async function readJson(
     iss.add(where, `${show(path)}: larger than ${MAX_CONFIG_BYTES} bytes`);
     return undefined;
   }
+  return bytes;
+}
+
+/** Records the issue of a text that `JSON.parse` refused. */
+export function invalidJsonIssue(path: string, where: string, iss: Issues, e: unknown): void {
+  iss.add(where, `${show(path)}: invalid JSON: ${(e as Error).message}`);
+}
+
+async function readJson(
+  path: string,
+  where: string,
+  iss: Issues,
+  deps: CompileDeps,
+  pacing: Pacing,
+): Promise<unknown> {
+  const bytes = await readJsonBytes(path, where, iss, deps);
+  if (bytes === undefined) return undefined;
   try {
     return await parseJsonCooperative(decoder.decode(bytes), pacing);
   } catch (e) {
-    iss.add(where, `${show(path)}: invalid JSON: ${(e as Error).message}`);
+    invalidJsonIssue(path, where, iss, e);
     return undefined;
   }
 }
@@ -105,10 +122,16 @@ export function parseRuleSetSource(
   return { tag, rules };
 }
 
-/** Reads rule sets and GeoIP for `config` and compiles its engine; throws `ConfigError`. */
-export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}): Promise<Engine> {
-  const pacing = deps.pacing ?? new TimeSlicer();
-  const iss = new Issues();
+/**
+ * Reads and parses the rule sets of `config` (in parallel); issues are
+ * recorded in `iss` in config order. Returns the loaded sets.
+ */
+export async function loadRuleSets(
+  config: RouterConfig,
+  deps: CompileDeps,
+  pacing: Pacing,
+  iss: Issues,
+): Promise<RuleSetSpec[]> {
   const ruleSets: RuleSetSpec[] = [];
   // Files are read in parallel; issues are kept per rule set to report them in config order.
   const perSet = config.route.rule_set.map(() => new Issues());
@@ -124,20 +147,33 @@ export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}
     ruleSets[i] = parseRuleSetSource(raw, ref.tag, `route.rule_set[${i}](${name})`, perSet[i]!);
   }));
   for (const s of perSet) iss.list.push(...s.list);
+  return ruleSets.filter((x) => x !== undefined);
+}
+
+/** Records the issue of a GeoIP database that cannot be opened. */
+export function geoipIssue(path: string, iss: Issues, e: unknown): void {
+  iss.add("route.geoip.path", `${show(path)}: ${(e as Error).message}`);
+}
+
+/** Reads rule sets and GeoIP for `config` and compiles its engine; throws `ConfigError`. */
+export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}): Promise<Engine> {
+  const pacing = deps.pacing ?? new TimeSlicer();
+  const iss = new Issues();
+  const ruleSets = await loadRuleSets(config, deps, pacing, iss);
   let geoip = deps.geoip;
   if (!geoip && config.route.geoip) {
     const p = config.route.geoip.path;
     try {
       geoip = openGeoIp(await (deps.readFile ?? Deno.readFile)(p));
     } catch (e) {
-      iss.add("route.geoip.path", `${show(p)}: ${(e as Error).message}`);
+      geoipIssue(p, iss, e);
     }
   }
   iss.throwIfAny();
   return await Engine.compile({
     rules: config.route.rules,
     final: config.route.final,
-    ruleSets: ruleSets.filter((x) => x !== undefined),
+    ruleSets,
     ...(geoip ? { geoip } : {}),
   }, pacing);
 }

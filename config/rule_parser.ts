@@ -416,6 +416,25 @@ function compactSpec(raw: unknown): RuleSpec {
 }
 
 /**
+ * A parser for the match of top-level rules that already passed validation
+ * against these references (e.g. rules compiled on another thread, whose
+ * spec is only wanted on demand). Throws a `TypeError` if a rule no longer
+ * parses.
+ */
+export function validatedRuleParser(
+  refs: Pick<RuleContext, "inbounds" | "ruleSets" | "outbounds" | "hasGeoip">,
+): (raw: unknown) => RuleSpec {
+  return (raw) => {
+    const iss = new Issues();
+    const spec = parseRuleMatch(raw, "", { ...refs, iss, usedReject: new Set() }, "top");
+    if (spec === undefined || !iss.ok) {
+      throw new TypeError(`rule no longer parses: ${iss.list[0]?.message ?? "?"}`);
+    }
+    return spec;
+  };
+}
+
+/**
  * Fast path for the bulk of big configs: a rule with only valid, already
  * normalised `domain` / `domain_suffix` / `domain_keyword` / `ip_cidr`
  * values and a known outbound becomes a {@linkcode CompactRule} without a

@@ -14,3 +14,4 @@ export * from "./stream.ts";
 export { errnoView, libc } from "./libc.ts";
 export { type LibcSymbols, SYMBOLS } from "./symbols.ts";
 export * from "./pipe_pool.ts";
+export * from "./timer_queues.ts";

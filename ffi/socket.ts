@@ -133,6 +133,15 @@ export const RLIMIT_NOFILE = 7;
 
 const encoder = new TextEncoder();
 
+// Scratch buffers of the synchronous wrappers below: the kernel fills them
+// during the call and we decode (copy) before returning, so one set per
+// isolate serves every call without allocating (hot per-flow path).
+const scratchInt = new Int32Array(1);
+const scratchIntBytes = new Uint8Array(scratchInt.buffer);
+const scratchLen = new Uint32Array(1);
+const scratchLenBytes = new Uint8Array(scratchLen.buffer);
+const scratchAddr = new Uint8Array(SOCKADDR_STORAGE_LEN);
+
 function fail(syscall: string, errno: number, detail?: string): never {
   throw new ErrnoError(syscall, errno, detail);
 }
@@ -153,8 +162,8 @@ export function tcpSocketFor(addr: Uint8Array): number {
 /** Sets an `int` socket option. */
 export function setsockoptInt(fd: number, level: number, opt: number, value: number): void {
   const E = errnoView();
-  const v = new Int32Array([value]);
-  const r = libc().setsockopt(fd, level, opt, new Uint8Array(v.buffer), 4);
+  scratchInt[0] = value;
+  const r = libc().setsockopt(fd, level, opt, scratchIntBytes, 4);
   if (r < 0) fail("setsockopt", E[0]!, `level=${level} opt=${opt}`);
 }
 
@@ -168,17 +177,11 @@ export function setsockoptBytes(fd: number, level: number, opt: number, value: U
 /** Reads an `int` socket option. */
 export function getsockoptInt(fd: number, level: number, opt: number): number {
   const E = errnoView();
-  const v = new Int32Array(1);
-  const len = new Uint32Array([4]);
-  const r = libc().getsockopt(
-    fd,
-    level,
-    opt,
-    new Uint8Array(v.buffer),
-    new Uint8Array(len.buffer),
-  );
+  scratchInt[0] = 0;
+  scratchLen[0] = 4;
+  const r = libc().getsockopt(fd, level, opt, scratchIntBytes, scratchLenBytes);
   if (r < 0) fail("getsockopt", E[0]!, `level=${level} opt=${opt}`);
-  return v[0]!;
+  return scratchInt[0]!;
 }
 
 /** Reads a socket option as bytes (at most `maxLen`); returns the bytes the kernel wrote. */
@@ -250,21 +253,19 @@ export function connect(fd: number, ep: Endpoint): boolean {
 /** The local address of `fd` (for a TPROXY-accepted socket: the original destination). */
 export function getsockname(fd: number): Endpoint {
   const E = errnoView();
-  const buf = new Uint8Array(SOCKADDR_STORAGE_LEN);
-  const len = new Uint32Array([SOCKADDR_STORAGE_LEN]);
-  const r = libc().getsockname(fd, buf, new Uint8Array(len.buffer));
+  scratchLen[0] = SOCKADDR_STORAGE_LEN;
+  const r = libc().getsockname(fd, scratchAddr, scratchLenBytes);
   if (r < 0) fail("getsockname", E[0]!);
-  return decodeSockaddr(buf, len[0]!);
+  return decodeSockaddr(scratchAddr, scratchLen[0]!);
 }
 
 /** The peer address of `fd`. */
 export function getpeername(fd: number): Endpoint {
   const E = errnoView();
-  const buf = new Uint8Array(SOCKADDR_STORAGE_LEN);
-  const len = new Uint32Array([SOCKADDR_STORAGE_LEN]);
-  const r = libc().getpeername(fd, buf, new Uint8Array(len.buffer));
+  scratchLen[0] = SOCKADDR_STORAGE_LEN;
+  const r = libc().getpeername(fd, scratchAddr, scratchLenBytes);
   if (r < 0) fail("getpeername", E[0]!);
-  return decodeSockaddr(buf, len[0]!);
+  return decodeSockaddr(scratchAddr, scratchLen[0]!);
 }
 
 /** `SO_DOMAIN`: the socket's address family. */
@@ -319,8 +320,11 @@ export function close(fd: number): void {
 
 /** Sets `SO_LINGER {on, 0}` so that close() sends a RST instead of a FIN. */
 export function setLingerZero(fd: number): void {
-  setsockoptBytes(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(new Int32Array([1, 0]).buffer));
+  setsockoptBytes(fd, SOL_SOCKET, SO_LINGER, LINGER_ZERO);
 }
+
+/** `struct linger { 1, 0 }`, read-only input of {@linkcode setLingerZero}. */
+const LINGER_ZERO = new Uint8Array(new Int32Array([1, 0]).buffer);
 
 /** Creates a non-blocking, close-on-exec pipe: `[readFd, writeFd]`. */
 export function pipe(): [number, number] {

@@ -10,6 +10,7 @@ import type { Endpoint } from "../core/types.ts";
 import { formatEndpoint } from "../core/ip.ts";
 import { ClosedError, Errno, ErrnoError, TimeoutError } from "./errno.ts";
 import { defaultReactor, type Reactor } from "./reactor.ts";
+import { defaultTimerQueues, type TimeoutHandle, type TimerQueues } from "./timer_queues.ts";
 import { familyOf } from "./sockaddr.ts";
 import {
   applySocketOptions,
@@ -222,6 +223,10 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Reactor (default: {@linkcode defaultReactor}). */
   reactor?: Reactor;
+  /** Timer queues for the connect timeout (default: the isolate's shared ones). */
+  timers?: TimerQueues;
+  /** `TCP_NODELAY` (default true: a relay must not add Nagle delays of its own). */
+  noDelay?: boolean;
 }
 
 /**
@@ -236,7 +241,8 @@ export async function connectTcp(dst: Endpoint, opts: ConnectOptions): Promise<F
   const reactor = opts.reactor ?? defaultReactor();
   const fd = socket(family, SOCK_STREAM);
   let stream: FdStream | null = null;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timers = opts.timers ?? defaultTimerQueues();
+  let timer: TimeoutHandle | undefined;
   let onAbort: (() => void) | undefined;
   try {
     const so: SocketOptions = {};
@@ -244,6 +250,7 @@ export async function connectTcp(dst: Endpoint, opts: ConnectOptions): Promise<F
     if (opts.bindInterface !== undefined) so.bindInterface = opts.bindInterface;
     if (opts.tos !== undefined) so.tos = opts.tos;
     applySocketOptions(fd, family, so);
+    if (opts.noDelay ?? true) setsockoptInt(fd, SOL_TCP, TCP_NODELAY, 1);
     if (opts.bindAddress) {
       if (opts.bindAddress.length !== dst.addr.length) {
         throw new RangeError(
@@ -270,14 +277,14 @@ export async function connectTcp(dst: Endpoint, opts: ConnectOptions): Promise<F
       failure = e;
       reactor.cancel(fd, "write", e);
     };
-    timer = setTimeout(
+    timer = timers.set(
+      opts.timeoutMs,
       () =>
         cancel(
           new TimeoutError(
             `connect to ${formatEndpoint(dst)} timed out after ${opts.timeoutMs} ms`,
           ),
         ),
-      opts.timeoutMs,
     );
     if (opts.signal) {
       const signal = opts.signal;
@@ -302,7 +309,7 @@ export async function connectTcp(dst: Endpoint, opts: ConnectOptions): Promise<F
     else closeFd(fd);
     throw e;
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
+    if (timer !== undefined) timers.clear(timer);
     if (onAbort) opts.signal?.removeEventListener("abort", onAbort);
   }
 }

@@ -47,6 +47,8 @@ import {
   SOL_IP,
   SOL_IPV6,
   SOL_SOCKET,
+  SOL_TCP,
+  TCP_NODELAY,
   WOULD_BLOCK,
 } from "../ffi/socket.ts";
 import { FdStream } from "../ffi/stream.ts";
@@ -170,6 +172,10 @@ export class TcpListener implements AsyncIterable<AcceptedConn> {
         if (family === AF_INET6) setsockoptInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1);
         else setsockoptInt(fd, SOL_IP, IP_TRANSPARENT, 1);
       }
+      // Accepted sockets inherit TCP_NODELAY from the listener: a relay must
+      // not add Nagle delays of its own to small writes, and this costs no
+      // syscall per flow.
+      setsockoptInt(fd, SOL_TCP, TCP_NODELAY, 1);
       bind(fd, { addr, port: opts.port });
       listen(fd, opts.backlog ?? 1024);
     } catch (e) {

@@ -8,6 +8,7 @@ import {
   close,
   connect,
   getNofileLimit,
+  getsockoptInt,
   IP6T_SO_ORIGINAL_DST,
   setNofileLimit,
   SO_ORIGINAL_DST,
@@ -15,6 +16,8 @@ import {
   socket,
   SOL_IP,
   SOL_IPV6,
+  SOL_TCP,
+  TCP_NODELAY,
 } from "../ffi/socket.ts";
 import { connectTcp } from "../ffi/stream.ts";
 import { LOOP4, LOOP6 } from "../ffi/_test_util.ts";
@@ -182,6 +185,17 @@ Deno.test("TcpListener survives EMFILE: backs off, warns, then accepts", async (
   }
   assert.ok(lines.some((s) => s.includes("WARN") && s.includes("EMFILE")), lines.join("\n"));
   for (const fd of clients) close(fd);
+  await l.close();
+  await defaultReactor().idle();
+});
+
+Deno.test("TcpListener: accepted and dialled sockets have TCP_NODELAY set", async () => {
+  const l = TcpListener.open({ mode: "tproxy", listen: "127.0.0.1", port: 0 });
+  const { client, conn } = await roundTrip(l, LOOP4);
+  assert.equal(getsockoptInt(conn.stream.fd, SOL_TCP, TCP_NODELAY), 1, "accepted (inherited)");
+  assert.equal(getsockoptInt(client.fd, SOL_TCP, TCP_NODELAY), 1, "dialled by connectTcp");
+  client.close();
+  conn.stream.close();
   await l.close();
   await defaultReactor().idle();
 });

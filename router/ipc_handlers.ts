@@ -7,6 +7,8 @@
  */
 
 import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
+import type { RouterConfig } from "../config/schema.ts";
+import type { Engine } from "../rules/engine.ts";
 import type { Logger } from "../core/log.ts";
 import { IpcError } from "../ipc/protocol.ts";
 import {
@@ -51,6 +53,11 @@ export interface RouterIpcOptions {
   readonly logger: Logger;
   /** Hook run after a successful reload (e.g. to change the log level). */
   readonly onReload?: () => void;
+  /**
+   * Loads a config for `reload` (default `loadConfig`); the router passes a
+   * `CompileWorker`'s `load`, which compiles off the data-plane thread.
+   */
+  readonly load?: (source: ConfigSource) => Promise<{ config: RouterConfig; engine: Engine }>;
 }
 
 /** Builds the IPC handlers for a router. */
@@ -110,7 +117,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
     const t0 = performance.now();
     try {
-      const { config, engine } = await loadConfig(source);
+      const { config, engine } = await (opts.load ?? loadConfig)(source);
       const summary = router.reload(config, engine, { closeRemoved });
       if (typeof source === "string") opts.configPath = source;
       else opts.configPath = null;

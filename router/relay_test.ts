@@ -176,3 +176,64 @@ Deno.test("relay() leaks no fds over 10,000 flows", async () => {
   back.close();
   await defaultReactor().idle();
 });
+
+Deno.test("relay() (splice) holds no pipe while the flow is idle", async () => {
+  const front = new TestServer();
+  const back = new TestServer();
+  const pool = new PipePool({ maxIdle: 8 });
+  const f = await flow(front, back);
+  const done = relay(f.a, f.b, { idleTimeoutMs: 30_000, pipePool: pool });
+  const buf = new Uint8Array(16);
+  // One request/response: each direction takes a pipe while bytes move...
+  await f.client.writeAll(new Uint8Array([1, 2, 3]));
+  assert.equal(await f.remote.read(buf), 3);
+  await f.remote.writeAll(new Uint8Array([4, 5]));
+  assert.equal(await f.client.read(buf), 2);
+  // ...and gave it back before waiting for more: an idle flow holds none.
+  assert.ok(pool.created >= 1);
+  assert.equal(pool.idle, pool.created, `${pool.created} created, ${pool.idle} idle`);
+  f.client.shutdownWrite();
+  f.remote.shutdownWrite();
+  const res = await done;
+  assert.equal(res.reason, "eof");
+  assert.deepEqual([res.up, res.down], [3, 2]);
+  pool.drain();
+  f.client.close();
+  f.remote.close();
+  front.close();
+  back.close();
+  await defaultReactor().idle();
+});
+
+Deno.test("relay() ends flows of one idle timeout on a shared sweep, each after its own silence", async () => {
+  const front = new TestServer();
+  const back = new TestServer();
+  const f1 = await flow(front, back);
+  const f2 = await flow(front, back);
+  const d1 = relay(f1.a, f1.b, { idleTimeoutMs: 300 });
+  const d2 = relay(f2.a, f2.b, { idleTimeoutMs: 300 });
+  // Keep flow 2 busy for a while: it must outlive the quiet flow 1.
+  let busy = true;
+  const pinger = (async () => {
+    const buf = new Uint8Array(4);
+    while (busy) {
+      await f2.client.writeAll(new Uint8Array([9]));
+      await f2.remote.read(buf);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  const r1 = await d1;
+  assert.equal(r1.reason, "idle");
+  assert.ok(!f2.a.closed, "the busy flow is still open when the quiet one went idle");
+  busy = false;
+  await pinger;
+  const r2 = await d2;
+  assert.equal(r2.reason, "idle");
+  for (const f of [f1, f2]) {
+    f.client.close();
+    f.remote.close();
+  }
+  front.close();
+  back.close();
+  await defaultReactor().idle();
+});

@@ -13,6 +13,7 @@ import { formatEndpoint } from "../core/ip.ts";
 import type { Logger } from "../core/log.ts";
 import type { Endpoint, FlowMeta } from "../core/types.ts";
 import type { Reactor } from "../ffi/reactor.ts";
+import { defaultTimerQueues, type TimeoutHandle } from "../ffi/timer_queues.ts";
 import type { FdStream } from "../ffi/stream.ts";
 import { type AcceptedConn, TcpListener } from "../inbound/tproxy_tcp.ts";
 import { markForRules } from "../inbound/flow_marks.ts";
@@ -22,7 +23,7 @@ import { buildHealthSpec, buildOutbound, outboundKey } from "../outbound/registr
 import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts"; // [health]
 import type { Engine } from "../rules/engine.ts";
 import { type RuleHits, RuleStats } from "../rules/rule_stats.ts";
-import { sniffStream } from "../sniff/sniff.ts";
+import { type SniffClock, sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
 import { relay } from "./relay.ts";
 import { UdpPlane, type UdpPlaneStats } from "./udp_plane.ts"; // [udp-plane]
@@ -62,6 +63,8 @@ export interface RouterOptions {
   readonly maxFlows?: number;
   /** Bytes the TCP sniffer looks at (default 16 KiB). */
   readonly sniffMaxBytes?: number;
+  /** Open the TCP listeners with SO_REUSEPORT (one router per worker isolate). */
+  readonly reusePort?: boolean;
   /** Health checker settings (clock, concurrency, thresholds); defaults suit production. */
   readonly health?: HealthCheckerOptions; // [health]
 }
@@ -86,10 +89,18 @@ export interface RouteTestAnswer {
 
 const SNIFF_PEEK_BYTES = 16 * 1024;
 
+/** The sniff deadline on the shared timer queues: no timer object per flow. */
+const SNIFF_CLOCK: SniffClock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => defaultTimerQueues().set(ms, fn),
+  clearTimeout: (h) => defaultTimerQueues().clear(h as TimeoutHandle),
+};
+
 /** The data plane of one isolate. */
 export class Router {
   readonly #log: Logger;
   readonly #reactor: Reactor | undefined;
+  readonly #reusePort: boolean;
   readonly #flows: FlowTable;
   readonly #sniffMax: number;
   readonly #peekBuf: Uint8Array;
@@ -110,6 +121,7 @@ export class Router {
   private constructor(snap: Snapshot, opts: RouterOptions) {
     this.#log = opts.logger;
     this.#reactor = opts.reactor;
+    this.#reusePort = opts.reusePort ?? false;
     this.#flows = new FlowTable({ maxFlows: opts.maxFlows ?? 65536 });
     this.#sniffMax = opts.sniffMaxBytes ?? SNIFF_PEEK_BYTES;
     this.#peekBuf = new Uint8Array(this.#sniffMax);
@@ -182,6 +194,7 @@ export class Router {
       mode: inbound.mode,
       listen: inbound.listen,
       port: inbound.listen_port,
+      reusePort: this.#reusePort,
       logger: this.#log.child(`inbound/${inbound.tag}`),
       ...(this.#reactor ? { reactor: this.#reactor } : {}),
     });
@@ -378,6 +391,7 @@ export class Router {
         maxBytes: this.#sniffMax,
         timeoutMs,
         signal: flow.abort.signal,
+        clock: SNIFF_CLOCK,
       });
     } finally {
       // The sniffer gave up (timeout: a server-speaks-first protocol) while

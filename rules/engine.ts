@@ -16,12 +16,12 @@
  */
 
 import type { Decision, FlowMeta } from "../core/types.ts";
-import { CidrIndexBuilder } from "./item_cidr.ts";
-import type { CidrIndex } from "./item_cidr.ts";
-import { DomainIndexBuilder } from "./item_domain.ts";
-import type { DomainIndex } from "./item_domain.ts";
+import { CidrIndex, CidrIndexBuilder } from "./item_cidr.ts";
+import type { CidrImage } from "./item_cidr.ts";
+import { DomainIndex, DomainIndexBuilder } from "./item_domain.ts";
+import type { DomainImage } from "./item_domain.ts";
 import { type GeoIpLookup, noGeoIp } from "./item_geoip.ts";
-import { PortIndex } from "./item_port.ts";
+import { type PortEntry, type PortImage, PortIndex } from "./item_port.ts";
 import {
   type CompiledRuleSet,
   DefaultMatcher,
@@ -29,10 +29,10 @@ import {
   LogicalMatcher,
   type Matcher,
 } from "./matcher.ts";
-import { fingerprint } from "./fingerprint.ts";
+import { fingerprintHash } from "./fingerprint.ts";
 import { CompactRule } from "./compact_rule.ts";
 import type { Pacing } from "./pacing.ts";
-import type { PortRange, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
+import type { DefaultRuleSpec, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
 
 /** What {@linkcode Engine.explain} reports. */
 export interface Explanation {
@@ -62,21 +62,101 @@ const NONE = 0x7fffffff;
 /** Rules compiled between two checks of the time budget (see {@linkcode Engine.compile}). */
 const STEP = 256;
 
+/**
+ * The compiled indexes of an engine as plain data: typed arrays (and a few
+ * regex sources), so a worker can build them and transfer the buffers to
+ * the data-plane thread without copying (see {@linkcode EngineWire}).
+ */
+export interface EngineImage {
+  /** Per rule node: `top << 3 | PURE? | witness kind`. */
+  readonly nodeInfo: Int32Array;
+  /** Top-level rules no index can propose, in order. */
+  readonly always: Int32Array;
+  readonly domains: DomainImage;
+  readonly dstCidr: CidrImage;
+  readonly srcCidr: CidrImage;
+  readonly ports: PortImage;
+}
+
+/**
+ * A compiled engine minus its per-rule metadata, as data that crosses a
+ * thread boundary (structured clone; typed arrays transferred). Rules the
+ * indexes answer alone (compact, pure) need nothing more; the others
+ * ("complex": logical, inverted, GeoIP, ports, ...) are rebuilt from their
+ * specs, with every index-answered list (domains, CIDRs) cut to its first
+ * item: matchers only test whether such a list is empty.
+ */
+export interface EngineWire {
+  readonly image: EngineImage;
+  readonly final: string;
+  readonly ruleCount: number;
+  /** Rule sets, in compile order, with index-answered lists cut (see above). */
+  readonly ruleSets: readonly RuleSetSpec[];
+  /** Indexes of the complex top-level rules, ascending. */
+  readonly complex: Int32Array;
+  /** Per complex rule: its first node id. */
+  readonly complexFirst: Int32Array;
+  /** Per complex rule: its match, lists cut (see above). */
+  readonly complexSpecs: readonly RuleSpec[];
+}
+
+/**
+ * What an engine knows of each rule besides its indexes: the outbound, the
+ * rule as written (for `explain`), its fingerprint (for {@linkcode RuleStats})
+ * and, materialised on demand, the {@linkcode RouteRule} list.
+ */
+export interface RuleTable {
+  readonly count: number;
+  /** Outbound tag of rule `i`. */
+  outbound(i: number): string;
+  /** Rule `i` as written in the config. */
+  raw(i: number): unknown;
+  /** {@linkcode fingerprintHash} of rule `i`'s JSON. */
+  fingerprint(i: number): number;
+  /** All rules (may be built on first access). */
+  readonly rules: readonly RouteRule[];
+}
+
+/** A {@linkcode RuleTable} over a list of parsed rules; fingerprints computed on demand. */
+class ListRuleTable implements RuleTable {
+  readonly rules: readonly RouteRule[];
+  #fps: Float64Array | null = null;
+
+  constructor(rules: readonly RouteRule[]) {
+    this.rules = rules;
+  }
+
+  get count(): number {
+    return this.rules.length;
+  }
+
+  outbound(i: number): string {
+    return this.rules[i]!.outbound;
+  }
+
+  raw(i: number): unknown {
+    return this.rules[i]!.raw;
+  }
+
+  fingerprint(i: number): number {
+    const fps = this.#fps ??= new Float64Array(this.rules.length).fill(-1);
+    const f = fps[i]!;
+    return f >= 0 ? f : (fps[i] = fingerprintHash(this.rules[i]!.raw));
+  }
+}
+
 /** Everything the constructor needs; built by {@linkcode buildParts}. */
 interface Parts {
   readonly top: (Matcher | null)[];
-  readonly nodeInfo: Int32Array;
-  readonly always: Int32Array;
-  readonly domains: DomainIndex;
-  readonly dstCidr: CidrIndex;
-  readonly srcCidr: CidrIndex;
-  readonly ports: PortIndex;
+  readonly image: EngineImage;
+  /** Complex rules: their indexes and first node ids (see {@linkcode EngineWire}). */
+  readonly complex: Int32Array;
+  readonly complexFirst: Int32Array;
 }
 
 /** A compiled, immutable rule snapshot. Build a new one to reload. */
 export class Engine {
-  /** The route rules this engine was built from. */
-  readonly rules: readonly RouteRule[];
+  readonly #table: RuleTable;
   /** Tag used when no rule matches. */
   readonly final: string;
   /** Compiled top-level rules; null for rules the indexes alone answer (compact, pure). */
@@ -99,7 +179,6 @@ export class Engine {
   #best = NONE;
   readonly #hits: Float64Array;
   #finalHits = 0;
-  #fingerprints: (string | undefined)[] | null = null;
 
   readonly #stampDst = (node: number): void => {
     const info = this.#nodeInfo[node]!;
@@ -123,24 +202,94 @@ export class Engine {
    * (already validated). For big rule lists prefer {@linkcode Engine.compile},
    * which gives the event loop a turn while it works.
    */
-  constructor(opts: EngineOptions, parts?: Parts) {
+  constructor(opts: EngineOptions, parts?: Parts);
+  /** @internal Used by {@linkcode Engine.fromWire}. */
+  constructor(opts: EngineOptions, parts: Parts, table: RuleTable);
+  constructor(opts: EngineOptions, parts?: Parts, table?: RuleTable) {
     const p = parts ?? runToEnd(buildParts(opts));
-    this.rules = opts.rules;
+    const img = p.image;
+    this.#table = table ?? new ListRuleTable(opts.rules);
     this.final = opts.final;
     this.#top = p.top;
-    this.#nodeInfo = p.nodeInfo;
-    this.#always = p.always;
-    this.#domains = p.domains;
-    this.#dstCidr = p.dstCidr;
-    this.#srcCidr = p.srcCidr;
-    this.#ports = p.ports;
-    const n = opts.rules.length;
-    this.#scratch = new FlowScratch(p.nodeInfo.length, opts.geoip ?? noGeoIp);
+    this.#nodeInfo = img.nodeInfo;
+    this.#always = img.always;
+    this.#domains = new DomainIndex(img.domains);
+    this.#dstCidr = new CidrIndex(img.dstCidr);
+    this.#srcCidr = new CidrIndex(img.srcCidr);
+    this.#ports = new PortIndex(img.ports);
+    const n = this.#table.count;
+    this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp);
     this.#cand = new Int32Array(n);
     this.#candSeen = new Uint32Array(n);
     this.#decisions = new Array(n);
     this.#finalDecision = Object.freeze({ outbound: opts.final, rule: null });
     this.#hits = new Float64Array(n);
+  }
+
+  /**
+   * Compiles `opts` into an {@linkcode EngineWire} (on a worker thread, say);
+   * {@linkcode Engine.fromWire} turns it into an engine without rebuilding
+   * the indexes. Send it with {@linkcode wireTransferList} as the transfer list.
+   */
+  static compileWire(opts: EngineOptions): EngineWire {
+    const p = runToEnd(buildParts(opts));
+    return {
+      image: p.image,
+      final: opts.final,
+      ruleCount: opts.rules.length,
+      ruleSets: (opts.ruleSets ?? []).map((s) => ({ tag: s.tag, rules: s.rules.map(cutLists) })),
+      complex: p.complex,
+      complexFirst: p.complexFirst,
+      complexSpecs: Array.from(p.complex, (i) => cutLists(opts.rules[i]!.match)),
+    };
+  }
+
+  /**
+   * An engine from an {@linkcode EngineWire}: the indexes are used as they
+   * are; only the complex rules' matchers are built (a few objects each).
+   * `table` gives the per-rule metadata (its `count` must be `wire.ruleCount`).
+   */
+  static fromWire(wire: EngineWire, table: RuleTable, geoip?: GeoIpLookup): Engine {
+    if (table.count !== wire.ruleCount) {
+      throw new RangeError(`rule table has ${table.count} rules, wire ${wire.ruleCount}`);
+    }
+    let next = 0;
+    const sets = new Map<string, CompiledRuleSet>();
+    const compile = (spec: RuleSpec): Matcher => {
+      if (spec.type === "logical") {
+        return new LogicalMatcher(spec.mode, spec.rules.map(compile), spec.invert);
+      }
+      return new DefaultMatcher(next++, spec, resolveSets(spec, sets));
+    };
+    for (const set of wire.ruleSets) {
+      sets.set(set.tag, { tag: set.tag, rules: set.rules.map(compile) });
+    }
+    const top: (Matcher | null)[] = new Array(wire.ruleCount).fill(null);
+    for (let k = 0; k < wire.complex.length; k++) {
+      next = wire.complexFirst[k]!;
+      top[wire.complex[k]!] = compile(wire.complexSpecs[k]!);
+    }
+    const parts: Parts = {
+      top,
+      image: wire.image,
+      complex: wire.complex,
+      complexFirst: wire.complexFirst,
+    };
+    return new Engine(
+      { rules: [], final: wire.final, ...(geoip ? { geoip } : {}) },
+      parts,
+      table,
+    );
+  }
+
+  /** The route rules this engine was built from (for a wire-built engine: built on first access). */
+  get rules(): readonly RouteRule[] {
+    return this.#table.rules;
+  }
+
+  /** Outbound tag of rule `i`. */
+  outboundOf(i: number): string {
+    return this.#table.outbound(i);
   }
 
   /**
@@ -206,7 +355,7 @@ export class Engine {
     }
     this.#hits[i]!++;
     return this.#decisions[i] ?? (this.#decisions[i] = {
-      outbound: this.rules[i]!.outbound,
+      outbound: this.#table.outbound(i),
       rule: i,
     });
   }
@@ -215,14 +364,14 @@ export class Engine {
   explain(flow: FlowMeta): Explanation {
     const i = this.#first(flow);
     if (i < 0) return { outbound: this.final, rule: null, final: true, rule_json: null };
-    const r = this.rules[i]!;
-    return { outbound: r.outbound, rule: i, final: false, rule_json: r.raw };
+    const t = this.#table;
+    return { outbound: t.outbound(i), rule: i, final: false, rule_json: t.raw(i) };
   }
 
   /** Sizes of the compiled structures (status output, benches). */
   get layout(): { rules: number; nodes: number; walked: number; cidrs: number } {
     return {
-      rules: this.rules.length,
+      rules: this.#table.count,
       nodes: this.#nodeInfo.length,
       walked: this.#always.length,
       cidrs: this.#dstCidr.size + this.#srcCidr.size,
@@ -231,7 +380,7 @@ export class Engine {
 
   /** Number of route rules. */
   get ruleCount(): number {
-    return this.rules.length;
+    return this.#table.count;
   }
 
   /** Hits of rule `i` (including hits carried over by {@linkcode RuleStats}). */
@@ -250,10 +399,9 @@ export class Engine {
     else if (i >= 0 && i < this.#hits.length) this.#hits[i] = value;
   }
 
-  /** Canonical fingerprint of rule `i` (computed on first use, then cached). */
-  fingerprint(i: number): string {
-    const fps = this.#fingerprints ??= new Array(this.rules.length);
-    return fps[i] ??= fingerprint(this.rules[i]!.raw);
+  /** {@linkcode fingerprintHash} of rule `i` (computed on first use, then cached). */
+  fingerprint(i: number): number {
+    return this.#table.fingerprint(i);
   }
 }
 
@@ -295,12 +443,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     if (spec.type === "logical") {
       return new LogicalMatcher(spec.mode, spec.rules.map(compile), spec.invert);
     }
-    const rs = spec.rule_set.length === 0 ? NO_SETS : spec.rule_set.map((tag) => {
-      const set = sets.get(tag);
-      if (!set) throw new ReferenceError(`rule set "${tag}" is not loaded`);
-      return set;
-    });
-    const m = new DefaultMatcher(info.length, spec, rs);
+    const m = new DefaultMatcher(info.length, spec, resolveSets(spec, sets));
     nodes.push(m);
     info.push(0);
     return m;
@@ -311,7 +454,8 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   const rules = opts.rules;
   const top: (Matcher | null)[] = new Array(rules.length);
   const always: number[] = [];
-  const portEntries: { node: number; ranges: readonly PortRange[] }[] = [];
+  const complex: number[] = [], complexFirst: number[] = [];
+  const portEntries: PortEntry[] = [];
   const mark = (node: DefaultMatcher, kind: number, i: number, pure: boolean) => {
     info.data[node.id] = (i << 3) | (pure ? PURE : 0) | kind;
     if (kind === W_PORT) portEntries.push({ node: node.id, ranges: node.spec.port });
@@ -325,6 +469,8 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
       info.push((i << 3) | PURE | W_DST);
       continue;
     }
+    complex.push(i);
+    complexFirst.push(info.length);
     const m = compile(r.match);
     top[i] = m;
     if (m instanceof DefaultMatcher) { // the common case, without the allocation below
@@ -350,20 +496,67 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     if (sp.source_ip_cidr.length) src.add(n.id, sp.source_ip_cidr);
   }
   yield;
-  const builtDomains = domains.build();
+  const builtDomains = domains.buildImage();
   yield;
-  const dstCidr = dst.build();
+  const dstCidr = dst.buildImage();
   yield;
-  const srcCidr = src.build();
+  const srcCidr = src.buildImage();
   return {
     top,
-    nodeInfo: info.data.slice(0, info.length),
-    always: Int32Array.from(always),
-    domains: builtDomains,
-    dstCidr,
-    srcCidr,
-    ports: new PortIndex(portEntries),
+    image: {
+      nodeInfo: info.data.slice(0, info.length),
+      always: Int32Array.from(always),
+      domains: builtDomains,
+      dstCidr,
+      srcCidr,
+      ports: new PortIndex(portEntries).image,
+    },
+    complex: Int32Array.from(complex),
+    complexFirst: Int32Array.from(complexFirst),
   };
+}
+
+function resolveSets(
+  spec: DefaultRuleSpec,
+  sets: ReadonlyMap<string, CompiledRuleSet>,
+): readonly CompiledRuleSet[] {
+  return spec.rule_set.length === 0 ? NO_SETS : spec.rule_set.map((tag) => {
+    const set = sets.get(tag);
+    if (!set) throw new ReferenceError(`rule set "${tag}" is not loaded`);
+    return set;
+  });
+}
+
+/** `spec` with every index-answered list cut to its first item (see {@linkcode EngineWire}). */
+function cutLists(spec: RuleSpec): RuleSpec {
+  if (spec.type === "logical") return { ...spec, rules: spec.rules.map(cutLists) };
+  return {
+    ...spec,
+    domain: spec.domain.slice(0, 1),
+    domain_suffix: spec.domain_suffix.slice(0, 1),
+    domain_keyword: spec.domain_keyword.slice(0, 1),
+    domain_regex: spec.domain_regex.slice(0, 1),
+    ip_cidr: spec.ip_cidr.slice(0, 1),
+    source_ip_cidr: spec.source_ip_cidr.slice(0, 1),
+  };
+}
+
+/**
+ * The buffers of every typed array in `value` (an {@linkcode EngineWire} or
+ * anything holding one), for `postMessage(msg, transfer)`.
+ */
+export function wireTransferList(value: unknown): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  const walk = (v: unknown): void => {
+    if (typeof v !== "object" || v === null) return;
+    if (ArrayBuffer.isView(v)) {
+      if (v.buffer instanceof ArrayBuffer) out.add(v.buffer);
+      return;
+    }
+    for (const x of Array.isArray(v) ? v : Object.values(v)) walk(x);
+  };
+  walk(value);
+  return [...out];
 }
 
 /** Indexes the values of a compact rule (validated by the config parser) under `node`. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/parse_config.ts";
-import { Engine } from "./engine.ts";
+import { Engine, wireTransferList } from "./engine.ts";
 import { flow, type FlowInit } from "./_testing.ts";
 import type { GeoIpLookup } from "./item_geoip.ts";
 
@@ -235,4 +235,68 @@ Deno.test("Engine.compile() pauses when due and builds the same engine as the co
   assert.deepEqual(ruleOf(paced, { domain: "x.n3.com" }), 3);
   assert.deepEqual(ruleOf(paced, { domain: "n2.com" }), 2);
   assert.deepEqual(ruleOf(paced, { dst: "2001:db8:7::1" }), 7);
+});
+
+Deno.test("Engine.fromWire() after a transfer routes like the engine compiled in place", () => {
+  const rules: unknown[] = [
+    { domain_suffix: ["x.com"], outbound: "a" },
+    { domain_keyword: ["goo"], port: 443, outbound: "b" },
+    { rule_set: ["s0"], outbound: "b" },
+    {
+      type: "logical",
+      mode: "or",
+      rules: [{ port: 22 }, { domain_regex: "^ssh\\." }],
+      outbound: "a",
+    },
+    { ip_cidr: ["10.0.0.0/8", "2001:db8::/32"], invert: true, network: "udp", outbound: "a" },
+    { source_ip_cidr: ["192.168.0.0/16"], source_port_range: ["1000:2000"], outbound: "b" },
+    { ip_cidr: ["172.16.0.0/12"], outbound: "b" },
+  ];
+  const ruleSets = [[{ domain: ["set.org"] }, { ip_cidr: ["9.9.0.0/16"], port: 53 }]];
+  const here = engine(rules, { ruleSets });
+  const config = parseConfig({
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "direct", tag: "a" }, {
+      type: "direct",
+      tag: "b",
+    }],
+    route: {
+      rule_set: ruleSets.map((rules, i) => ({ type: "inline", tag: `s${i}`, rules })),
+      rules,
+      final: "direct",
+    },
+  }, { baseDir: "/" });
+  const sets = config.route.rule_set.map((s) => ({
+    tag: s.tag,
+    rules: s.type === "inline" ? s.rules : [],
+  }));
+  const wire = Engine.compileWire({ rules: config.route.rules, final: "direct", ruleSets: sets });
+  const transfer = wireTransferList(wire);
+  assert.ok(transfer.length >= 10, `${transfer.length} buffers`);
+  const moved = structuredClone(wire, { transfer });
+  assert.equal(wire.image.nodeInfo.length, 0, "the buffers were moved, not copied");
+  const there = Engine.fromWire(moved, {
+    count: config.route.rules.length,
+    outbound: (i) => config.route.rules[i]!.outbound,
+    raw: (i) => config.route.rules[i]!.raw,
+    fingerprint: () => 0,
+    rules: config.route.rules,
+  });
+  const flows: FlowInit[] = [
+    { domain: "a.x.com" },
+    { domain: "google.com", dport: 443 },
+    { domain: "google.com", dport: 80 },
+    { domain: "set.org" },
+    { dst: "9.9.1.1", dport: 53 },
+    { dst: "9.9.1.1", dport: 54, network: "udp" },
+    { domain: "ssh.host" },
+    { dport: 22, dst: "10.1.1.1" },
+    { dst: "10.1.1.1", network: "udp" },
+    { dst: "11.1.1.1", network: "udp" },
+    { dst: "2001:db8::1", network: "tcp", src: "192.168.3.3", sport: 1500 },
+    { dst: "172.20.0.1" },
+  ];
+  for (const init of flows) {
+    assert.deepEqual(there.explain(flow(init)), here.explain(flow(init)), JSON.stringify(init));
+  }
+  assert.deepEqual(there.layout, here.layout);
 });

@@ -9,6 +9,9 @@
  * node at depth 16 and the posting lists met above it, so an IPv4 lookup
  * usually walks only the bits between /16 and its longest prefix.
  *
+ * The frozen index is plain data ({@linkcode CidrImage}: typed arrays), so
+ * it can be built on a worker thread and handed over without copying.
+ *
  * @module
  */
 
@@ -67,48 +70,80 @@ class TrieBuilder {
   }
 }
 
-/** A frozen trie of one family with its jump table. */
-class Trie {
+/** A frozen trie of one family with its jump table, as plain data. */
+export interface TrieImage {
+  /** [list, child0, child1] per node. */
   readonly nodes: Int32Array;
   /** Node at depth 16 for each 16-bit head, or 0 when no prefix of /16 or longer is under it. */
   readonly jump: Int32Array;
   /** Chain of the lists met strictly above depth 16 for each head, or -1. */
-  readonly above = new Int32Array(1 << JUMP_BITS).fill(-1);
+  readonly above: Int32Array;
   /** Chain c = list ids chainData[chainStart[c] .. chainStart[c + 1]). */
   readonly chainStart: Int32Array;
   readonly chainData: Int32Array;
+}
 
-  constructor(b: TrieBuilder) {
-    const nodes = b.nodes.subarray(0, 3 * b.count); // no copy: spare capacity is under 50%
-    this.nodes = nodes;
-    this.jump = b.heads ?? new Int32Array(1 << JUMP_BITS);
-    const starts: number[] = [0];
-    const data: number[] = [];
-    const newChain = (parent: number, list: number): number => {
-      if (parent >= 0) {
-        for (let i = starts[parent]!; i < starts[parent + 1]!; i++) data.push(data[i]!);
+/** The frozen prefix index of one direction as plain data (see {@linkcode CidrIndex}). */
+export interface CidrImage {
+  readonly v4: TrieImage | null;
+  readonly v6: TrieImage | null;
+  readonly lists: PostingLists;
+  /** Number of prefixes indexed. */
+  readonly size: number;
+}
+
+/** Freezes a trie: folds the short-prefix part into per-head chains. */
+function freezeTrie(b: TrieBuilder): TrieImage {
+  const nodes = b.nodes.subarray(0, 3 * b.count); // no copy: spare capacity is under 50%
+  const above = new Int32Array(1 << JUMP_BITS).fill(-1);
+  const starts: number[] = [0];
+  const data: number[] = [];
+  const newChain = (parent: number, list: number): number => {
+    if (parent >= 0) {
+      for (let i = starts[parent]!; i < starts[parent + 1]!; i++) data.push(data[i]!);
+    }
+    data.push(list);
+    starts.push(data.length);
+    return starts.length - 2;
+  };
+  // The short-prefix trie ends above depth 16; `chain`: the lists at depths above node n.
+  const visit = (n: number, depth: number, head: number, chain: number): void => {
+    const list = nodes[3 * n]!;
+    const inner = list >= 0 ? newChain(chain, list) : chain;
+    for (let bit = 0; bit < 2; bit++) {
+      const child = nodes[3 * n + 1 + bit]!;
+      const h = (head << 1) | bit;
+      if (child !== 0) visit(child, depth + 1, h, inner);
+      else if (inner >= 0) {
+        const span = JUMP_BITS - depth - 1;
+        above.fill(inner, h << span, (h + 1) << span);
       }
-      data.push(list);
-      starts.push(data.length);
-      return starts.length - 2;
-    };
-    // The short-prefix trie ends above depth 16; `chain`: the lists at depths above node n.
-    const visit = (n: number, depth: number, head: number, chain: number): void => {
-      const list = nodes[3 * n]!;
-      const inner = list >= 0 ? newChain(chain, list) : chain;
-      for (let bit = 0; bit < 2; bit++) {
-        const child = nodes[3 * n + 1 + bit]!;
-        const h = (head << 1) | bit;
-        if (child !== 0) visit(child, depth + 1, h, inner);
-        else if (inner >= 0) {
-          const span = JUMP_BITS - depth - 1;
-          this.above.fill(inner, h << span, (h + 1) << span);
-        }
-      }
-    };
-    visit(0, 0, 0, -1);
-    this.chainStart = Int32Array.from(starts);
-    this.chainData = Int32Array.from(data);
+    }
+  };
+  visit(0, 0, 0, -1);
+  return {
+    nodes,
+    jump: b.heads ?? new Int32Array(1 << JUMP_BITS),
+    above,
+    chainStart: Int32Array.from(starts),
+    chainData: Int32Array.from(data),
+  };
+}
+
+/** A frozen trie of one family (see {@linkcode TrieImage}). */
+class Trie {
+  readonly nodes: Int32Array;
+  readonly jump: Int32Array;
+  readonly above: Int32Array;
+  readonly chainStart: Int32Array;
+  readonly chainData: Int32Array;
+
+  constructor(img: TrieImage) {
+    this.nodes = img.nodes;
+    this.jump = img.jump;
+    this.above = img.above;
+    this.chainStart = img.chainStart;
+    this.chainData = img.chainData;
   }
 
   lookup(addr: Uint8Array, lists: PostingLists, emit: (node: number) => void): void {
@@ -172,12 +207,17 @@ export class CidrIndexBuilder {
 
   /** Freezes the index. */
   build(): CidrIndex {
-    return new CidrIndex(
-      this.#n4 ? new Trie(this.#v4) : null,
-      this.#n6 ? new Trie(this.#v6) : null,
-      this.#lists.build(),
-      this.#n4 + this.#n6,
-    );
+    return new CidrIndex(this.buildImage());
+  }
+
+  /** Freezes the index as plain data (for {@linkcode CidrIndex}, possibly on another thread). */
+  buildImage(): CidrImage {
+    return {
+      v4: this.#n4 ? freezeTrie(this.#v4) : null,
+      v6: this.#n6 ? freezeTrie(this.#v6) : null,
+      lists: this.#lists.build(),
+      size: this.#n4 + this.#n6,
+    };
   }
 }
 
@@ -188,13 +228,16 @@ export class CidrIndex {
   readonly #lists: PostingLists;
   /** Number of prefixes indexed. */
   readonly size: number;
+  /** The index as plain data. */
+  readonly image: CidrImage;
 
-  /** Use {@linkcode CidrIndexBuilder}. */
-  constructor(v4: Trie | null, v6: Trie | null, lists: PostingLists, size: number) {
-    this.#v4 = v4;
-    this.#v6 = v6;
-    this.#lists = lists;
-    this.size = size;
+  /** Wraps an image from {@linkcode CidrIndexBuilder.buildImage} (no copy). */
+  constructor(img: CidrImage) {
+    this.image = img;
+    this.#v4 = img.v4 ? new Trie(img.v4) : null;
+    this.#v6 = img.v6 ? new Trie(img.v6) : null;
+    this.#lists = img.lists;
+    this.size = img.size;
   }
 
   /** Calls `emit(node)` for every rule node with a prefix containing `addr` (4 or 16 bytes). */

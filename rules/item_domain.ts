@@ -10,10 +10,14 @@
  * - `domain_keyword`: substring, one Aho-Corasick pass for all keywords.
  * - `domain_regex`: each distinct pattern tested once.
  *
+ * The frozen index is plain data ({@linkcode DomainImage}: typed arrays and
+ * a few regex sources), so it can be built on a worker thread and handed to
+ * the data-plane thread without copying.
+ *
  * @module
  */
 
-import { AhoCorasick } from "./aho_corasick.ts";
+import { AhoCorasick, type AhoCorasickImage } from "./aho_corasick.ts";
 import { KeyedListsBuilder, type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 
 /** Domain items of one rule node, to add to the index. */
@@ -24,10 +28,29 @@ export interface DomainItems {
   readonly domain_regex: readonly string[];
 }
 
+/** The frozen domain index as plain data (see {@linkcode DomainIndex}). */
+export interface DomainImage {
+  /** Name hash table: slot i holds `[2i]` = hash, `[2i+1]` = entry + 1 (0 = empty). */
+  readonly slots: Int32Array;
+  /** Name of entry e: UTF-16 code units `chars[keyStart[e] .. keyStart[e + 1])`. */
+  readonly chars: Uint16Array;
+  readonly keyStart: Int32Array;
+  /** Per name entry, at 3e + kind: list id (≥ 0), none (-1), or one node n as -2 - n. */
+  readonly entries: Int32Array;
+  readonly hasSuffix: boolean;
+  readonly keywords: AhoCorasickImage;
+  /** List id per keyword. */
+  readonly kwList: Int32Array;
+  /** Distinct `domain_regex` sources and their list ids. */
+  readonly regexes: readonly string[];
+  readonly regexList: Int32Array;
+  readonly lists: PostingLists;
+}
+
 /** Builds a {@linkcode DomainIndex}. */
 export class DomainIndexBuilder {
   readonly #lists = new PostingListsBuilder();
-  readonly #names: NameTable;
+  readonly #names: NameTableBuilder;
   /**
    * Per name entry e, at 3e + kind: the list id of its exact (`domain`),
    * suffix (`x.com`) and dot-suffix (`.x.com`) items; -1 none.
@@ -39,7 +62,7 @@ export class DomainIndexBuilder {
 
   /** `expectedNames` presizes the name table (a hint; it grows as needed). */
   constructor(expectedNames = 0) {
-    this.#names = new NameTable(expectedNames);
+    this.#names = new NameTableBuilder(expectedNames);
   }
 
   #addTo(name: string, kind: number, node: number): void {
@@ -85,6 +108,11 @@ export class DomainIndexBuilder {
 
   /** Freezes the index. */
   build(): DomainIndex {
+    return new DomainIndex(this.buildImage());
+  }
+
+  /** Freezes the index as plain data (for {@linkcode DomainIndex}, possibly on another thread). */
+  buildImage(): DomainImage {
     const lists = this.#lists.build();
     // Inline one-node lists into the entry table: -2 - node (saves two lookups per hit).
     const entries = this.#entryLists.slice(0, 3 * this.#names.keys.length);
@@ -96,14 +124,30 @@ export class DomainIndexBuilder {
       if (i % 3 !== EXACT) hasSuffix = true;
       if (start[id + 1]! - start[id]! === 1) entries[i] = -2 - data[start[id]!]!;
     }
-    return new DomainIndex(
-      this.#names,
+    const keywords = this.#keywords.build(), regexes = this.#regexes.build();
+    const keys = this.#names.keys;
+    let total = 0;
+    for (let e = 0; e < keys.length; e++) total += keys[e]!.length;
+    const chars = new Uint16Array(total), keyStart = new Int32Array(keys.length + 1);
+    let at = 0;
+    for (let e = 0; e < keys.length; e++) {
+      const k = keys[e]!;
+      keyStart[e] = at;
+      for (let j = 0; j < k.length; j++) chars[at++] = k.charCodeAt(j);
+    }
+    keyStart[keys.length] = at;
+    return {
+      slots: this.#names.slots,
+      chars,
+      keyStart,
       entries,
       hasSuffix,
-      this.#keywords.build(),
-      this.#regexes.build(),
+      keywords: new AhoCorasick([...keywords.keys()]).image,
+      kwList: Int32Array.from(keywords.values()),
+      regexes: [...regexes.keys()],
+      regexList: Int32Array.from(regexes.values()),
       lists,
-    );
+    };
   }
 }
 
@@ -124,9 +168,10 @@ function slotOf(h: number, mask: number): number {
 /**
  * Open-addressing hash table of names keyed by {@linkcode suffixHash}: slot i
  * holds `[2i]` = hash, `[2i+1]` = entry + 1 (0 = empty). Entries are
- * numbered in insertion order.
+ * numbered in insertion order. Frozen into {@linkcode DomainImage} form
+ * (names as one array of code units) by the index builder.
  */
-class NameTable {
+class NameTableBuilder {
   keys: string[] = [];
   slots: Int32Array;
   mask: number;
@@ -142,7 +187,7 @@ class NameTable {
   /** Entry of `name`, adding it when new. */
   intern(name: string): number {
     const h = suffixHash(name, 0);
-    const e = this.find(name, 0, h);
+    const e = this.find(name, h);
     if (e >= 0) return e;
     if (this.keys.length * 2 >= this.mask) this.#grow();
     this.keys.push(name);
@@ -164,16 +209,13 @@ class NameTable {
     for (let i = 0; i < old.length; i += 2) if (old[i + 1] !== 0) this.#place(old[i]!, old[i + 1]!);
   }
 
-  /** Entry whose key equals `name.slice(from)` (whose hash is `h`), or -1. */
-  find(name: string, from: number, h: number): number {
-    const slots = this.slots, mask = this.mask, len = name.length - from;
+  /** Entry whose key equals `name` (whose hash is `h`), or -1. */
+  find(name: string, h: number): number {
+    const slots = this.slots, mask = this.mask;
     for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
       const slot = slots[2 * i + 1]!;
       if (slot === 0) return -1;
-      if (slots[2 * i] === h) {
-        const key = this.keys[slot - 1]!;
-        if (key.length === len && (from === 0 ? key === name : name.endsWith(key))) return slot - 1;
-      }
+      if (slots[2 * i] === h && this.keys[slot - 1] === name) return slot - 1;
     }
   }
 }
@@ -185,7 +227,11 @@ class NameTable {
  * every parent name at its label boundary: no substrings are allocated.
  */
 export class DomainIndex {
-  readonly #names: NameTable;
+  readonly #slots: Int32Array;
+  readonly #mask: number;
+  readonly #chars: Uint16Array;
+  readonly #keyStart: Int32Array;
+  readonly #nameCount: number;
   /** Per name entry, at 3e + kind: list id (≥ 0), none (-1), or one node n as -2 - n. */
   readonly #entries: Int32Array;
   readonly #hasSuffix: boolean;
@@ -196,29 +242,45 @@ export class DomainIndex {
   readonly #lists: PostingLists;
   #emit: (node: number) => void = () => {};
   readonly #onKeyword = (k: number) => this.#emitList(this.#kwList[k]!);
+  /** The index as plain data. */
+  readonly image: DomainImage;
 
-  /** Use {@linkcode DomainIndexBuilder}. */
-  constructor(
-    names: NameTable,
-    entries: Int32Array,
-    hasSuffix: boolean,
-    keywords: Map<string, number>,
-    regexes: Map<string, number>,
-    lists: PostingLists,
-  ) {
-    this.#names = names;
-    this.#entries = entries;
-    this.#hasSuffix = hasSuffix;
-    this.#ac = new AhoCorasick([...keywords.keys()]);
-    this.#kwList = Int32Array.from(keywords.values());
-    this.#regexes = [...regexes.keys()].map((r) => new RegExp(r));
-    this.#regexList = Int32Array.from(regexes.values());
-    this.#lists = lists;
+  /** Wraps an image from {@linkcode DomainIndexBuilder.buildImage} (no copy). */
+  constructor(img: DomainImage) {
+    this.image = img;
+    this.#slots = img.slots;
+    this.#mask = (img.slots.length >> 1) - 1;
+    this.#chars = img.chars;
+    this.#keyStart = img.keyStart;
+    this.#nameCount = img.keyStart.length - 1;
+    this.#entries = img.entries;
+    this.#hasSuffix = img.hasSuffix;
+    this.#ac = new AhoCorasick(img.keywords);
+    this.#kwList = img.kwList;
+    this.#regexes = img.regexes.map((r) => new RegExp(r));
+    this.#regexList = img.regexList;
+    this.#lists = img.lists;
+  }
+
+  /** Entry whose name equals `name.slice(from)` (whose hash is `h`), or -1. */
+  #find(name: string, from: number, h: number): number {
+    const slots = this.#slots, mask = this.#mask, len = name.length - from;
+    for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
+      const slot = slots[2 * i + 1]!;
+      if (slot === 0) return -1;
+      if (slots[2 * i] !== h) continue;
+      const s = this.#keyStart[slot - 1]!;
+      if (this.#keyStart[slot]! - s !== len) continue;
+      const chars = this.#chars;
+      let j = 0;
+      while (j < len && chars[s + j] === name.charCodeAt(from + j)) j++;
+      if (j === len) return slot - 1;
+    }
   }
 
   /** True when no rule has a domain item. */
   get empty(): boolean {
-    return this.#names.keys.length === 0 && this.#ac.size === 0 && this.#regexes.length === 0;
+    return this.#nameCount === 0 && this.#ac.size === 0 && this.#regexes.length === 0;
   }
 
   /** Emits list `id`: a list id, -1 (none), or -2 - node (a single node). */
@@ -238,20 +300,20 @@ export class DomainIndex {
    */
   lookup(name: string, emit: (node: number) => void): void {
     this.#emit = emit;
-    if (this.#names.keys.length !== 0) {
+    if (this.#nameCount !== 0) {
       const entries = this.#entries;
       // Backwards over the name; at each label start, look up the name from there on.
       let h = 0;
       for (let i = name.length - 1; i >= 0; i--) {
         h = (Math.imul(h, 31) + name.charCodeAt(i)) | 0;
         if (i === 0) {
-          const e = this.#names.find(name, 0, h);
+          const e = this.#find(name, 0, h);
           if (e >= 0) {
             this.#emitList(entries[3 * e + EXACT]!);
             this.#emitList(entries[3 * e + SUFFIX]!);
           }
         } else if (this.#hasSuffix && name.charCodeAt(i - 1) === 46 /* . */) {
-          const e = this.#names.find(name, i, h);
+          const e = this.#find(name, i, h);
           if (e >= 0) {
             this.#emitList(entries[3 * e + SUFFIX]!);
             this.#emitList(entries[3 * e + DOT]!);

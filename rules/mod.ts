@@ -7,10 +7,19 @@
  */
 
 export * from "./spec.ts";
-export { Engine, type EngineOptions, type Explanation } from "./engine.ts";
+export {
+  Engine,
+  type EngineImage,
+  type EngineOptions,
+  type EngineWire,
+  type Explanation,
+  type RuleTable,
+  wireTransferList,
+} from "./engine.ts";
+export { buildRuleWire, type RuleWire, WireRuleTable } from "./wire_rule_table.ts";
 export { type GeoIpLookup, noGeoIp, openGeoIp } from "./item_geoip.ts";
 export { isPrivateIp } from "./item_private.ts";
-export { fingerprint } from "./fingerprint.ts";
+export { fingerprint, fingerprintHash } from "./fingerprint.ts";
 export { type RuleHits, RuleStats } from "./rule_stats.ts";
 export { nextTurn, NO_PAUSE, type Pacing, TimeSlicer, type TimeSlicerOptions } from "./pacing.ts";
 export { CompactRule } from "./compact_rule.ts";

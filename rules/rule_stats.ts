@@ -3,7 +3,7 @@
  * its own array; {@linkcode RuleStats.adopt} moves the counts of the old
  * engine's rules onto the new engine's rules with the same canonical
  * fingerprint (see `fingerprint.ts`: the rule's JSON, keys sorted, outbound
- * included). A rule whose text changed starts from zero; `final` keeps its
+ * included; compared by its 53-bit hash, `fingerprintHash`). A rule whose text changed starts from zero; `final` keeps its
  * count when the final tag is unchanged. Fingerprints are computed only at
  * `adopt` time, never on the match path.
  *
@@ -33,7 +33,7 @@ export class RuleStats {
   adopt(next: Engine): void {
     const prev = this.#engine;
     if (prev && prev !== next) {
-      const carried = new Map<string, number>();
+      const carried = new Map<number, number>();
       for (let i = 0; i < prev.ruleCount; i++) {
         const h = prev.hits(i);
         if (h === 0) continue;
@@ -59,11 +59,10 @@ export class RuleStats {
   snapshot(): RuleHits[] {
     const e = this.#engine;
     if (!e) return [];
-    const rows: RuleHits[] = e.rules.map((r, i) => ({
-      rule: i,
-      outbound: r.outbound,
-      hits: e.hits(i),
-    }));
+    const rows: RuleHits[] = [];
+    for (let i = 0; i < e.ruleCount; i++) {
+      rows.push({ rule: i, outbound: e.outboundOf(i), hits: e.hits(i) });
+    }
     rows.push({ rule: null, outbound: e.final, hits: e.finalHits });
     return rows;
   }

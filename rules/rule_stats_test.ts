@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/parse_config.ts";
 import { Engine } from "./engine.ts";
-import { fingerprint } from "./fingerprint.ts";
+import { fingerprint, fingerprintHash } from "./fingerprint.ts";
 import { RuleStats } from "./rule_stats.ts";
 import { flow } from "./_testing.ts";
 
@@ -59,4 +59,37 @@ Deno.test("RuleStats.adopt() resets final's count when the final tag changes", (
   const next = engine([], "block");
   stats.adopt(next);
   assert.equal(next.finalHits, 0);
+});
+
+Deno.test("fingerprintHash() is equal exactly when fingerprint() is", () => {
+  const values: unknown[] = [
+    { domain: ["a"], outbound: "x" },
+    { outbound: "x", domain: ["a"] },
+    { domain: ["b"], outbound: "x" },
+    { domain: ["a", "b"], outbound: "x" },
+    { domain: ["b", "a"], outbound: "x" },
+    { domain: "a", outbound: "x" },
+    { port: 443, outbound: "x" },
+    { port: "443", outbound: "x" },
+    { port: [443], outbound: "x" },
+    { domain: ["a"], outbound: "x", invert: undefined },
+    { type: "logical", mode: "and", rules: [{ port: 1 }, { port: 2 }], outbound: "x" },
+    { type: "logical", mode: "and", rules: [{ port: 2 }, { port: 1 }], outbound: "x" },
+    { a: { b: 1, c: 2 } },
+    { a: { b: 2, c: 1 } },
+    { a: { c: 2, b: 1 } },
+    null,
+    true,
+    "true",
+  ];
+  for (const a of values) {
+    for (const b of values) {
+      assert.equal(
+        fingerprintHash(a) === fingerprintHash(b),
+        fingerprint(a) === fingerprint(b),
+        `${JSON.stringify(a)} vs ${JSON.stringify(b)}`,
+      );
+    }
+  }
+  assert.ok(Number.isSafeInteger(fingerprintHash({ domain: ["a"] })));
 });

@@ -28,6 +28,11 @@ export const METRICS: MetricDef[] = [
   { key: "conn_per_s", label: "new connections/s", format: (v) => v.toFixed(0) },
   { key: "rss_idle_mib", label: "proxy RSS idle (MiB)", format: (v) => v.toFixed(1) },
   { key: "rss_1000_mib", label: "proxy RSS, 1000 open flows (MiB)", format: (v) => v.toFixed(1) },
+  {
+    key: "rss_1000_after_mib",
+    label: "proxy RSS, 1000 flows after the rate test (MiB)",
+    format: (v) => v.toFixed(1),
+  },
 ];
 
 /** Result of one subject: metric values, or a reason it was skipped. */

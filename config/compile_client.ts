@@ -1,0 +1,225 @@
+/**
+ * `loadConfig()` off the data-plane thread: {@linkcode CompileWorker} owns
+ * one config worker (`compile_worker.ts`, started once and reused, so its
+ * JIT stays warm) that reads, parses, validates and compiles; the indexes
+ * come back as transferred typed arrays and become an `Engine` here without
+ * being rebuilt (`Engine.fromWire`). The data-plane thread only allocates a
+ * few objects per reload, so neither the compile nor the garbage collection
+ * of the parsed JSON stalls it.
+ *
+ * The GeoIP database is opened on this thread (the reader cannot cross
+ * threads), cached by path, size and modification time.
+ *
+ * If the worker cannot run (e.g. a bundled build without the worker's
+ * module) or dies, the load falls back to `loadConfig()` on this thread
+ * (paced, as before); a worker that never answered once is not retried.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import { Engine } from "../rules/engine.ts";
+import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
+import { WireRuleTable } from "../rules/wire_rule_table.ts";
+import { ConfigError, Issues } from "./config_error.ts";
+import type { JobReply, JobRequest } from "./compile_job.ts";
+import { type ConfigSource, geoipIssue, loadConfig } from "./load_config.ts";
+import { validatedRuleParser } from "./rule_parser.ts";
+import type { RouterConfig } from "./schema.ts";
+
+/** What {@linkcode CompileWorker.load} returns (as `loadConfig()`). */
+export interface LoadedConfig {
+  readonly config: RouterConfig;
+  readonly engine: Engine;
+}
+
+/** GeoIP readers by path, reopened when the file's size or modification time changes. */
+export class GeoIpCache {
+  readonly #entries = new Map<string, { key: string; lookup: GeoIpLookup }>();
+  readonly #readFile: (path: string) => Promise<Uint8Array>;
+
+  /** `readFile` defaults to `Deno.readFile`. */
+  constructor(readFile: (path: string) => Promise<Uint8Array> = Deno.readFile) {
+    this.#readFile = readFile;
+  }
+
+  /** The lookup of the database at `path`; throws what reading or opening it throws. */
+  async open(path: string): Promise<GeoIpLookup> {
+    let key: string | null = null;
+    try {
+      const st = await Deno.stat(path);
+      key = `${st.size}:${st.mtime?.getTime() ?? "?"}`;
+    } catch {
+      // Let readFile below report the error, worded as loadConfig() words it.
+    }
+    const hit = this.#entries.get(path);
+    if (key !== null && hit?.key === key) return hit.lookup;
+    const lookup = openGeoIp(await this.#readFile(path));
+    if (key !== null) this.#entries.set(path, { key, lookup });
+    return lookup;
+  }
+}
+
+interface Pending {
+  readonly resolve: (r: JobReply) => void;
+  readonly reject: (e: Error) => void;
+}
+
+/** Options of {@linkcode CompileWorker}. */
+export interface CompileWorkerOptions {
+  /** GeoIP readers (default: a new {@linkcode GeoIpCache}). */
+  readonly geoip?: GeoIpCache;
+  /** Told when a load falls back to the data-plane thread because the worker failed. */
+  readonly onFallback?: (error: Error) => void;
+  /** The worker's module (default `compile_worker.ts` beside this file; tests replace it). */
+  readonly workerUrl?: URL;
+}
+
+/** A failure of the worker itself (not of the config it was given). */
+class WorkerFailure extends Error {
+  override name = "WorkerFailure";
+}
+
+/** Loads configs on a worker thread; see the module doc. Call {@linkcode CompileWorker.close} when done. */
+export class CompileWorker {
+  #worker: Worker | null = null;
+  readonly #pending = new Map<number, Pending>();
+  readonly #geo: GeoIpCache;
+  readonly #onFallback: ((e: Error) => void) | undefined;
+  readonly #url: URL;
+  #nextId = 1;
+  #closed = false;
+  /** True once the worker answered; a worker that fails before that is not restarted. */
+  #answered = false;
+  #disabled = false;
+
+  /** Starts the worker now (so it is loaded and warm by the first reload). */
+  constructor(opts: CompileWorkerOptions = {}) {
+    this.#geo = opts.geoip ?? new GeoIpCache();
+    this.#onFallback = opts.onFallback;
+    this.#url = opts.workerUrl ?? new URL("./compile_worker.ts", import.meta.url);
+    this.#start();
+  }
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(this.#url, { type: "module" });
+    w.onmessage = (ev: MessageEvent<JobReply>) => {
+      this.#answered = true;
+      const p = this.#pending.get(ev.data.id);
+      if (!p) return;
+      this.#pending.delete(ev.data.id);
+      p.resolve(ev.data);
+    };
+    w.onerror = (ev: ErrorEvent) => {
+      ev.preventDefault();
+      this.#fail(new WorkerFailure(`config worker failed: ${ev.message}`));
+    };
+    w.onmessageerror = () =>
+      this.#fail(new WorkerFailure("config worker sent an unreadable message"));
+    this.#worker = w;
+    return w;
+  }
+
+  /** Rejects every pending load and drops the worker (a new one starts on the next load). */
+  #fail(e: Error): void {
+    this.#worker?.terminate();
+    this.#worker = null;
+    if (!this.#answered) this.#disabled = true;
+    for (const p of this.#pending.values()) p.reject(e);
+    this.#pending.clear();
+  }
+
+  /** Number of loads in flight. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Reads, validates and compiles a config like `loadConfig(source)` (same
+   * result, same `ConfigError`s), doing the work on the worker thread.
+   */
+  async load(source: ConfigSource): Promise<LoadedConfig> {
+    if (this.#closed) throw new Error("CompileWorker is closed");
+    if (this.#disabled) return await loadConfig(source);
+    let reply: JobReply;
+    try {
+      reply = await this.#ask(source);
+    } catch (e) {
+      if (!(e instanceof WorkerFailure)) throw e;
+      this.#onFallback?.(e);
+      return await loadConfig(source);
+    }
+    return await this.#receive(reply);
+  }
+
+  #ask(source: ConfigSource): Promise<JobReply> {
+    const id = this.#nextId++;
+    const req: JobRequest = {
+      id,
+      source: typeof source === "string"
+        ? resolve(source)
+        : { inline: source.inline, baseDir: resolve(source.baseDir ?? ".") },
+    };
+    const worker = this.#start();
+    return new Promise<JobReply>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      try {
+        worker.postMessage(req);
+      } catch (e) {
+        this.#pending.delete(id);
+        reject(e);
+      }
+    });
+  }
+
+  /** Turns a reply into the config and engine, or throws its error. */
+  async #receive(reply: JobReply): Promise<LoadedConfig> {
+    if (!reply.ok) {
+      const { name, message, issues } = reply.error;
+      if (issues === undefined) {
+        const err = new Error(message);
+        err.name = name;
+        throw err;
+      }
+      const iss = new Issues();
+      iss.list.push(...issues);
+      if (reply.geoipPath) await this.#openGeoIp(reply.geoipPath, iss);
+      throw new ConfigError(iss.list);
+    }
+    const c = reply.config;
+    let geoip: GeoIpLookup | undefined;
+    if (c.route.geoip) {
+      const iss = new Issues();
+      geoip = await this.#openGeoIp(c.route.geoip.path, iss);
+      iss.throwIfAny();
+    }
+    const parse = validatedRuleParser({
+      inbounds: new Set(c.inbounds.map((x) => x.tag)),
+      outbounds: new Set(c.outbounds.map((x) => x.tag)),
+      ruleSets: new Set(c.route.rule_set.map((x) => x.tag)),
+      hasGeoip: c.route.geoip !== null,
+    });
+    const engine = Engine.fromWire(reply.wire, new WireRuleTable(reply.rules, parse), geoip);
+    // `route.rules` is the engine's rule list, materialised only if someone reads it.
+    const route = { ...c.route };
+    Object.defineProperty(route, "rules", { get: () => engine.rules, enumerable: true });
+    return { config: { ...c, route }, engine };
+  }
+
+  async #openGeoIp(path: string, iss: Issues): Promise<GeoIpLookup | undefined> {
+    try {
+      return await this.#geo.open(path);
+    } catch (e) {
+      geoipIssue(path, iss, e);
+      return undefined;
+    }
+  }
+
+  /** Stops the worker; pending loads fail. */
+  close(): void {
+    this.#closed = true;
+    this.#fail(new Error("CompileWorker closed"));
+    this.#disabled = true;
+  }
+}

@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { flow, type FlowInit } from "../rules/_testing.ts";
+import { RuleStats } from "../rules/rule_stats.ts";
+import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
+import { CompileWorker, GeoIpCache } from "./compile_client.ts";
+import { ConfigError } from "./config_error.ts";
+import { loadConfig } from "./load_config.ts";
+
+const FIXTURE = fileURLToPath(new URL("./testdata/singbox_route.json", import.meta.url));
+
+/** Flows that exercise every rule of the fixture and of {@linkcode bigConfig}. */
+const FLOWS: FlowInit[] = [
+  { dport: 853, src: "192.168.50.7", sport: 40000 },
+  { protocol: "quic", network: "udp", src: "192.168.50.7", sport: 40000 },
+  { dst: "10.1.2.3" },
+  { domain: "x.doubleclick.net" },
+  { domain: "ad12.example.org" },
+  { domain: "www.netflix.com" },
+  { dst: "45.57.1.1" },
+  { domain: "mynetflixcdn.org", dport: 443 },
+  { domain: "www.hulu.com", dport: 8443, src: "192.168.50.7", sport: 40000 },
+  { domain: "raw.githubusercontent.com" },
+  { dst: "ff02::1", src: "fd00::2" },
+  { src: "192.168.1.1" },
+  { domain: "n7.example.com" },
+  { domain: "a.s1500.example.net" },
+  { domain: "kw33x.org" },
+  { dst: "10.20.3.4" },
+  { dst: "2001:db8:2a::1" },
+  { dst: "1.2.3.4" },
+  { domain: "none.invalid", dport: 8080 },
+];
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "compile-client-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function withWorker(fn: (w: CompileWorker) => Promise<void>): Promise<void> {
+  const fallbacks: Error[] = [];
+  const w = new CompileWorker({ onFallback: (e) => fallbacks.push(e) });
+  try {
+    await fn(w);
+    assert.deepEqual(fallbacks, [], "the worker itself must not fail");
+  } finally {
+    w.close();
+  }
+}
+
+/** A config big enough for the paths that only big rule lists take. */
+function bigConfig(geoip: string | null): unknown {
+  const rules: unknown[] = [];
+  for (let i = 0; i < 3000; i++) {
+    if (i % 3 === 0) rules.push({ domain: [`n${i % 100}.example.com`], outbound: "a" });
+    else if (i % 3 === 1) rules.push({ domain_suffix: [`s${i}.example.net`], outbound: "b" });
+    else {rules.push({
+        ip_cidr: [`10.${i >> 8}.${i & 255}.0/24`, `2001:db8:${i.toString(16)}::/48`],
+        outbound: "a",
+      });}
+  }
+  rules.splice(10, 0, { domain_keyword: ["kw33"], port: [443, 80], outbound: "b" });
+  rules.splice(20, 0, { domain_keyword: ["kw33"], outbound: "a" });
+  rules.push({ port_range: ["8000:8100"], network: "tcp", outbound: "b" });
+  if (geoip) rules.push({ geoip: ["cn"], outbound: "b" });
+  rules.push({
+    type: "logical",
+    mode: "and",
+    rules: [{ ip_is_private: true }, { invert: true, port: 22 }],
+    outbound: "a",
+  });
+  return {
+    outbounds: [{ type: "direct", tag: "a" }, { type: "direct", tag: "b" }, {
+      type: "direct",
+      tag: "direct",
+    }],
+    route: { ...(geoip ? { geoip: { path: geoip } } : {}), rules, final: "direct" },
+  };
+}
+
+async function issuesOf(p: Promise<unknown>): Promise<string[]> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
+    return e.issues.map((i) => `${i.path}: ${i.message}`);
+  }
+  assert.fail("config was accepted");
+}
+
+Deno.test("CompileWorker.load() builds an engine that routes, explains and fingerprints like loadConfig()", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeFile(join(dir, "country.mmdb"), writeCountryMmdb({ "1.2.0.0/16": "CN" }));
+    const big = join(dir, "big.json");
+    await Deno.writeTextFile(big, JSON.stringify(bigConfig("country.mmdb"), null, 1));
+    await withWorker(async (w) => {
+      for (const source of [FIXTURE, big]) {
+        const a = await w.load(source);
+        const b = await loadConfig(source);
+        assert.equal(a.engine.ruleCount, b.engine.ruleCount);
+        assert.equal(a.config.route.rules.length, b.config.route.rules.length);
+        assert.deepEqual(a.config.outbounds, b.config.outbounds);
+        for (const init of FLOWS) {
+          assert.deepEqual(
+            a.engine.explain(flow(init)),
+            b.engine.explain(flow(init)),
+            JSON.stringify(init),
+          );
+        }
+        for (let i = 0; i < a.engine.ruleCount; i++) {
+          assert.equal(a.engine.fingerprint(i), b.engine.fingerprint(i), `rule ${i}`);
+          assert.equal(a.engine.outboundOf(i), b.engine.outboundOf(i));
+        }
+        // The lazily built rule list decodes each rule's JSON and spec.
+        assert.deepEqual(
+          a.config.route.rules.map((r) => r.raw),
+          b.config.route.rules.map((r) => r.raw),
+        );
+        assert.deepEqual(a.engine.rules[4]!.match, b.engine.rules[4]!.match);
+      }
+    });
+  });
+});
+
+Deno.test("CompileWorker.load() accepts inline configs and carries hit counts from an in-thread engine", async () => {
+  await withWorker(async (w) => {
+    const inline = bigConfig(null);
+    const first = await loadConfig({ inline });
+    const stats = new RuleStats();
+    stats.adopt(first.engine);
+    first.engine.match(flow({ domain: "n7.example.com" }));
+    first.engine.match(flow({ dst: "10.20.3.4" }));
+    const next = await w.load({ inline });
+    stats.adopt(next.engine);
+    const hit = stats.snapshot().filter((r) => r.hits > 0);
+    assert.deepEqual(hit.map((r) => r.rule), [
+      first.engine.match(flow({ domain: "n7.example.com" })).rule,
+      first.engine.match(flow({ dst: "10.20.3.4" })).rule,
+    ]);
+  });
+});
+
+Deno.test("CompileWorker.load() reports the same ConfigError issues as loadConfig()", async () => {
+  await withDir(async (dir) => {
+    const write = async (name: string, value: unknown) => {
+      const p = join(dir, name);
+      await Deno.writeTextFile(p, typeof value === "string" ? value : JSON.stringify(value));
+      return p;
+    };
+    const bad = structuredClone(bigConfig(null)) as { route: { rules: unknown[] } };
+    bad.route.rules[3] = { ip_cidr: ["10.0.0.0/33"], outbound: "a" };
+    const sources = [
+      await write("syntax.json", '{ "route": [1, 2,, ] }'),
+      await write("invalid.json", bad),
+      await write("refs.json", {
+        outbounds: [{ type: "direct", tag: "a" }],
+        route: {
+          geoip: { path: "missing.mmdb" },
+          rule_set: [{ type: "local", tag: "s", format: "source", path: "missing-set.json" }],
+          rules: [{ rule_set: "s", outbound: "a" }],
+        },
+      }),
+      await write("geoip.json", {
+        outbounds: [{ type: "direct", tag: "a" }],
+        route: { geoip: { path: "syntax.json" }, rules: [{ geoip: "cn", outbound: "a" }] },
+      }),
+      join(dir, "absent.json"),
+    ];
+    await withWorker(async (w) => {
+      for (const source of sources) {
+        const expected = await issuesOf(loadConfig(source));
+        assert.ok(expected.length > 0);
+        assert.deepEqual(await issuesOf(w.load(source)), expected, source);
+      }
+      assert.deepEqual(
+        await issuesOf(w.load({ inline: { route: { rules: [{ port: 70000, outbound: "x" }] } } })),
+        await issuesOf(
+          loadConfig({ inline: { route: { rules: [{ port: 70000, outbound: "x" }] } } }),
+        ),
+      );
+      assert.equal(w.pending, 0);
+    });
+  });
+});
+
+Deno.test("CompileWorker.load() falls back to the calling thread when the worker cannot run", async () => {
+  const fallbacks: Error[] = [];
+  // A worker whose module fails at once (as when a single-file bundle lacks the worker module).
+  const w = new CompileWorker({
+    onFallback: (e) => fallbacks.push(e),
+    workerUrl: new URL("data:application/javascript,throw new Error('no worker here')"),
+  });
+  try {
+    const { engine } = await w.load(FIXTURE);
+    assert.deepEqual(engine.match(flow({ domain: "raw.githubusercontent.com" })), {
+      outbound: "proxy",
+      rule: 5,
+    });
+    assert.equal(fallbacks.length, 1);
+    await w.load(FIXTURE); // not retried: no second failure
+    assert.equal(fallbacks.length, 1);
+  } finally {
+    w.close();
+  }
+});
+
+Deno.test("GeoIpCache.open() reuses a reader until the file changes", async () => {
+  await withDir(async (dir) => {
+    const p = join(dir, "c.mmdb");
+    let reads = 0;
+    const cache = new GeoIpCache((path) => (reads++, Deno.readFile(path)));
+    await Deno.writeFile(p, writeCountryMmdb({ "1.2.0.0/16": "CN" }));
+    const a = await cache.open(p);
+    assert.equal(await cache.open(p), a);
+    assert.equal(reads, 1);
+    await Deno.writeFile(p, writeCountryMmdb({ "1.2.0.0/16": "CN", "5.6.0.0/16": "DE" }));
+    const b = await cache.open(p);
+    assert.notEqual(b, a);
+    assert.equal(b.country(new Uint8Array([5, 6, 7, 8])), "de");
+    await assert.rejects(cache.open(join(dir, "none.mmdb")), /No such file/);
+  });
+});

@@ -1,0 +1,23 @@
+/**
+ * Entry point of the config worker (a Deno `Worker`, started once by
+ * {@linkcode CompileWorker} and reused so its JIT stays warm): for each
+ * {@linkcode JobRequest} it runs {@linkcode compileJob} and posts the reply
+ * with the engine's typed arrays transferred. Only meant to be loaded as a
+ * worker.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { compileJob, type JobRequest } from "./compile_job.ts";
+import { lowerThreadPriority } from "./thread_priority.ts";
+
+// The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
+const niced = lowerThreadPriority();
+
+self.onmessage = async (ev: MessageEvent<JobRequest>) => {
+  await niced;
+  const { reply, transfer } = await compileJob(ev.data);
+  self.postMessage(reply, transfer);
+};
