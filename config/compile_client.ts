@@ -22,7 +22,8 @@ import { Engine } from "../rules/engine.ts";
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
-import type { JobReply, JobRequest } from "./compile_job.ts";
+import type { JobReply, JobRequest, JobTail } from "./compile_job.ts";
+import { arrayMemberSpans } from "./json_cooperative.ts";
 import { type ConfigSource, geoipIssue, loadConfig } from "./load_config.ts";
 import { validatedRuleParser } from "./rule_parser.ts";
 import type { RouterConfig } from "./schema.ts";
@@ -75,6 +76,21 @@ export interface CompileWorkerOptions {
   readonly workerUrl?: URL;
 }
 
+/** A deferred rule table and its tail, whichever arrives first waits for the other. */
+interface TailSlot {
+  table?: WireRuleTable;
+  tail?: JobTail["tail"];
+  /** The load failed: drop the tail when it comes. */
+  dropped?: boolean;
+}
+
+const decoder = new TextDecoder();
+
+/** Spans of `route.rules` in an ASCII config file (before the worker's tail arrives). */
+function locateRules(file: Uint8Array): Int32Array | null {
+  return arrayMemberSpans(decoder.decode(file), ["route", "rules"]);
+}
+
 /** A failure of the worker itself (not of the config it was given). */
 class WorkerFailure extends Error {
   override name = "WorkerFailure";
@@ -84,6 +100,8 @@ class WorkerFailure extends Error {
 export class CompileWorker {
   #worker: Worker | null = null;
   readonly #pending = new Map<number, Pending>();
+  /** Deferred rule tables by job id (see `compile_job.ts`, `JobTail`). */
+  readonly #tails = new Map<number, TailSlot>();
   readonly #geo: GeoIpCache;
   readonly #onFallback: ((e: Error) => void) | undefined;
   readonly #url: URL;
@@ -104,11 +122,13 @@ export class CompileWorker {
   #start(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(this.#url, { type: "module" });
-    w.onmessage = (ev: MessageEvent<JobReply>) => {
+    w.onmessage = (ev: MessageEvent<JobReply | JobTail>) => {
       this.#answered = true;
+      if ("tail" in ev.data) return this.#takeTail(ev.data);
       const p = this.#pending.get(ev.data.id);
       if (!p) return;
       this.#pending.delete(ev.data.id);
+      if (ev.data.ok && ev.data.rules.fingerprints === null) this.#tails.set(ev.data.id, {});
       p.resolve(ev.data);
     };
     w.onerror = (ev: ErrorEvent) => {
@@ -121,11 +141,23 @@ export class CompileWorker {
     return w;
   }
 
+  #takeTail(msg: JobTail): void {
+    const slot = this.#tails.get(msg.id);
+    if (!slot) return;
+    if (slot.dropped) this.#tails.delete(msg.id);
+    else if (slot.table) {
+      this.#tails.delete(msg.id);
+      slot.table.complete(msg.tail);
+    } else slot.tail = msg.tail;
+  }
+
   /** Rejects every pending load and drops the worker (a new one starts on the next load). */
   #fail(e: Error): void {
     this.#worker?.terminate();
     this.#worker = null;
     if (!this.#answered) this.#disabled = true;
+    for (const slot of this.#tails.values()) slot.table?.abandon();
+    this.#tails.clear();
     for (const p of this.#pending.values()) p.reject(e);
     this.#pending.clear();
   }
@@ -175,6 +207,19 @@ export class CompileWorker {
 
   /** Turns a reply into the config and engine, or throws its error. */
   async #receive(reply: JobReply): Promise<LoadedConfig> {
+    try {
+      return await this.#build(reply);
+    } finally {
+      // A tail nobody waits for (the load failed) is dropped when it comes.
+      const slot = this.#tails.get(reply.id);
+      if (slot && !slot.table) {
+        if (slot.tail) this.#tails.delete(reply.id);
+        else slot.dropped = true;
+      }
+    }
+  }
+
+  async #build(reply: JobReply): Promise<LoadedConfig> {
     if (!reply.ok) {
       const { name, message, issues } = reply.error;
       if (issues === undefined) {
@@ -200,7 +245,15 @@ export class CompileWorker {
       ruleSets: new Set(c.route.rule_set.map((x) => x.tag)),
       hasGeoip: c.route.geoip !== null,
     });
-    const engine = Engine.fromWire(reply.wire, new WireRuleTable(reply.rules, parse), geoip);
+    const table = new WireRuleTable(reply.rules, parse, locateRules);
+    const engine = Engine.fromWire(reply.wire, table, geoip);
+    const slot = this.#tails.get(reply.id);
+    if (slot) {
+      if (slot.tail) {
+        this.#tails.delete(reply.id);
+        table.complete(slot.tail);
+      } else slot.table = table;
+    }
     // `route.rules` is the engine's rule list, materialised only if someone reads it.
     const route = { ...c.route };
     Object.defineProperty(route, "rules", { get: () => engine.rules, enumerable: true });

@@ -5,6 +5,7 @@ import { flow, type FlowInit } from "../rules/_testing.ts";
 import { RuleStats } from "../rules/rule_stats.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { CompileWorker, GeoIpCache } from "./compile_client.ts";
+import { compileJob } from "./compile_job.ts";
 import { ConfigError } from "./config_error.ts";
 import { loadConfig } from "./load_config.ts";
 
@@ -223,5 +224,47 @@ Deno.test("GeoIpCache.open() reuses a reader until the file changes", async () =
     assert.notEqual(b, a);
     assert.equal(b.country(new Uint8Array([5, 6, 7, 8])), "de");
     await assert.rejects(cache.open(join(dir, "none.mmdb")), /No such file/);
+  });
+});
+
+Deno.test("compileJob() posts a big rule list's spans and fingerprints in a tail after the engine", async () => {
+  await withDir(async (dir) => {
+    const big = join(dir, "big.json");
+    await Deno.writeTextFile(big, JSON.stringify(bigConfig(null)));
+    const r = await compileJob({ id: 7, source: big });
+    assert.ok(r.reply.ok);
+    assert.equal(r.reply.rules.fingerprints, null);
+    assert.equal(r.reply.rules.spans, null);
+    assert.ok(r.tail, "a tail follows");
+    const t = r.tail();
+    assert.equal(t.reply.id, 7);
+    assert.equal(t.reply.tail.fingerprints.length, r.reply.wire.ruleCount);
+    assert.equal(t.reply.tail.text, undefined, "spans point into the file's bytes");
+    const small = await compileJob({ id: 8, source: FIXTURE });
+    assert.ok(small.reply.ok && small.reply.rules.fingerprints !== null);
+    assert.equal(small.tail, undefined);
+  });
+});
+
+Deno.test("CompileWorker.load() of a big file carries hit counts once the worker's fingerprints arrive", async () => {
+  await withDir(async (dir) => {
+    const big = join(dir, "big.json");
+    await Deno.writeTextFile(big, JSON.stringify(bigConfig(null)));
+    await withWorker(async (w) => {
+      const first = await loadConfig(big);
+      const stats = new RuleStats();
+      stats.adopt(first.engine);
+      const a = first.engine.match(flow({ domain: "n7.example.com" })).rule;
+      const b = first.engine.match(flow({ dst: "10.20.3.4" })).rule;
+      const next = await w.load(big);
+      stats.adopt(next.engine);
+      await stats.settled();
+      assert.equal(next.engine.fingerprintsReady, null, "the tail arrived");
+      const hit = stats.snapshot().filter((r) => r.hits > 0).map((r) => r.rule);
+      assert.deepEqual(hit, [a, b]);
+      for (let i = 0; i < next.engine.ruleCount; i++) {
+        assert.equal(next.engine.fingerprint(i), first.engine.fingerprint(i), `rule ${i}`);
+      }
+    });
   });
 });

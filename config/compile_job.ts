@@ -15,7 +15,13 @@
 import { dirname, resolve } from "node:path";
 import { Engine, type EngineWire, wireTransferList } from "../rules/engine.ts";
 import { NO_PAUSE } from "../rules/pacing.ts";
-import { buildRuleWire, type RuleWire } from "../rules/wire_rule_table.ts";
+import {
+  buildRuleHead,
+  buildRuleTail,
+  buildRuleWire,
+  type RuleWire,
+  type RuleWireTail,
+} from "../rules/wire_rule_table.ts";
 import { ConfigError, type Issue, Issues } from "./config_error.ts";
 import { arrayMemberSpans } from "./json_cooperative.ts";
 import {
@@ -42,7 +48,11 @@ export interface JobTimings {
   readonly compile: number;
 }
 
-/** A successful job: the config (its `route.rules` empty) and the engine as wire data. */
+/**
+ * A successful job: the config (its `route.rules` empty) and the engine as
+ * wire data. When `rules` is deferred (its `fingerprints` null), a
+ * {@linkcode JobTail} with the same id follows.
+ */
 export interface JobDone {
   readonly id: number;
   readonly ok: true;
@@ -50,6 +60,27 @@ export interface JobDone {
   readonly wire: EngineWire;
   readonly rules: RuleWire;
   readonly ms: JobTimings;
+}
+
+/** The rest of a deferred {@linkcode JobDone}'s rule table, posted right after it. */
+export interface JobTail {
+  readonly id: number;
+  readonly tail: RuleWireTail;
+}
+
+/**
+ * Rule lists at least this long have their rule spans and fingerprints
+ * (not needed to route) computed after the engine is posted; shorter ones
+ * get them in the reply itself.
+ */
+export const DEFER_TAIL_MIN_RULES = 2048;
+
+/** What {@linkcode compileJob} returns: the reply, and for a deferred reply how to build its tail. */
+export interface JobResult {
+  readonly reply: JobReply;
+  readonly transfer: ArrayBuffer[];
+  /** Builds the {@linkcode JobTail} (call it after posting `reply`). */
+  readonly tail?: () => { reply: JobTail; transfer: ArrayBuffer[] };
 }
 
 /** A failed job. */
@@ -85,12 +116,14 @@ function failure(id: number, e: unknown, geoipPath?: string | null): JobFailed {
 
 /**
  * Reads, validates and compiles `req.source` (no pacing: this runs off the
- * data-plane thread). Returns the reply and the buffers to transfer with it.
+ * data-plane thread). Returns the reply and the buffers to transfer with it
+ * (and, for a big rule list read from an ASCII file, the tail to post after
+ * it: see {@linkcode JobResult}).
  */
 export async function compileJob(
   req: JobRequest,
   deps: Pick<CompileDeps, "readFile"> = {},
-): Promise<{ reply: JobReply; transfer: ArrayBuffer[] }> {
+): Promise<JobResult> {
   const { id, source } = req;
   const t0 = performance.now();
   let raw: unknown, baseDir: string;
@@ -131,21 +164,33 @@ export async function compileJob(
     const rules = config.route.rules;
     const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
     // Rule texts for `explain`: the file's own bytes when one char is one byte.
-    let source: { text: Uint8Array; spans: Int32Array } | undefined;
-    if (text !== undefined && bytes !== undefined && bytes.length === text.length) {
-      const spans = arrayMemberSpans(text, ["route", "rules"]);
-      if (spans) source = { text: bytes, spans };
-    }
-    const ruleWire = buildRuleWire(rules, source);
-    const reply: JobDone = {
+    const ascii = text !== undefined && bytes !== undefined && bytes.length === text.length;
+    const ms = () => ({ parse: t1 - t0, compile: performance.now() - t1 });
+    const reply = (ruleWire: RuleWire): JobDone => ({
       id,
       ok: true,
       config: { ...config, route: { ...config.route, rules: [] } },
       wire,
       rules: ruleWire,
-      ms: { parse: t1 - t0, compile: performance.now() - t1 },
-    };
-    return { reply, transfer: wireTransferList([wire, ruleWire]) };
+      ms: ms(),
+    });
+    if (ascii && rules.length >= DEFER_TAIL_MIN_RULES) {
+      const head = buildRuleHead(rules, bytes!);
+      // The file's buffer goes with the head: the tail only brings offsets.
+      const transfer = wireTransferList([wire, head]);
+      const tail = () => {
+        const t = buildRuleTail(rules, arrayMemberSpans(text!, ["route", "rules"]));
+        return { reply: { id, tail: t }, transfer: wireTransferList(t) };
+      };
+      return { reply: reply(head), transfer, tail };
+    }
+    let source: { text: Uint8Array; spans: Int32Array } | undefined;
+    if (ascii) {
+      const spans = arrayMemberSpans(text!, ["route", "rules"]);
+      if (spans) source = { text: bytes!, spans };
+    }
+    const ruleWire = buildRuleWire(rules, source);
+    return { reply: reply(ruleWire), transfer: wireTransferList([wire, ruleWire]) };
   } catch (e) {
     return {
       reply: failure(id, e, e instanceof ConfigError ? geoipPath : undefined),

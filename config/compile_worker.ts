@@ -2,8 +2,9 @@
  * Entry point of the config worker (a Deno `Worker`, started once by
  * {@linkcode CompileWorker} and reused so its JIT stays warm): for each
  * {@linkcode JobRequest} it runs {@linkcode compileJob} and posts the reply
- * with the engine's typed arrays transferred. Only meant to be loaded as a
- * worker.
+ * with the engine's typed arrays transferred, then, for a big rule list, the
+ * reply's tail (rule spans and fingerprints, not needed to route). Only meant
+ * to be loaded as a worker.
  *
  * @module
  */
@@ -18,6 +19,10 @@ const niced = lowerThreadPriority();
 
 self.onmessage = async (ev: MessageEvent<JobRequest>) => {
   await niced;
-  const { reply, transfer } = await compileJob(ev.data);
+  const { reply, transfer, tail } = await compileJob(ev.data);
   self.postMessage(reply, transfer);
+  if (tail) {
+    const t = tail();
+    self.postMessage(t.reply, t.transfer);
+  }
 };

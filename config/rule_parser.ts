@@ -7,7 +7,7 @@
  */
 
 import type { Network, SniffedProtocol } from "../core/types.ts";
-import { parseCidrInto } from "../rules/cidr_text.ts";
+import { ParsedCidrPool, type ParsedCidrs } from "../rules/cidr_text.ts";
 import { CompactRule } from "../rules/compact_rule.ts";
 import {
   type DefaultRuleSpec,
@@ -383,15 +383,20 @@ function compactNames(v: unknown, suffix: boolean): number {
   return v.length;
 }
 
-const cidrScratch = new Uint8Array(16);
+/** Parsed `ip_cidr` values of compact rules (handed to the engine's index builder). */
+const cidrPool = new ParsedCidrPool();
 
-/** Valid CIDR texts: their count, or -1. */
+/** Valid CIDR texts, parsed into the current group of {@linkcode cidrPool}: their count, or -1. */
 function compactCidrs(v: unknown): number {
-  if (typeof v === "string") return parseCidrInto(v, cidrScratch) >= 0 ? 1 : -1;
+  if (typeof v === "string") {
+    cidrPool.begin(1);
+    return cidrPool.add(v) ? 1 : -1;
+  }
   if (!Array.isArray(v)) return -1;
+  cidrPool.begin(v.length);
   for (let i = 0; i < v.length; i++) {
     const x = v[i];
-    if (typeof x !== "string" || parseCidrInto(x, cidrScratch) < 0) return -1;
+    if (typeof x !== "string" || !cidrPool.add(x)) return -1;
   }
   return v.length;
 }
@@ -444,7 +449,7 @@ export function validatedRuleParser(
 function compactRule(v: unknown, ctx: RuleContext): CompactRule | undefined {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
   const o = v as Obj;
-  let outbound: unknown, items = 0;
+  let outbound: unknown, items = 0, cidrs: ParsedCidrs | null = null, ok = true;
   for (const k in o) {
     const x = o[k];
     let n: number;
@@ -453,8 +458,9 @@ function compactRule(v: unknown, ctx: RuleContext): CompactRule | undefined {
         outbound = x;
         continue;
       case "action":
-        if (x !== "route") return undefined;
-        continue;
+        if (x !== "route") ok = false;
+        n = 0;
+        break;
       case "domain":
       case "domain_keyword":
         n = compactNames(x, false);
@@ -464,15 +470,23 @@ function compactRule(v: unknown, ctx: RuleContext): CompactRule | undefined {
         break;
       case "ip_cidr":
         n = compactCidrs(x);
+        if (n > 0) cidrs = cidrPool.end();
+        else cidrPool.abort();
         break;
       default:
-        return undefined;
+        n = -1;
     }
-    if (n <= 0) return undefined;
+    if (n < 0 || !ok || (n === 0 && k !== "action")) {
+      ok = false;
+      break;
+    }
     items += n;
   }
-  if (items === 0 || typeof outbound !== "string" || !ctx.outbounds.has(outbound)) return undefined;
-  return new CompactRule(o, outbound, compactSpec);
+  if (!ok || items === 0 || typeof outbound !== "string" || !ctx.outbounds.has(outbound)) {
+    if (cidrs !== null) cidrPool.abort();
+    return undefined;
+  }
+  return new CompactRule(o, outbound, compactSpec, cidrs);
 }
 
 /** Parses one top-level route rule (match + `outbound` / `action`). */

@@ -126,3 +126,65 @@ function parseIpv6Into(s: string, end: number, out: Uint8Array): boolean {
   out.fill(0, 2 * gap, 2 * (gap + shift));
   return true;
 }
+
+/**
+ * CIDRs already parsed by {@linkcode parseCidrInto} (by the config parser
+ * while it validates a compact rule), so the index builder does not parse
+ * them a second time: prefix i is `addr[16(from + i) ..]` with result
+ * `res[from + i]` (as {@linkcode parseCidrInto} returns it), for i < `count`.
+ */
+export interface ParsedCidrs {
+  readonly addr: Uint8Array;
+  readonly res: Int32Array;
+  readonly from: number;
+  readonly count: number;
+}
+
+/** CIDRs per chunk of a {@linkcode ParsedCidrPool}. */
+const POOL_CHUNK = 4096;
+
+/**
+ * Where the config parser keeps {@linkcode ParsedCidrs}: chunks of 4,096
+ * prefixes (20 bytes each), a new chunk when one is full; a chunk lives as
+ * long as a rule refers to it.
+ */
+export class ParsedCidrPool {
+  #addr = new Uint8Array(16 * POOL_CHUNK);
+  #res = new Int32Array(POOL_CHUNK);
+  #used = 0;
+  #from = 0;
+  readonly #scratch = new Uint8Array(16);
+
+  /** Starts a group of `max` prefixes (a rule's list). */
+  begin(max: number): void {
+    if (this.#used + max > this.#res.length) {
+      const size = Math.max(POOL_CHUNK, max);
+      this.#addr = new Uint8Array(16 * size);
+      this.#res = new Int32Array(size);
+      this.#used = 0;
+    }
+    this.#from = this.#used;
+  }
+
+  /** Parses `s` into the current group; false (nothing kept) when it is not a valid CIDR. */
+  add(s: string): boolean {
+    const at = this.#used, scratch = this.#scratch;
+    const r = parseCidrInto(s, scratch);
+    if (r < 0) return false;
+    const addr = this.#addr, len = (r & CIDR_V6) !== 0 ? 16 : 4;
+    for (let i = 0; i < len; i++) addr[16 * at + i] = scratch[i]!;
+    this.#res[at] = r;
+    this.#used = at + 1;
+    return true;
+  }
+
+  /** Drops the current group (its rule was not compact after all). */
+  abort(): void {
+    this.#used = this.#from;
+  }
+
+  /** The current group. */
+  end(): ParsedCidrs {
+    return { addr: this.#addr, res: this.#res, from: this.#from, count: this.#used - this.#from };
+  }
+}

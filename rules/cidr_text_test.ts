@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Issues } from "../config/config_error.ts";
 import { cidr } from "../config/values.ts";
-import { CIDR_V6, parseCidrInto } from "./cidr_text.ts";
+import { CIDR_V6, parseCidrInto, ParsedCidrPool } from "./cidr_text.ts";
 
 /** What parseCidrInto() says, as [bytes of the prefix's family, prefix] or null. */
 function fast(s: string): [number[], number] | null {
@@ -97,4 +97,35 @@ Deno.test("parseCidrInto() agrees with the config parser on 200,000 random strin
     if (want) valid++;
   }
   assert.ok(valid > 1000, `only ${valid} valid strings generated`);
+});
+
+Deno.test("ParsedCidrPool keeps each group's prefixes as parseCidrInto() reads them; abort() drops one", () => {
+  const pool = new ParsedCidrPool();
+  const read = (g: ReturnType<ParsedCidrPool["end"]>) =>
+    Array.from({ length: g.count }, (_, i) => {
+      const r = g.res[g.from + i]!, len = (r & CIDR_V6) !== 0 ? 16 : 4;
+      return [[...g.addr.subarray(16 * (g.from + i), 16 * (g.from + i) + len)], r];
+    });
+  const expect = (s: string) => {
+    const out = new Uint8Array(16), r = parseCidrInto(s, out);
+    return [[...out.subarray(0, (r & CIDR_V6) !== 0 ? 16 : 4)], r];
+  };
+  pool.begin(2);
+  assert.ok(pool.add("10.1.0.0/16") && pool.add("2001:db8::/32"));
+  const a = pool.end();
+  pool.begin(2);
+  assert.ok(pool.add("192.168.0.0/24"));
+  assert.equal(pool.add("10.0.0.0/33"), false);
+  pool.abort();
+  pool.begin(1);
+  assert.ok(pool.add("172.16.0.0/12"));
+  const b = pool.end();
+  pool.begin(5000); // more than a chunk: a chunk of its own
+  for (let i = 0; i < 5000; i++) assert.ok(pool.add(`::ffff:10.${i >> 8}.${i & 255}.0/120`));
+  const c = pool.end();
+  assert.deepEqual(read(a), [expect("10.1.0.0/16"), expect("2001:db8::/32")]);
+  assert.deepEqual(read(b), [expect("172.16.0.0/12")]);
+  assert.equal(b.from, a.from + 2, "the aborted group's room is reused");
+  assert.equal(c.count, 5000);
+  assert.deepEqual(read(c)[4999], expect("::ffff:10.19.135.0/120"));
 });

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { ParsedCidrs } from "./cidr_text.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
 
 /** The item fields a {@linkcode CompactRule} may carry (plus `outbound`, `action: "route"`). */
@@ -20,18 +21,25 @@ export class CompactRule implements RouteRule {
   /** The rule as written; its item values are validated: lower-case names, CIDR text. */
   readonly raw: Readonly<Record<string, unknown>>;
   readonly outbound: string;
+  /** Its `ip_cidr` values, parsed while validating them (in order), if any. */
+  readonly cidrs: ParsedCidrs | null;
   readonly #parse: (raw: unknown) => RuleSpec;
   #match: RuleSpec | undefined;
 
-  /** `raw` must already be validated; `parse` builds its full spec on demand. */
+  /**
+   * `raw` must already be validated; `parse` builds its full spec on
+   * demand; `cidrs`, when given, are its `ip_cidr` values already parsed.
+   */
   constructor(
     raw: Readonly<Record<string, unknown>>,
     outbound: string,
     parse: (raw: unknown) => RuleSpec,
+    cidrs: ParsedCidrs | null = null,
   ) {
     this.raw = raw;
     this.outbound = outbound;
     this.#parse = parse;
+    this.cidrs = cidrs;
   }
 
   /** The normalised match, parsed on first access. */

@@ -113,6 +113,12 @@ export interface RuleTable {
   raw(i: number): unknown;
   /** {@linkcode fingerprintHash} of rule `i`'s JSON. */
   fingerprint(i: number): number;
+  /**
+   * Pending while the fingerprints are still on their way from another
+   * thread (`fingerprint(i)` then computes them here, slowly); null or
+   * absent when they are in.
+   */
+  readonly ready?: Promise<void> | null;
   /** All rules (may be built on first access). */
   readonly rules: readonly RouteRule[];
 }
@@ -403,6 +409,14 @@ export class Engine {
   fingerprint(i: number): number {
     return this.#table.fingerprint(i);
   }
+
+  /**
+   * Pending while this engine's fingerprints are still being computed on
+   * the config worker (see `wire_rule_table.ts`); null when they are at hand.
+   */
+  get fingerprintsReady(): Promise<void> | null {
+    return this.#table.ready ?? null;
+  }
 }
 
 function runToEnd<T>(it: Generator<void, T>): T {
@@ -465,7 +479,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     const r = rules[i]!;
     if (r instanceof CompactRule) {
       top[i] = null;
-      addCompact(info.length, r.raw, domains, dst);
+      addCompact(info.length, r, domains, dst);
       info.push((i << 3) | PURE | W_DST);
       continue;
     }
@@ -562,10 +576,11 @@ export function wireTransferList(value: unknown): ArrayBuffer[] {
 /** Indexes the values of a compact rule (validated by the config parser) under `node`. */
 function addCompact(
   node: number,
-  raw: Readonly<Record<string, unknown>>,
+  rule: CompactRule,
   domains: DomainIndexBuilder,
   dst: CidrIndexBuilder,
 ): void {
+  const raw = rule.raw;
   for (const k in raw) {
     const v = raw[k];
     switch (k) {
@@ -582,7 +597,8 @@ function addCompact(
         else for (const x of v as string[]) domains.addKeyword(node, x);
         break;
       case "ip_cidr":
-        if (typeof v === "string") dst.addText(node, v);
+        if (rule.cidrs !== null) dst.addParsed(node, rule.cidrs);
+        else if (typeof v === "string") dst.addText(node, v);
         else for (const x of v as string[]) dst.addText(node, x);
         break;
       default:

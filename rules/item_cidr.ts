@@ -16,7 +16,7 @@
  */
 
 import type { Cidr } from "./spec.ts";
-import { CIDR_V6, parseCidrInto } from "./cidr_text.ts";
+import { CIDR_V6, parseCidrInto, type ParsedCidrs } from "./cidr_text.ts";
 import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 
 const JUMP_BITS = 16;
@@ -47,17 +47,18 @@ class TrieBuilder {
     return this.count++;
   }
 
-  insert(addr: Uint8Array, prefix: number, listId: () => number): number {
+  /** Inserts the prefix `addr[at ..]` / `prefix`; returns its node's list id. */
+  insert(addr: Uint8Array, prefix: number, listId: () => number, at = 0): number {
     let n = 0, i = 0;
     if (prefix >= JUMP_BITS) {
       const heads = this.heads ??= new Int32Array(1 << JUMP_BITS);
-      const head = (addr[0]! << 8) | addr[1]!;
+      const head = (addr[at]! << 8) | addr[at + 1]!;
       n = heads[head]!;
       if (n === 0) heads[head] = n = this.#newNode();
       i = JUMP_BITS;
     }
     for (; i < prefix; i++) {
-      const bit = (addr[i >> 3]! >> (7 - (i & 7))) & 1;
+      const bit = (addr[at + (i >> 3)]! >> (7 - (i & 7))) & 1;
       let next = this.nodes[3 * n + 1 + bit]!;
       if (next === 0) {
         next = this.#newNode();
@@ -203,6 +204,18 @@ export class CidrIndexBuilder {
     this.#lists.add(id, node);
     if (v6) this.#n6++;
     else this.#n4++;
+  }
+
+  /** Adds prefixes the config parser already parsed (see `cidr_text.ts`) of rule node `node`. */
+  addParsed(node: number, p: ParsedCidrs): void {
+    for (let k = p.from; k < p.from + p.count; k++) {
+      const r = p.res[k]!;
+      const v6 = (r & CIDR_V6) !== 0;
+      const id = (v6 ? this.#v6 : this.#v4).insert(p.addr, r & 0xff, this.#newList, 16 * k);
+      this.#lists.add(id, node);
+      if (v6) this.#n6++;
+      else this.#n4++;
+    }
   }
 
   /** Freezes the index. */

@@ -16,7 +16,14 @@ export {
   type RuleTable,
   wireTransferList,
 } from "./engine.ts";
-export { buildRuleWire, type RuleWire, WireRuleTable } from "./wire_rule_table.ts";
+export {
+  buildRuleHead,
+  buildRuleTail,
+  buildRuleWire,
+  type RuleWire,
+  type RuleWireTail,
+  WireRuleTable,
+} from "./wire_rule_table.ts";
 export { type GeoIpLookup, noGeoIp, openGeoIp } from "./item_geoip.ts";
 export { isPrivateIp } from "./item_private.ts";
 export { fingerprint, fingerprintHash } from "./fingerprint.ts";

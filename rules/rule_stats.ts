@@ -3,9 +3,9 @@
  * its own array; {@linkcode RuleStats.adopt} moves the counts of the old
  * engine's rules onto the new engine's rules with the same canonical
  * fingerprint (see `fingerprint.ts`: the rule's JSON, keys sorted, outbound
- * included; compared by its 53-bit hash, `fingerprintHash`). A rule whose text changed starts from zero; `final` keeps its
- * count when the final tag is unchanged. Fingerprints are computed only at
- * `adopt` time, never on the match path.
+ * included; compared by its 53-bit hash, `fingerprintHash`). A rule whose
+ * text changed starts from zero; `final` keeps its count when the final tag
+ * is unchanged. Fingerprints are never computed on the match path.
  *
  * @module
  */
@@ -23,36 +23,40 @@ export interface RuleHits {
 /** Owner of the live engine's counters across reloads. */
 export class RuleStats {
   #engine: Engine | null = null;
+  #pending: Promise<void> | null = null;
 
   /** The engine whose counters are live. */
   get engine(): Engine | null {
     return this.#engine;
   }
 
-  /** Makes `next` the counted engine, carrying counts of unchanged rules over. */
+  /**
+   * Makes `next` the counted engine, carrying counts of unchanged rules
+   * over. When `next`'s fingerprints are still on their way from the config
+   * worker ({@linkcode Engine.fingerprintsReady}), the rule counts are
+   * carried when they arrive (added to what `next` counted meanwhile);
+   * `final`'s count is carried at once.
+   */
   adopt(next: Engine): void {
     const prev = this.#engine;
-    if (prev && prev !== next) {
-      const carried = new Map<number, number>();
-      for (let i = 0; i < prev.ruleCount; i++) {
-        const h = prev.hits(i);
-        if (h === 0) continue;
-        const fp = prev.fingerprint(i);
-        if (!carried.has(fp)) carried.set(fp, h);
-      }
-      if (carried.size !== 0) {
-        for (let i = 0; i < next.ruleCount; i++) {
-          const fp = next.fingerprint(i);
-          const h = carried.get(fp);
-          if (h !== undefined) {
-            next.setHits(i, h);
-            carried.delete(fp);
-          }
-        }
-      }
-      if (prev.final === next.final) next.setHits("final", prev.finalHits);
-    }
     this.#engine = next;
+    if (!prev || prev === next) return;
+    if (prev.final === next.final) next.setHits("final", next.finalHits + prev.finalHits);
+    const ready = next.fingerprintsReady, prevReady = prev.fingerprintsReady;
+    if (ready === null && prevReady === null && this.#pending === null) {
+      return carryHits(prev, next);
+    }
+    // Carries run in adoption order: `prev`'s own carry may still be pending.
+    const p: Promise<void> = Promise.all([this.#pending, prevReady, ready]).then(() => {
+      carryHits(prev, next);
+      if (this.#pending === p) this.#pending = null;
+    });
+    this.#pending = p;
+  }
+
+  /** Resolves when every carry of hit counts started by {@linkcode RuleStats.adopt} is done. */
+  async settled(): Promise<void> {
+    while (this.#pending) await this.#pending;
   }
 
   /** Current counters, one row per rule, then `final`. */
@@ -65,5 +69,25 @@ export class RuleStats {
     }
     rows.push({ rule: null, outbound: e.final, hits: e.finalHits });
     return rows;
+  }
+}
+
+/** Adds the hits of `prev`'s rules to `next`'s rules with the same fingerprint. */
+function carryHits(prev: Engine, next: Engine): void {
+  const carried = new Map<number, number>();
+  for (let i = 0; i < prev.ruleCount; i++) {
+    const h = prev.hits(i);
+    if (h === 0) continue;
+    const fp = prev.fingerprint(i);
+    if (!carried.has(fp)) carried.set(fp, h);
+  }
+  if (carried.size === 0) return;
+  for (let i = 0; i < next.ruleCount; i++) {
+    const fp = next.fingerprint(i);
+    const h = carried.get(fp);
+    if (h !== undefined) {
+      next.setHits(i, next.hits(i) + h);
+      carried.delete(fp);
+    }
   }
 }

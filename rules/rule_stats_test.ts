@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { arrayMemberSpans } from "../config/json_cooperative.ts";
 import { parseConfig } from "../config/parse_config.ts";
 import { Engine } from "./engine.ts";
 import { fingerprint, fingerprintHash } from "./fingerprint.ts";
 import { RuleStats } from "./rule_stats.ts";
 import { flow } from "./_testing.ts";
+import { buildRuleHead, buildRuleTail, WireRuleTable } from "./wire_rule_table.ts";
 
 function engine(rules: unknown[], final = "direct"): Engine {
   const c = parseConfig({
@@ -92,4 +94,35 @@ Deno.test("fingerprintHash() is equal exactly when fingerprint() is", () => {
     }
   }
   assert.ok(Number.isSafeInteger(fingerprintHash({ domain: ["a"] })));
+});
+
+Deno.test("RuleStats.adopt() carries counts when a worker engine's fingerprints arrive, adding to its own", async () => {
+  const stats = new RuleStats();
+  const old = engine([{ domain: "a.com", outbound: "block" }, {
+    domain: "b.com",
+    outbound: "block",
+  }]);
+  stats.adopt(old);
+  old.match(flow({ domain: "a.com" }));
+  old.match(flow({ domain: "b.com" }));
+  old.match(flow({ domain: "b.com" }));
+  // The same rules, swapped, as a worker would send them: fingerprints in a later tail.
+  const rules = [{ domain: "b.com", outbound: "block" }, { domain: "a.com", outbound: "block" }];
+  const file = JSON.stringify({ route: { rules } });
+  const parsed = parseConfig({
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+    route: { rules, final: "direct" },
+  }, { baseDir: "/" }).route.rules;
+  const table = new WireRuleTable(
+    buildRuleHead(parsed, new TextEncoder().encode(file)),
+    () => assert.fail("no spec needed"),
+  );
+  const wire = Engine.compileWire({ rules: parsed, final: "direct" });
+  const next = Engine.fromWire(wire, table);
+  stats.adopt(next);
+  next.match(flow({ domain: "a.com" })); // counted before the tail arrives
+  assert.deepEqual([next.hits(0), next.hits(1)], [0, 1]);
+  table.complete(buildRuleTail(parsed, arrayMemberSpans(file, ["route", "rules"])));
+  await stats.settled();
+  assert.deepEqual([next.hits(0), next.hits(1)], [2, 2]);
 });
