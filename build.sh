@@ -14,11 +14,12 @@ deno --version | head -n1 | grep -q "deno $want_deno " ||
 
 # name entry flags. Both need --allow-all: FFI (libc sockets) grants
 # everything anyway, and reading /proc/self/* (doctor, fd counts) needs it.
-# The router's V8 flag caps the young generation at 1 MiB semi-spaces: under
-# connection churn V8 otherwise grows it to 3 x 16 MiB and RSS stays there
-# (docs/performance.md; bench/netns_bench.ts runs the router the same way).
+# The router's V8 flag keeps the heap small under connection churn (young
+# generation and growth steps; otherwise RSS stays ~40 MiB higher after a
+# burst of connections): docs/performance.md; bench/netns_bench.ts runs the
+# router the same way.
 programs=(
-  "router main.ts --allow-all --v8-flags=--max-semi-space-size=1"
+  "router main.ts --allow-all --v8-flags=--optimize-for-size"
   "slim slim/main.ts --allow-all"
 )
 

@@ -33,11 +33,12 @@ const SKIP_MARK = 255;
 
 /**
  * V8 flags the router runs with, the same as `build.sh` bakes into
- * `dist/router`: a 1 MiB semi-space keeps the young generation from growing
- * to 3 × 16 MiB under connection churn (RSS after the rate test ~150 →
- * ~95 MiB, no measurable CPU cost; docs/performance.md).
+ * `dist/router`: smaller young generation and heap growth steps, so
+ * connection churn does not leave the heap at 3 × 16 MiB of semi-spaces
+ * plus ~25 MiB of uncollected old-space garbage (RSS with 1,000 flows after
+ * the rate test ~135 → ~95 MiB, no measurable CPU cost; docs/performance.md).
  */
-export const ROUTER_V8_FLAGS = "--max-semi-space-size=1";
+export const ROUTER_V8_FLAGS = "--optimize-for-size";
 
 /** A running subject: the proxy's pid (none for kernel) and how to stop it. */
 export interface SubjectHandle {

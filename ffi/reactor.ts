@@ -6,7 +6,7 @@
  *
  * How it waits (DESIGN.md §3): while someone waits, a loop first polls with
  * a synchronous `epoll_wait(…, 0)` (no thread hop), then blocks briefly
- * (200 µs) in a synchronous `epoll_pwait2`, and only when nothing is ready
+ * (500 µs) in a synchronous `epoll_pwait2`, and only when nothing is ready
  * parks in the `nonblocking` `epoll_wait(…, -1)`, which runs on a worker
  * thread. There is a single parked call per epoll fd, its event
  * buffer lives in a field (Deno does not keep it alive), and an eventfd
@@ -63,10 +63,11 @@ export interface ReactorOptions {
    * After the spins, block this long (µs) in a synchronous `epoll_pwait2`
    * before parking in the worker-thread epoll_wait (0 = off). An event
    * arriving within it is handled without two thread hops; timers and other
-   * I/O of the isolate wait at most this long. Default 200 µs: in the netns
-   * bench it cut the router's CPU per byte and per connection by ~10% and
-   * the round-trip p50 by ~15 µs (docs/performance.md). Skipped when libc
-   * has no `epoll_pwait2` (glibc < 2.35).
+   * I/O of the isolate wait at most this long. Default 500 µs: in the netns
+   * bench (1 stream, 6 GB) 0 / 200 / 500 / 1000 / 2000 µs gave ~23 / ~22 /
+   * ~26.5 / ~26 / ~26 Gbit/s at ~118 / ~114 / ~94 / ~96 / ~98 cs of router
+   * CPU (docs/performance.md). Skipped when libc has no `epoll_pwait2`
+   * (glibc < 2.35).
    */
   blockUs?: number;
 }
@@ -135,7 +136,7 @@ export class Reactor {
     this.#maxEvents = opts.maxEvents ?? 256;
     this.#spinTurns = opts.spinTurns ?? 4;
     this.#maxBusyMs = opts.maxBusyMs ?? 2;
-    this.#blockUs = Math.max(0, Math.min(opts.blockUs ?? 200, 999_999));
+    this.#blockUs = Math.max(0, Math.min(opts.blockUs ?? 500, 999_999));
     const ts = new DataView(this.#blockTs.buffer);
     ts.setBigInt64(0, 0n, true);
     ts.setBigInt64(8, BigInt(Math.floor(this.#blockUs * 1000)), true);
