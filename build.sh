@@ -26,7 +26,10 @@ programs=(
 compile_one() { # name entry perms...
   local name=$1 entry=$2
   shift 2
-  deno compile --quiet --no-check=remote "$@" --output "dist/$name" "$entry"
+  local extra=()
+  # The reload compile worker is loaded by URL at run time: embed it.
+  [[ "$name" == router ]] && extra=(--include config/compile_worker.ts)
+  deno compile --quiet --no-check=remote "${extra[@]}" "$@" --output "dist/$name" "$entry"
 }
 
 bundle_one() { # name entry perms...
