@@ -21,9 +21,8 @@ import {
 } from "../ipc/protocol.ts";
 import type { IpcHandlers } from "../ipc/server.ts";
 import type { Router } from "./router.ts";
-import type { UdpPlaneStats } from "./udp_plane.ts"; // [udp-plane]
+import type { UdpPlaneStats } from "./udp_plane.ts";
 
-// [health] begin
 /**
  * One outbound in `status` / `outbounds.list`: {@linkcode OutboundInfo} plus
  * its health (how it is checked, last error, since when, last check; times
@@ -42,7 +41,6 @@ export interface OutboundHealthInfo extends OutboundInfo {
   /** Flows reset at once because the outbound was down (also counted in `errors`). */
   fail_fast: number;
 }
-// [health] end
 
 /** Options of {@linkcode createIpcHandlers}. */
 export interface RouterIpcOptions {
@@ -68,7 +66,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   // Reloads are serialised: a second one waits for the first to swap.
   let reloadChain: Promise<unknown> = Promise.resolve();
 
-  // [health] begin: state and last error from the health checker, per-outbound counters.
+  // state and last error from the health checker, per-outbound counters.
   const outboundInfos = (): OutboundHealthInfo[] => {
     const snap = router.snapshot;
     const counters = router.counters().outbounds;
@@ -112,7 +110,6 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       return info;
     });
   };
-  // [health] end
 
   const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
     const t0 = performance.now();
@@ -157,7 +154,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         flows: flowCounts(c),
         outbounds: outboundInfos(),
         last_reload: lastReload,
-        udp: c.udp, // [udp-plane] session table size and counters per inbound
+        udp: c.udp, // session table size and counters per inbound
       };
     },
     reload(params) {
@@ -219,7 +216,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
           bytes_up: o.bytesUp,
           bytes_down: o.bytesDown,
           errors: o.errors,
-          fail_fast: o.failFast, // [health]
+          fail_fast: o.failFast,
         };
         outbounds[tag] = row;
       }
@@ -232,13 +229,12 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         reload_failures: reloadFailures,
         outbounds,
         counters: { ...Object.fromEntries(c.named), ...udpCounters(c.udp) },
-        udp: c.udp, // [udp-plane]
+        udp: c.udp,
       };
     },
   };
 }
 
-// [udp-plane] begin
 /** TCP flows plus UDP sessions. */
 function flowCounts(c: ReturnType<Router["counters"]>) {
   let udp = 0, udpTotal = 0;
@@ -264,7 +260,6 @@ function udpCounters(planes: readonly UdpPlaneStats[]): Record<string, number> {
   }
   return out;
 }
-// [udp-plane] end
 
 function dirOf(path: string): string {
   const i = path.lastIndexOf("/");

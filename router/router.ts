@@ -20,13 +20,13 @@ import { markForRules } from "../inbound/flow_marks.ts";
 import { BlockedError } from "../outbound/block.ts";
 import type { Outbound } from "../outbound/outbound.ts";
 import { buildHealthSpec, buildOutbound, outboundKey } from "../outbound/registry.ts";
-import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts"; // [health]
+import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts";
 import type { Engine } from "../rules/engine.ts";
 import { type RuleHits, RuleStats } from "../rules/rule_stats.ts";
 import { type SniffClock, sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
 import { relay } from "./relay.ts";
-import { UdpPlane, type UdpPlaneStats } from "./udp_plane.ts"; // [udp-plane]
+import { UdpPlane, type UdpPlaneStats } from "./udp_plane.ts";
 
 /** Per-outbound counters; they survive reload while the tag exists. */
 export interface OutboundCounters {
@@ -36,7 +36,7 @@ export interface OutboundCounters {
   bytesDown: number;
   errors: number;
   /** Flows reset at once because the outbound was known down (also in `errors`). */
-  failFast: number; // [health]
+  failFast: number;
 }
 
 /** A live outbound and what it was built from. */
@@ -66,7 +66,7 @@ export interface RouterOptions {
   /** Open the TCP listeners with SO_REUSEPORT (one router per worker isolate). */
   readonly reusePort?: boolean;
   /** Health checker settings (clock, concurrency, thresholds); defaults suit production. */
-  readonly health?: HealthCheckerOptions; // [health]
+  readonly health?: HealthCheckerOptions;
 }
 
 /** What a reload did. */
@@ -107,10 +107,10 @@ export class Router {
   readonly #listeners: { tag: string; key: string; listener: TcpListener; loop: Promise<void> }[] =
     [];
   readonly #counters = new Map<string, OutboundCounters>();
-  readonly #udpPlanes: UdpPlane[] = []; // [udp-plane]
+  readonly #udpPlanes: UdpPlane[] = [];
   readonly #named = new Map<string, number>();
   readonly #ruleStats = new RuleStats();
-  readonly #health: HealthChecker; // [health]
+  readonly #health: HealthChecker;
   readonly #startedAt = Date.now();
   #snap: Snapshot;
   #flowsTotal = 0;
@@ -126,7 +126,8 @@ export class Router {
     this.#sniffMax = opts.sniffMaxBytes ?? SNIFF_PEEK_BYTES;
     this.#peekBuf = new Uint8Array(this.#sniffMax);
     this.#snap = snap;
-    this.#health = new HealthChecker({ logger: opts.logger.child("health"), ...opts.health }); // [health]
+    this.#ruleStats.adopt(snap.engine);
+    this.#health = new HealthChecker({ logger: opts.logger.child("health"), ...opts.health });
   }
 
   /** Builds outbounds, opens the listeners and starts serving. */
@@ -148,7 +149,7 @@ export class Router {
     };
     const router = new Router(snap, opts);
     try {
-      router.#syncHealth(); // [health]
+      router.#syncHealth();
       for (const inbound of config.inbounds) router.#openInbound(inbound);
     } catch (e) {
       router.stop();
@@ -173,7 +174,7 @@ export class Router {
   }
 
   #openInbound(inbound: TproxyInbound): void {
-    // [udp-plane] begin: UDP sessions are routed against the newest snapshot.
+    // UDP sessions are routed against the newest snapshot.
     if (inbound.network.includes("udp")) {
       const plane = UdpPlane.open({
         inbound,
@@ -188,7 +189,6 @@ export class Router {
         addresses: plane.addresses.map(formatEndpoint).join(","),
       });
     }
-    // [udp-plane] end
     if (!inbound.network.includes("tcp")) return;
     const listener = TcpListener.open({
       mode: inbound.mode,
@@ -213,7 +213,6 @@ export class Router {
     });
   }
 
-  // [health] begin
   /** Health of an outbound of the active snapshot (undefined for unknown tags). */
   outboundHealth(tag: string): HealthStatus | undefined {
     return this.#health.status(tag);
@@ -231,7 +230,6 @@ export class Router {
       })),
     );
   }
-  // [health] end
 
   #count(name: string): void {
     this.#named.set(name, (this.#named.get(name) ?? 0) + 1);
@@ -280,7 +278,7 @@ export class Router {
       counters.flowsTotal++;
       const slot = snap.outbounds.get(decision.outbound);
       if (!slot) throw new Error(`outbound "${decision.outbound}" is not configured`);
-      // [health] begin: a known-down outbound fails new flows at once, no connect timeout.
+      // a known-down outbound fails new flows at once, no connect timeout.
       if (!this.#health.admit(decision.outbound)) {
         counters.errors++;
         counters.failFast++;
@@ -293,7 +291,6 @@ export class Router {
         client.resetAndClose();
         return;
       }
-      // [health] end
       // Built only when INFO is on: the fields cost two formatEndpoint() per flow.
       if (this.#log.enabled("info")) {
         this.#log.info("flow", {
@@ -309,9 +306,9 @@ export class Router {
       }
       try {
         upstream = await slot.outbound.dialTcp(meta.destination, meta.domain, flow.abort.signal);
-        this.#health.reportSuccess(decision.outbound); // [health]
+        this.#health.reportSuccess(decision.outbound);
       } catch (e) {
-        this.#health.reportFailure(decision.outbound, e, meta.destination); // [health]
+        this.#health.reportFailure(decision.outbound, e, meta.destination);
         if (e instanceof BlockedError) {
           this.#count("flows_blocked");
           if (e.mode === "reset") client.resetAndClose();
@@ -462,7 +459,7 @@ export class Router {
       outbounds: next,
       inbounds: new Map(config.inbounds.map((i) => [i.tag, i])),
     };
-    this.#syncHealth(); // [health] unchanged outbounds keep their health state
+    this.#syncHealth(); // unchanged outbounds keep their health state
     for (const tag of [...changed, ...removed]) old.outbounds.get(tag)?.outbound.close();
     let closed = 0;
     if (opts.closeRemoved && removed.length > 0) {
@@ -498,7 +495,7 @@ export class Router {
     bytesDown: number;
     outbounds: ReadonlyMap<string, OutboundCounters>;
     named: ReadonlyMap<string, number>;
-    udp: UdpPlaneStats[]; // [udp-plane]
+    udp: UdpPlaneStats[];
   } {
     let up = this.#bytesUp, down = this.#bytesDown;
     for (const f of this.#flows.values()) {
@@ -513,7 +510,7 @@ export class Router {
       bytesDown: down,
       outbounds: this.#counters,
       named: this.#named,
-      udp: this.#udpPlanes.map((p) => p.stats()), // [udp-plane]
+      udp: this.#udpPlanes.map((p) => p.stats()),
     };
   }
 
@@ -531,13 +528,13 @@ export class Router {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    this.#health.close(); // [health]
+    this.#health.close();
     for (const l of this.#listeners) l.listener.close();
-    const udpClosed = Promise.allSettled(this.#udpPlanes.map((p) => p.close())); // [udp-plane]
+    const udpClosed = Promise.allSettled(this.#udpPlanes.map((p) => p.close()));
     this.#flows.close(() => true, "router stopping");
     for (const slot of this.#snap.outbounds.values()) slot.outbound.close();
     await Promise.allSettled(this.#listeners.map((l) => l.loop));
-    await udpClosed; // [udp-plane]
+    await udpClosed;
   }
 }
 

@@ -34,21 +34,30 @@ export interface RulesetOptions {
 
 const ANY_PEER = `"${PEER_IFACE_PREFIX}*"`;
 
-/** One nft statement line per direction of a rule. */
-export function renderRuleLines(r: RuleRecord): string[] {
+/** One nft statement line per direction of a rule, with the direction's interfaces. */
+function ruleDirections(r: RuleRecord): { iif: string; oif: string; line: string }[] {
   let match = "";
   if (r.protocol === "icmp") match = " meta l4proto { icmp, ipv6-icmp }";
   else if (r.protocol !== null && r.ports.length === 0) match = ` meta l4proto ${r.protocol}`;
   else if (r.protocol !== null) {
     match = ` ${r.protocol} dport { ${r.ports.map(formatPortSpec).join(", ")} }`;
   }
-  const line = (a: string, b: string) =>
-    `iifname "${peerInterface(a)}" oifname "${
-      peerInterface(b)
-    }"${match} counter accept comment "rule ${r.id}"`;
-  const out = [line(r.from, r.to)];
-  if (r.bidirectional) out.push(line(r.to, r.from));
+  const dir = (a: string, b: string) => {
+    const iif = peerInterface(a), oif = peerInterface(b);
+    return {
+      iif,
+      oif,
+      line: `iifname "${iif}" oifname "${oif}"${match} counter accept comment "rule ${r.id}"`,
+    };
+  };
+  const out = [dir(r.from, r.to)];
+  if (r.bidirectional) out.push(dir(r.to, r.from));
   return out;
+}
+
+/** One nft statement line per direction of a rule. */
+export function renderRuleLines(r: RuleRecord): string[] {
+  return ruleDirections(r).map((d) => d.line);
 }
 
 /** True when a rule's replies need `ct state established,related accept`. */
@@ -77,8 +86,32 @@ export function renderRuleset(rules: readonly RuleRecord[], opts: RulesetOptions
   // or a port-restricted one (replies come from the port). A two-way rule
   // without ports accepts every packet of the pair anyway.
   if (rules.some(needsConntrack)) lines.push(`    ct state established,related accept`);
-  for (const r of rules) for (const l of renderRuleLines(r)) lines.push(`    ${l}`);
-  lines.push(`    counter drop comment "no forwarding rule"`, `  }`, `}`, ``);
+  // Dispatch on the (input, output) interface pair with one verdict-map
+  // lookup instead of walking every rule: a linear chain costs every
+  // forwarded packet a string compare per rule direction (measured: 200
+  // rules tripled the CPU per forwarded UDP packet, see docs/slim.md). Each
+  // pair jumps to its own chain holding that pair's rule lines (still
+  // matching the interfaces, so a pair chain is correct on its own), which
+  // keeps the per-rule counters and comments.
+  const pairs = new Map<string, { iif: string; oif: string; lines: string[] }>();
+  for (const r of rules) {
+    for (const d of ruleDirections(r)) {
+      const k = `${d.iif}\0${d.oif}`;
+      const p = pairs.get(k) ?? { iif: d.iif, oif: d.oif, lines: [] };
+      p.lines.push(d.line);
+      pairs.set(k, p);
+    }
+  }
+  const list = [...pairs.values()];
+  if (list.length > 0) {
+    const elems = list.map((p, i) => `"${p.iif}" . "${p.oif}" : jump pair_${i}`);
+    lines.push(`    iifname . oifname vmap { ${elems.join(", ")} }`);
+  }
+  lines.push(`    counter drop comment "no forwarding rule"`, `  }`);
+  list.forEach((p, i) => {
+    lines.push(`  chain pair_${i} {`, ...p.lines.map((l) => `    ${l}`), `  }`);
+  });
+  lines.push(`}`, ``);
   return lines.join("\n");
 }
 
