@@ -411,41 +411,30 @@ async function main(): Promise<number> {
       `\n${mode}: iperf3 A->B through S, ${seconds}s runs, ${repeat} interleaved rounds; ` +
         `loadavg at end ${load}\n`,
     );
-    if (mode === "throughput") {
-      console.log("| path | our nft table | Gbit/s (runs) | median | vs none |");
-      console.log("|---|---|---|---|---|");
-    } else {
-      console.log(
-        "| path, load | our nft table | our CPU-s per GB (runs) | median | vs none " +
-          "| machine CPU-s/GB median | vs none | Gbit/s median |",
-      );
-      console.log("|---|---|---|---|---|---|---|---|");
-    }
+    console.log(
+      "| path, load | our nft table | Gbit/s median | Gbit/s vs none, paired | " +
+        "our CPU-s per GB (runs) | median | CPU per GB vs none, paired | machine CPU-s/GB median |",
+    );
+    console.log("|---|---|---|---|---|---|---|---|");
     for (const l of loads) {
       const base = samples.get(key(l, variants[0]!))!;
       for (const v of variants) {
         const xs = samples.get(key(l, v))!;
+        // Round i of every variant ran back to back: compare within rounds.
+        const paired = (f: (s: Sample) => number) => {
+          if (v === variants[0]) return "";
+          const r = xs.map((s, i) => (f(s) / f(base[i]!) - 1) * 100).sort((a, b) => a - b);
+          const pc = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)}%`;
+          return `${pc(median(r))} (${pc(r[0]!)} .. ${pc(r[r.length - 1]!)})`;
+        };
         const label = `${l.path} ${l.proto} ${l.rate ?? "saturated"}`;
-        if (mode === "throughput") {
-          const m = median(xs.map((s) => s.gbps)), b = median(base.map((s) => s.gbps));
-          const d = v === variants[0] ? "" : `${((m / b - 1) * 100).toFixed(1)}%`;
-          console.log(
-            `| ${label} | ${v.name} | ${xs.map((s) => s.gbps.toFixed(2)).join(", ")} | ${
-              m.toFixed(2)
-            } | ${d} |`,
-          );
-        } else {
-          const m = median(xs.map((s) => s.cpuPerGB)), b = median(base.map((s) => s.cpuPerGB));
-          const d = v === variants[0] ? "" : `${((m / b - 1) * 100).toFixed(1)}%`;
-          const mm = median(xs.map((s) => s.machinePerGB));
-          const mb = median(base.map((s) => s.machinePerGB));
-          const md = v === variants[0] ? "" : `${((mm / mb - 1) * 100).toFixed(1)}%`;
-          console.log(
-            `| ${label} | ${v.name} | ${xs.map((s) => s.cpuPerGB.toFixed(3)).join(", ")} | ${
-              m.toFixed(3)
-            } | ${d} | ${mm.toFixed(3)} | ${md} | ${median(xs.map((s) => s.gbps)).toFixed(3)} |`,
-          );
-        }
+        console.log(
+          `| ${label} | ${v.name} | ${median(xs.map((s) => s.gbps)).toFixed(3)} | ${
+            paired((s) => s.gbps)
+          } | ${xs.map((s) => s.cpuPerGB.toFixed(3)).join(", ")} | ${
+            median(xs.map((s) => s.cpuPerGB)).toFixed(3)
+          } | ${paired((s) => s.cpuPerGB)} | ${median(xs.map((s) => s.machinePerGB)).toFixed(3)} |`,
+        );
       }
     }
     await exec("ip", ["-n", S, "link", "del", `wg-peer-${tagA}`]);

@@ -69,6 +69,45 @@ Deno.test("renderRuleset() accepts established/related only when a rule needs re
   assert.ok(s.indexOf("ct state") < s.indexOf('comment "rule 1"'));
 });
 
+Deno.test("renderRuleset() dispatches on the interface pair with one verdict map, a chain per pair", () => {
+  const s = renderRuleset([
+    rule({ id: 1, bidirectional: true }),
+    rule({ id: 2, protocol: "tcp", ports: [22] }),
+    rule({ id: 3, from: "c", to: "a" }),
+  ], { table: "t", peersOnly: false });
+  // One lookup, no rule line directly in between_peers: the cost per packet
+  // does not grow with the number of rules.
+  const has = (text: string) => assert.ok(s.includes(text), `missing:\n${text}\nin:\n${s}`);
+  has(
+    [
+      "  chain between_peers {",
+      "    ct state established,related accept",
+      '    iifname . oifname vmap { "wg-peer-a" . "wg-peer-b" : jump pair_0, ' +
+      '"wg-peer-b" . "wg-peer-a" : jump pair_1, "wg-peer-c" . "wg-peer-a" : jump pair_2 }',
+      '    counter drop comment "no forwarding rule"',
+      "  }",
+    ].join("\n"),
+  );
+  // Rules of the same direction share that pair's chain, in rule order.
+  has(
+    [
+      "  chain pair_0 {",
+      '    iifname "wg-peer-a" oifname "wg-peer-b" counter accept comment "rule 1"',
+      '    iifname "wg-peer-a" oifname "wg-peer-b" tcp dport { 22 } counter accept comment "rule 2"',
+      "  }",
+    ].join("\n"),
+  );
+  has(
+    [
+      "  chain pair_2 {",
+      '    iifname "wg-peer-c" oifname "wg-peer-a" counter accept comment "rule 3"',
+      "  }",
+    ].join("\n"),
+  );
+  assert.doesNotMatch(s, /pair_3/);
+  assert.doesNotMatch(renderRuleset([], { table: "t", peersOnly: false }), /vmap/);
+});
+
 Deno.test("parseTableName() accepts nft identifiers only", () => {
   assert.equal(parseTableName("nft_table", "vpn_slim2"), "vpn_slim2");
   for (const bad of ["", "1abc", "a-b", "a b", "x;flush ruleset", "a".repeat(33), 5]) {
