@@ -20,6 +20,11 @@ export interface AhoCorasickImage {
   /** Classes of non-ASCII characters, as (char code, class) pairs. */
   readonly other: Int32Array;
   readonly width: number;
+  /**
+   * Transitions, row `s` at `s * width`. An entry holds the target state's
+   * row offset `t * width`, or `-1 - t * width` when `t` reports a keyword
+   * (its own or via a dictionary link): one load per character.
+   */
   readonly delta: Int32Array;
   readonly out: Int32Array;
   readonly dict: Int32Array;
@@ -64,11 +69,16 @@ export class AhoCorasick {
     if (this.size === 0) return;
     const delta = this.#delta, width = this.#width, out = this.#out, dict = this.#dict;
     const ascii = this.#ascii;
-    let s = 0;
+    let r = 0;
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
-      const k = c < 128 ? ascii[c]! : (this.#other.get(c) ?? 0);
-      s = delta[s * width + k]!;
+      const v = delta[r + (c < 128 ? ascii[c]! : (this.#other.get(c) ?? 0))]!;
+      if (v >= 0) {
+        r = v;
+        continue;
+      }
+      r = -1 - v;
+      const s = r / width;
       let t = out[s]! >= 0 ? s : dict[s]!;
       while (t !== 0) {
         hit(out[t]!);
@@ -131,6 +141,11 @@ function buildImage(keywords: readonly string[]): AhoCorasickImage {
       fail[t] = s === 0 ? 0 : delta[f * width + k]!;
       queue[tail++] = t;
     }
+  }
+  // Row offsets instead of state numbers; reporting targets flagged (see AhoCorasickImage).
+  for (let i = 0; i < delta.length; i++) {
+    const t = delta[i]!;
+    delta[i] = out[t]! >= 0 || dict[t]! !== 0 ? -1 - t * width : t * width;
   }
   return {
     ascii,

@@ -58,6 +58,8 @@ const W_DST = 1, W_PORT = 2, W_SRC = 3;
 const PURE = 4;
 const NO_SETS: readonly CompiledRuleSet[] = Object.freeze([]);
 const NONE = 0x7fffffff;
+/** Slots of {@linkcode EngineImage.minTop}. */
+const MIN_PATTERNS = 0, MIN_DST = 1, MIN_SRC = 2, MIN_PORT = 3;
 
 /** Rules compiled between two checks of the time budget (see {@linkcode Engine.compile}). */
 const STEP = 256;
@@ -72,6 +74,13 @@ export interface EngineImage {
   readonly nodeInfo: Int32Array;
   /** Top-level rules no index can propose, in order. */
   readonly always: Int32Array;
+  /**
+   * Per index (`MIN_PATTERNS`, `MIN_DST`, `MIN_SRC`, `MIN_PORT`): the lowest
+   * top-level rule any node it reports belongs to (0 for rule-set nodes,
+   * `NONE` when empty). A lookup is skipped once a rule at or below that
+   * bound is proven: nothing it could report would matter.
+   */
+  readonly minTop: Int32Array;
   readonly domains: DomainImage;
   readonly dstCidr: CidrImage;
   readonly srcCidr: CidrImage;
@@ -171,6 +180,7 @@ export class Engine {
   readonly #decisions: (Decision | undefined)[];
   readonly #finalDecision: Decision;
   readonly #always: Int32Array;
+  readonly #minTop: Int32Array;
   /** Per node: `top << 3 | PURE? | witness kind` (witness 0: no top-level rule to propose). */
   readonly #nodeInfo: Int32Array;
   readonly #domains: DomainIndex;
@@ -219,6 +229,7 @@ export class Engine {
     this.#top = p.top;
     this.#nodeInfo = img.nodeInfo;
     this.#always = img.always;
+    this.#minTop = img.minTop;
     this.#domains = new DomainIndex(img.domains);
     this.#dstCidr = new CidrIndex(img.dstCidr);
     this.#srcCidr = new CidrIndex(img.srcCidr);
@@ -330,11 +341,16 @@ export class Engine {
     s.begin(flow);
     this.#candLen = 0;
     this.#best = NONE;
-    const domain = flow.domain;
-    if (domain !== undefined && domain !== "") this.#domains.lookup(domain, this.#stampDst);
-    this.#dstCidr.lookup(flow.destination.addr, this.#stampDst);
-    this.#srcCidr.lookup(flow.source.addr, this.#stampSrc);
-    this.#ports.lookup(flow.destination.port, this.#stampPort);
+    const domain = flow.domain, min = this.#minTop;
+    const named = domain !== undefined && domain !== "";
+    // Cheapest first; each later lookup only if it could still report a rule below the best.
+    if (named) this.#domains.lookupNames(domain, this.#stampDst);
+    if (this.#best > min[MIN_DST]!) this.#dstCidr.lookup(flow.destination.addr, this.#stampDst);
+    if (named && this.#best > min[MIN_PATTERNS]!) {
+      this.#domains.lookupPatterns(domain, this.#stampDst);
+    }
+    if (this.#best > min[MIN_SRC]!) this.#srcCidr.lookup(flow.source.addr, this.#stampSrc);
+    if (this.#best > min[MIN_PORT]!) this.#ports.lookup(flow.destination.port, this.#stampPort);
     let best = this.#best;
     for (let k = 0; k < this.#candLen; k++) {
       const i = this.#cand[k]!;
@@ -447,6 +463,13 @@ class IntList {
  */
 function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   const nodes: DefaultMatcher[] = [];
+  /** Per entry of `nodes`: its top-level rule (0 for rule-set nodes). */
+  const nodeTop: number[] = [];
+  let top0 = 0;
+  const minTop = new Int32Array(4).fill(NONE);
+  const lower = (slot: number, i: number) => {
+    if (i < minTop[slot]!) minTop[slot] = i;
+  };
   /** Node info; node ids of compact rules and of matchers share one numbering. */
   const info = new IntList();
   const sets = new Map<string, CompiledRuleSet>();
@@ -459,6 +482,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     }
     const m = new DefaultMatcher(info.length, spec, resolveSets(spec, sets));
     nodes.push(m);
+    nodeTop.push(top0);
     info.push(0);
     return m;
   };
@@ -472,19 +496,25 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   const portEntries: PortEntry[] = [];
   const mark = (node: DefaultMatcher, kind: number, i: number, pure: boolean) => {
     info.data[node.id] = (i << 3) | (pure ? PURE : 0) | kind;
-    if (kind === W_PORT) portEntries.push({ node: node.id, ranges: node.spec.port });
+    if (kind === W_PORT) {
+      portEntries.push({ node: node.id, ranges: node.spec.port });
+      lower(MIN_PORT, i);
+    }
   };
   for (let i = 0; i < rules.length; i++) {
     if ((i & (STEP - 1)) === STEP - 1) yield;
     const r = rules[i]!;
     if (r instanceof CompactRule) {
       top[i] = null;
-      addCompact(info.length, r, domains, dst);
+      const added = addCompact(info.length, r, domains, dst);
+      if ((added & ADDED_KEYWORD) !== 0) lower(MIN_PATTERNS, i);
+      if ((added & ADDED_CIDR) !== 0) lower(MIN_DST, i);
       info.push((i << 3) | PURE | W_DST);
       continue;
     }
     complex.push(i);
     complexFirst.push(info.length);
+    top0 = i;
     const m = compile(r.match);
     top[i] = m;
     if (m instanceof DefaultMatcher) { // the common case, without the allocation below
@@ -499,15 +529,22 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   }
   for (let k = 0; k < nodes.length; k++) {
     if ((k & (STEP - 1)) === STEP - 1) yield;
-    const n = nodes[k]!, sp = n.spec;
+    const n = nodes[k]!, sp = n.spec, t = nodeTop[k]!;
     if (
       sp.domain.length + sp.domain_suffix.length + sp.domain_keyword.length +
       sp.domain_regex.length
     ) {
       domains.add(n.id, sp);
+      if (sp.domain_keyword.length + sp.domain_regex.length) lower(MIN_PATTERNS, t);
     }
-    if (sp.ip_cidr.length) dst.add(n.id, sp.ip_cidr);
-    if (sp.source_ip_cidr.length) src.add(n.id, sp.source_ip_cidr);
+    if (sp.ip_cidr.length) {
+      dst.add(n.id, sp.ip_cidr);
+      lower(MIN_DST, t);
+    }
+    if (sp.source_ip_cidr.length) {
+      src.add(n.id, sp.source_ip_cidr);
+      lower(MIN_SRC, t);
+    }
   }
   yield;
   const builtDomains = domains.buildImage();
@@ -520,6 +557,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     image: {
       nodeInfo: info.data.slice(0, info.length),
       always: Int32Array.from(always),
+      minTop,
       domains: builtDomains,
       dstCidr,
       srcCidr,
@@ -573,13 +611,20 @@ export function wireTransferList(value: unknown): ArrayBuffer[] {
   return [...out];
 }
 
-/** Indexes the values of a compact rule (validated by the config parser) under `node`. */
+/** {@linkcode addCompact} result bits. */
+const ADDED_KEYWORD = 1, ADDED_CIDR = 2;
+
+/**
+ * Indexes the values of a compact rule (validated by the config parser)
+ * under `node`; says which kinds it added ({@linkcode ADDED_KEYWORD}, ...).
+ */
 function addCompact(
   node: number,
   rule: CompactRule,
   domains: DomainIndexBuilder,
   dst: CidrIndexBuilder,
-): void {
+): number {
+  let added = 0;
   const raw = rule.raw;
   for (const k in raw) {
     const v = raw[k];
@@ -593,10 +638,12 @@ function addCompact(
         else for (const x of v as string[]) domains.addSuffix(node, x);
         break;
       case "domain_keyword":
+        added |= ADDED_KEYWORD;
         if (typeof v === "string") domains.addKeyword(node, v);
         else for (const x of v as string[]) domains.addKeyword(node, x);
         break;
       case "ip_cidr":
+        added |= ADDED_CIDR;
         if (rule.cidrs !== null) dst.addParsed(node, rule.cidrs);
         else if (typeof v === "string") dst.addText(node, v);
         else for (const x of v as string[]) dst.addText(node, x);
@@ -605,6 +652,7 @@ function addCompact(
         break; // outbound, action
     }
   }
+  return added;
 }
 
 type Witness = [DefaultMatcher, number];

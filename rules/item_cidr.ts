@@ -6,7 +6,8 @@
  * Layout, for cache locality: node n is `[list, child0, child1]` at
  * `3n` in one Int32Array (child 0 = none; the root is never a child). The
  * first 16 bits are skipped with a 65,536-entry jump table that gives the
- * node at depth 16 and the posting lists met above it, so an IPv4 lookup
+ * node at depth 16 and the posting lists met above it (both side by side:
+ * one cache line per lookup), so an IPv4 lookup
  * usually walks only the bits between /16 and its longest prefix.
  *
  * The frozen index is plain data ({@linkcode CidrImage}: typed arrays), so
@@ -75,10 +76,17 @@ class TrieBuilder {
 export interface TrieImage {
   /** [list, child0, child1] per node. */
   readonly nodes: Int32Array;
-  /** Node at depth 16 for each 16-bit head, or 0 when no prefix of /16 or longer is under it. */
+  /**
+   * Per 16-bit head h: `[2h]` = node at depth 16, or 0 when no prefix of /16
+   * or longer is under it; `[2h + 1]` = chain of the lists met strictly above
+   * depth 16, or -1.
+   */
   readonly jump: Int32Array;
-  /** Chain of the lists met strictly above depth 16 for each head, or -1. */
-  readonly above: Int32Array;
+  /**
+   * Bit h set when head h has anything in `jump`: 8 KiB that stay in cache,
+   * so an address under an empty head costs no miss in the 512 KiB table.
+   */
+  readonly used: Int32Array;
   /** Chain c = list ids chainData[chainStart[c] .. chainStart[c + 1]). */
   readonly chainStart: Int32Array;
   readonly chainData: Int32Array;
@@ -122,10 +130,17 @@ function freezeTrie(b: TrieBuilder): TrieImage {
     }
   };
   visit(0, 0, 0, -1);
+  const jump = new Int32Array(2 << JUMP_BITS);
+  const used = new Int32Array((1 << JUMP_BITS) >> 5);
+  for (let h = 0; h < 1 << JUMP_BITS; h++) {
+    jump[2 * h] = b.heads?.[h] ?? 0;
+    jump[2 * h + 1] = above[h]!;
+    if (jump[2 * h] !== 0 || above[h]! >= 0) used[h >> 5]! |= 1 << (h & 31);
+  }
   return {
     nodes,
-    jump: b.heads ?? new Int32Array(1 << JUMP_BITS),
-    above,
+    jump,
+    used,
     chainStart: Int32Array.from(starts),
     chainData: Int32Array.from(data),
   };
@@ -135,14 +150,14 @@ function freezeTrie(b: TrieBuilder): TrieImage {
 class Trie {
   readonly nodes: Int32Array;
   readonly jump: Int32Array;
-  readonly above: Int32Array;
+  readonly used: Int32Array;
   readonly chainStart: Int32Array;
   readonly chainData: Int32Array;
 
   constructor(img: TrieImage) {
     this.nodes = img.nodes;
     this.jump = img.jump;
-    this.above = img.above;
+    this.used = img.used;
     this.chainStart = img.chainStart;
     this.chainData = img.chainData;
   }
@@ -150,14 +165,15 @@ class Trie {
   lookup(addr: Uint8Array, lists: PostingLists, emit: (node: number) => void): void {
     const { start, data } = lists;
     const head = (addr[0]! << 8) | addr[1]!;
-    const c = this.above[head]!;
+    if ((this.used[head >> 5]! & (1 << (head & 31))) === 0) return;
+    const c = this.jump[2 * head + 1]!;
     if (c >= 0) {
       for (let k = this.chainStart[c]!; k < this.chainStart[c + 1]!; k++) {
         const id = this.chainData[k]!;
         for (let j = start[id]!; j < start[id + 1]!; j++) emit(data[j]!);
       }
     }
-    let n = this.jump[head]!;
+    let n = this.jump[2 * head]!;
     if (n === 0) return;
     const nodes = this.nodes;
     const bits = addr.length * 8;

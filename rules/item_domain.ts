@@ -30,13 +30,16 @@ export interface DomainItems {
 
 /** The frozen domain index as plain data (see {@linkcode DomainIndex}). */
 export interface DomainImage {
-  /** Name hash table: slot i holds `[2i]` = hash, `[2i+1]` = entry + 1 (0 = empty). */
+  /** Name hash table: slot i holds `[2i]` = hash, `[2i+1]` = record offset + 1 (0 = empty). */
   readonly slots: Int32Array;
-  /** Name of entry e: UTF-16 code units `chars[keyStart[e] .. keyStart[e + 1])`. */
-  readonly chars: Uint16Array;
-  readonly keyStart: Int32Array;
-  /** Per name entry, at 3e + kind: list id (≥ 0), none (-1), or one node n as -2 - n. */
-  readonly entries: Int32Array;
+  /**
+   * One record per name, all a hit needs in one place: at offset o, `[o]` =
+   * name length, `[o + 1 + kind]` = list id (≥ 0), none (-1) or one node n
+   * as -2 - n, then the name's UTF-16 code units two per element (read
+   * through a `Uint16Array` view from element o + 4).
+   */
+  readonly records: Int32Array;
+  readonly nameCount: number;
   readonly hasSuffix: boolean;
   readonly keywords: AhoCorasickImage;
   /** List id per keyword. */
@@ -126,21 +129,30 @@ export class DomainIndexBuilder {
     }
     const keywords = this.#keywords.build(), regexes = this.#regexes.build();
     const keys = this.#names.keys;
+    const offset = new Int32Array(keys.length);
     let total = 0;
-    for (let e = 0; e < keys.length; e++) total += keys[e]!.length;
-    const chars = new Uint16Array(total), keyStart = new Int32Array(keys.length + 1);
-    let at = 0;
     for (let e = 0; e < keys.length; e++) {
-      const k = keys[e]!;
-      keyStart[e] = at;
-      for (let j = 0; j < k.length; j++) chars[at++] = k.charCodeAt(j);
+      offset[e] = total;
+      total += REC_HEAD + ((keys[e]!.length + 1) >> 1);
     }
-    keyStart[keys.length] = at;
+    const records = new Int32Array(total);
+    const chars = new Uint16Array(records.buffer);
+    for (let e = 0; e < keys.length; e++) {
+      const k = keys[e]!, o = offset[e]!;
+      records[o] = k.length;
+      records[o + 1] = entries[3 * e]!;
+      records[o + 2] = entries[3 * e + 1]!;
+      records[o + 3] = entries[3 * e + 2]!;
+      for (let j = 0, at = 2 * (o + REC_HEAD); j < k.length; j++) chars[at + j] = k.charCodeAt(j);
+    }
+    const slots = this.#names.slots.slice();
+    for (let i = 1; i < slots.length; i += 2) {
+      if (slots[i] !== 0) slots[i] = offset[slots[i]! - 1]! + 1;
+    }
     return {
-      slots: this.#names.slots,
-      chars,
-      keyStart,
-      entries,
+      slots,
+      records,
+      nameCount: keys.length,
       hasSuffix,
       keywords: new AhoCorasick([...keywords.keys()]).image,
       kwList: Int32Array.from(keywords.values()),
@@ -152,6 +164,8 @@ export class DomainIndexBuilder {
 }
 
 const EXACT = 0, SUFFIX = 1, DOT = 2;
+/** Elements before a record's characters: length and three list ids. */
+const REC_HEAD = 4;
 
 /** Hash of `s[from..]`, computed from the end (so every suffix hash comes for free). */
 function suffixHash(s: string, from: number): number {
@@ -229,11 +243,10 @@ class NameTableBuilder {
 export class DomainIndex {
   readonly #slots: Int32Array;
   readonly #mask: number;
+  /** See {@linkcode DomainImage.records}; `#chars` is the same memory as code units. */
+  readonly #records: Int32Array;
   readonly #chars: Uint16Array;
-  readonly #keyStart: Int32Array;
   readonly #nameCount: number;
-  /** Per name entry, at 3e + kind: list id (≥ 0), none (-1), or one node n as -2 - n. */
-  readonly #entries: Int32Array;
   readonly #hasSuffix: boolean;
   readonly #ac: AhoCorasick;
   readonly #kwList: Int32Array;
@@ -250,10 +263,13 @@ export class DomainIndex {
     this.image = img;
     this.#slots = img.slots;
     this.#mask = (img.slots.length >> 1) - 1;
-    this.#chars = img.chars;
-    this.#keyStart = img.keyStart;
-    this.#nameCount = img.keyStart.length - 1;
-    this.#entries = img.entries;
+    this.#records = img.records;
+    this.#chars = new Uint16Array(
+      img.records.buffer,
+      img.records.byteOffset,
+      2 * img.records.length,
+    );
+    this.#nameCount = img.nameCount;
     this.#hasSuffix = img.hasSuffix;
     this.#ac = new AhoCorasick(img.keywords);
     this.#kwList = img.kwList;
@@ -262,19 +278,19 @@ export class DomainIndex {
     this.#lists = img.lists;
   }
 
-  /** Entry whose name equals `name.slice(from)` (whose hash is `h`), or -1. */
+  /** Record offset of the name equal to `name.slice(from)` (whose hash is `h`), or -1. */
   #find(name: string, from: number, h: number): number {
     const slots = this.#slots, mask = this.#mask, len = name.length - from;
     for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
       const slot = slots[2 * i + 1]!;
       if (slot === 0) return -1;
       if (slots[2 * i] !== h) continue;
-      const s = this.#keyStart[slot - 1]!;
-      if (this.#keyStart[slot]! - s !== len) continue;
-      const chars = this.#chars;
-      let j = 0;
-      while (j < len && chars[s + j] === name.charCodeAt(from + j)) j++;
-      if (j === len) return slot - 1;
+      const o = slot - 1;
+      if (this.#records[o] !== len) continue;
+      const chars = this.#chars, at = 2 * (o + REC_HEAD) - from;
+      let j = from;
+      while (j < name.length && chars[at + j] === name.charCodeAt(j)) j++;
+      if (j === name.length) return o;
     }
   }
 
@@ -296,31 +312,48 @@ export class DomainIndex {
 
   /**
    * Calls `emit(node)` for each rule node with a domain item matching
-   * `name` (a node may be reported more than once).
+   * `name` (a node may be reported more than once): {@linkcode lookupNames}
+   * then {@linkcode lookupPatterns}.
    */
   lookup(name: string, emit: (node: number) => void): void {
+    this.lookupNames(name, emit);
+    this.lookupPatterns(name, emit);
+  }
+
+  /** True when some rule has a `domain_keyword` or `domain_regex` item. */
+  get hasPatterns(): boolean {
+    return this.#ac.size !== 0 || this.#regexes.length !== 0;
+  }
+
+  /** Like {@linkcode lookup}, for the `domain` and `domain_suffix` items only. */
+  lookupNames(name: string, emit: (node: number) => void): void {
     this.#emit = emit;
     if (this.#nameCount !== 0) {
-      const entries = this.#entries;
+      const rec = this.#records;
       // Backwards over the name; at each label start, look up the name from there on.
       let h = 0;
       for (let i = name.length - 1; i >= 0; i--) {
         h = (Math.imul(h, 31) + name.charCodeAt(i)) | 0;
         if (i === 0) {
-          const e = this.#find(name, 0, h);
-          if (e >= 0) {
-            this.#emitList(entries[3 * e + EXACT]!);
-            this.#emitList(entries[3 * e + SUFFIX]!);
+          const o = this.#find(name, 0, h);
+          if (o >= 0) {
+            this.#emitList(rec[o + 1 + EXACT]!);
+            this.#emitList(rec[o + 1 + SUFFIX]!);
           }
         } else if (this.#hasSuffix && name.charCodeAt(i - 1) === 46 /* . */) {
-          const e = this.#find(name, i, h);
-          if (e >= 0) {
-            this.#emitList(entries[3 * e + SUFFIX]!);
-            this.#emitList(entries[3 * e + DOT]!);
+          const o = this.#find(name, i, h);
+          if (o >= 0) {
+            this.#emitList(rec[o + 1 + SUFFIX]!);
+            this.#emitList(rec[o + 1 + DOT]!);
           }
         }
       }
     }
+  }
+
+  /** Like {@linkcode lookup}, for the `domain_keyword` and `domain_regex` items only. */
+  lookupPatterns(name: string, emit: (node: number) => void): void {
+    this.#emit = emit;
     this.#ac.scan(name, this.#onKeyword);
     for (let i = 0; i < this.#regexes.length; i++) {
       if (this.#regexes[i]!.test(name)) this.#emitList(this.#regexList[i]!);
