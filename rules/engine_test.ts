@@ -300,3 +300,32 @@ Deno.test("Engine.fromWire() after a transfer routes like the engine compiled in
   }
   assert.deepEqual(there.layout, here.layout);
 });
+
+Deno.test("Engine.match(): a later index still decides when an earlier rule needs it", () => {
+  // The domain hit proves rule 2 first; the CIDR, keyword, source and port
+  // lookups must still run for the earlier rules 0 and 1.
+  const e = engine([
+    { ip_cidr: "10.0.0.0/8", outbound: "a" },
+    {
+      type: "logical",
+      mode: "and",
+      rules: [{ domain_keyword: "zz" }, { port: 8443 }],
+      outbound: "b",
+    },
+    { domain: "x.zz.com", outbound: "direct" },
+    { source_ip_cidr: "192.168.0.0/16", outbound: "a" },
+  ]);
+  assert.equal(ruleOf(e, { domain: "x.zz.com", dst: "10.1.2.3" }), 0);
+  assert.equal(ruleOf(e, { domain: "x.zz.com", dst: "11.1.2.3", dport: 8443 }), 1);
+  assert.equal(ruleOf(e, { domain: "x.zz.com", dst: "11.1.2.3" }), 2);
+  assert.equal(ruleOf(e, { domain: "y.com", dst: "11.1.2.3", src: "192.168.1.1" }), 3);
+});
+
+Deno.test("Engine.match(): CIDR items inside a rule set count for a rule before a domain hit", () => {
+  const e = engine([
+    { rule_set: ["s0"], outbound: "a" },
+    { domain: "x.com", outbound: "b" },
+  ], { ruleSets: [[{ ip_cidr: "10.0.0.0/8" }]] });
+  assert.equal(ruleOf(e, { domain: "x.com", dst: "10.1.2.3" }), 0);
+  assert.equal(ruleOf(e, { domain: "x.com", dst: "11.1.2.3" }), 1);
+});

@@ -70,29 +70,8 @@ function countryOf(rec: Rec | string | null): string | null {
 /** Address bits resolved by one table lookup before the tree walk. */
 const JUMP_BITS = 16;
 
-/**
- * The tree position after the first {@linkcode JUMP_BITS} bits of every
- * address, walking from `start` (a record ≥ `nodeCount` ends the walk and is
- * kept as is): built level by level, 2^17 record reads.
- */
-function jumpTable(
-  db: Uint8Array,
-  read: RecordReader,
-  nodeCount: number,
-  start: number,
-): Uint32Array {
-  let level = Uint32Array.of(start);
-  for (let d = 0; d < JUMP_BITS; d++) {
-    const next = new Uint32Array(level.length * 2);
-    for (let j = 0; j < level.length; j++) {
-      const n = level[j]!;
-      next[2 * j] = n < nodeCount ? read(db, n, 0) : n;
-      next[2 * j + 1] = n < nodeCount ? read(db, n, 1) : n;
-    }
-    level = next;
-  }
-  return level;
-}
+/** Jump-table entry not computed yet (no tree position is this large). */
+const UNSET = 0xffffffff;
 
 /**
  * Opens an mmdb from its bytes; throws a `TypeError` when they are not an
@@ -117,12 +96,23 @@ export function openGeoIp(bytes: Uint8Array): GeoIpLookup {
     for (let i = 0; i < 96 && v4Start < nodeCount; i++) v4Start = read(db, v4Start, 0);
   }
   const cache = new Map<number, string | null>();
-  const jump4 = jumpTable(db, read, nodeCount, v4Start);
-  const jump6 = ipVersion === 6 ? jumpTable(db, read, nodeCount, 0) : null;
+  // Tree position after the first JUMP_BITS bits, per 16-bit head and
+  // family, filled on first use (a record ≥ nodeCount ends the walk early
+  // and is kept as is).
+  const jump4 = new Uint32Array(1 << JUMP_BITS).fill(UNSET);
+  const jump6 = ipVersion === 6 ? new Uint32Array(1 << JUMP_BITS).fill(UNSET) : null;
   return {
     country(addr: Uint8Array): string | null {
       if (addr.length === 16 && jump6 === null) return null;
-      let node = (addr.length === 4 ? jump4 : jump6!)[(addr[0]! << 8) | addr[1]!]!;
+      const jump = addr.length === 4 ? jump4 : jump6!, head = (addr[0]! << 8) | addr[1]!;
+      let node = jump[head]!;
+      if (node === UNSET) {
+        node = addr.length === 4 ? v4Start : 0;
+        for (let i = 0; i < JUMP_BITS && node < nodeCount; i++) {
+          node = read(db, node, (addr[i >> 3]! >> (7 - (i & 7))) & 1);
+        }
+        jump[head] = node;
+      }
       const bits = addr.length * 8;
       for (let i = JUMP_BITS; i < bits && node < nodeCount; i++) {
         node = read(db, node, (addr[i >> 3]! >> (7 - (i & 7))) & 1);
