@@ -209,9 +209,9 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       ),
     );
     const udpFlows = [
-      { dst: `${a.server4}:5353`, what: "UDP datagram", argv: ["udp_client.py", "--connect"] },
-      { dst: `[${a.server6}]:5353`, what: "UDP datagram", argv: ["udp_client.py", "--connect"] },
-      { dst: `${a.extra4[1]}:5353`, what: "UDP datagram", argv: ["udp_client.py", "--connect"] },
+      { dst: `${a.server4}:5353`, what: "UDP datagram", argv: ["udp_refused.py", "--connect"] },
+      { dst: `[${a.server6}]:5353`, what: "UDP datagram", argv: ["udp_refused.py", "--connect"] },
+      { dst: `${a.extra4[1]}:5353`, what: "UDP datagram", argv: ["udp_refused.py", "--connect"] },
       {
         dst: `${a.server4}:443`,
         what: "QUIC (chromium Initials)",
@@ -228,10 +228,9 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       }
       const r = await lab.run("client", argv);
       const out = JSON.parse(r.stdout.trim().split("\n").pop() || "{}") as {
-        ok?: boolean;
-        from?: string;
+        result?: "data" | "refused" | "timeout";
+        icmp?: { from: string } | null;
         sent?: number;
-        replies?: number;
         error?: string;
       };
       await new Promise((res) => setTimeout(res, 200)); // let the log line land
@@ -241,11 +240,12 @@ export async function runDemoCommand(args: string[]): Promise<number> {
           l.domain ? `, ${l.protocol} ${l.domain}` : ""
         })`
         : "(no decision logged)";
-      const seen = out.sent !== undefined
-        ? `sent ${out.sent} datagrams`
-        : out.ok
-        ? `reply from ${out.from}`
-        : `no reply (${out.error ?? "dropped"})`;
+      const seen = out.sent !== undefined ? `sent ${out.sent} datagrams` : out.result === "data"
+        // The client's socket is connected: the kernel only delivers datagrams from u.dst.
+        ? `reply from ${u.dst}`
+        : out.result === "refused"
+        ? `refused: ICMP port unreachable from ${out.icmp?.from ?? "?"}`
+        : `no reply (${out.error ?? out.result ?? "?"})`;
       console.log(
         `   ${`${u.dst} ${u.what}`.padEnd(44)} => ${decision.padEnd(48)} client: ${seen}`,
       );
