@@ -23,13 +23,27 @@
  */
 
 import { parseArgs } from "node:util";
-import { Lab, type LabProcess } from "../tests/netns/harness.ts";
+import type { Lab } from "../tests/netns/harness.ts";
+import { boundedInt, printResults, subjectBenchFlags } from "./lib/cli.ts";
 import { markdownTable, type SubjectResult, vmRssMiB } from "./lib/stats.ts";
+import {
+  eachSubject,
+  runJson,
+  SKIP_MARK,
+  startIperfServer,
+  startTproxyProxy,
+  type Subject,
+  type SubjectHandle,
+  TPROXY_PORT,
+  v2raySubject as v2rayTproxySubject,
+  v2rayTproxyConfig,
+  withLab,
+} from "./lib/subjects.ts";
+
+export type { Subject, SubjectHandle } from "./lib/subjects.ts";
 
 const LIB = new URL("./lib/", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
-const TPROXY_PORT = 7893;
-const SKIP_MARK = 255;
 
 /**
  * V8 flags the router runs with, the same as `build.sh` bakes into
@@ -40,35 +54,6 @@ const SKIP_MARK = 255;
  */
 export const ROUTER_V8_FLAGS = "--optimize-for-size";
 
-/** A running subject: the proxy's pid (none for kernel) and how to stop it. */
-export interface SubjectHandle {
-  pid?: number;
-  stop(): Promise<void>;
-  notes?: string[];
-}
-
-/** A bench subject: sets itself up in the router ns, or says why it cannot. */
-export interface Subject {
-  name: string;
-  /** Returns the handle, or a string: the reason the subject is skipped. */
-  setup(lab: Lab, workDir: string): Promise<SubjectHandle | string>;
-}
-
-async function waitListening(
-  lab: Lab,
-  port: number,
-  timeoutMs: number,
-  proc: LabProcess,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !proc.exited) {
-    const r = await lab.run("router", ["ss", "-Hltn", `sport = :${port}`]);
-    if (r.stdout.trim() !== "") return true;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  return false;
-}
-
 /** Plain kernel forwarding: nothing to set up. */
 export const kernelSubject: Subject = {
   name: "kernel",
@@ -77,50 +62,20 @@ export const kernelSubject: Subject = {
 
 /** The v4 JSON config of v2ray as a TPROXY peer. */
 export function v2rayConfig(port: number, mark: number): unknown {
-  return {
-    log: { loglevel: "warning" },
-    inbounds: [{
-      tag: "tproxy-in",
-      listen: "0.0.0.0",
-      port,
-      protocol: "dokodemo-door",
-      settings: { network: "tcp,udp", followRedirect: true },
-      streamSettings: { sockopt: { tproxy: "tproxy" } },
-    }],
-    outbounds: [{
-      tag: "direct",
-      protocol: "freedom",
-      settings: {},
-      streamSettings: { sockopt: { mark } },
-    }],
-  };
+  return v2rayTproxyConfig(port, mark, "tcp,udp", {
+    tag: "direct",
+    protocol: "freedom",
+    settings: {},
+  });
 }
 
 /** Debian's v2ray behind our TPROXY rules. */
-export const v2raySubject: Subject = {
-  name: "v2ray",
-  async setup(lab, dir) {
-    const which = await lab.run("router", ["v2ray", "-version"]);
-    if (which.code !== 0) return "v2ray not installed";
-    const cfg = `${dir}/v2ray.json`;
-    await Deno.writeTextFile(cfg, JSON.stringify(v2rayConfig(TPROXY_PORT, SKIP_MARK), null, 2));
-    const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
-    const p = lab.spawn("router", ["v2ray", "-config", cfg]);
-    if (!await waitListening(lab, TPROXY_PORT, 10_000, p)) {
-      await p.kill();
-      await lab.removeTproxy(o);
-      return `v2ray did not listen: ${p.stderr.trim().slice(0, 200)}`;
-    }
-    return {
-      pid: p.pid,
-      notes: ["v2ray 4.34 dokodemo-door tproxy, freedom mark 255"],
-      stop: async () => {
-        await p.kill();
-        await lab.removeTproxy(o);
-      },
-    };
-  },
-};
+export const v2raySubject: Subject = v2rayTproxySubject(
+  "v2ray",
+  "v2ray.json",
+  v2rayConfig(TPROXY_PORT, SKIP_MARK),
+  "v2ray 4.34 dokodemo-door tproxy, freedom mark 255",
+);
 
 /** The config the bench gives our router. */
 export function routerConfig(port: number, mark: number): unknown {
@@ -143,27 +98,19 @@ export const routerSubject: Subject = {
       return "main.ts not found";
     }
     const cfg = `${dir}/router.json`;
-    await Deno.writeTextFile(cfg, JSON.stringify(routerConfig(TPROXY_PORT, SKIP_MARK), null, 2));
-    const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
     const argv = [Deno.execPath(), "run", "-A", `--v8-flags=${ROUTER_V8_FLAGS}`, main];
-    const p = lab.spawn("router", [...argv, "run", "--config", cfg], {
-      cwd: new URL(".", ROOT).pathname,
-      env: { NO_COLOR: "1" },
-    });
-    if (!await waitListening(lab, TPROXY_PORT, 15_000, p)) {
-      await p.kill();
-      await lab.removeTproxy(o);
-      const why = (p.stderr.trim() || p.lines.join(" ")).slice(0, 300).replaceAll("\n", " ");
-      return `main.ts run did not listen on ${TPROXY_PORT}: ${why}`;
-    }
-    return {
-      pid: p.pid,
-      notes: [`deno run -A --v8-flags=${ROUTER_V8_FLAGS} main.ts run`],
-      stop: async () => {
-        await p.kill();
-        await lab.removeTproxy(o);
+    return await startTproxyProxy(lab, {
+      configPath: cfg,
+      config: routerConfig(TPROXY_PORT, SKIP_MARK),
+      argv: [...argv, "run", "--config", cfg],
+      spawn: { cwd: new URL(".", ROOT).pathname, env: { NO_COLOR: "1" } },
+      timeoutMs: 15_000,
+      failure: (p) => {
+        const why = (p.stderr.trim() || p.lines.join(" ")).slice(0, 300).replaceAll("\n", " ");
+        return `main.ts run did not listen on ${TPROXY_PORT}: ${why}`;
       },
-    };
+      notes: [`deno run -A --v8-flags=${ROUTER_V8_FLAGS} main.ts run`],
+    });
   },
 };
 
@@ -173,16 +120,6 @@ export const SUBJECTS: Subject[] = [kernelSubject, v2raySubject, routerSubject];
 interface Targets {
   iperf: string;
   echo: string;
-}
-
-async function runJson(lab: Lab, argv: string[]): Promise<Record<string, number>> {
-  const r = await lab.run("client", argv);
-  const line = r.stdout.trim().split("\n").pop() ?? "";
-  try {
-    return JSON.parse(line) as Record<string, number>;
-  } catch {
-    throw new Error(`${argv.join(" ")}: exit ${r.code}: ${r.stderr.trim().slice(0, 300)}`);
-  }
 }
 
 async function iperf(lab: Lab, host: string, streams: number, seconds: number): Promise<number> {
@@ -305,10 +242,7 @@ export async function runNetnsBench(
   seconds: number,
   log: (s: string) => void = (s) => console.error(s),
 ): Promise<SubjectResult[]> {
-  const lab = await Lab.create();
-  const dir = await Deno.makeTempDir({ prefix: "vr-bench-" });
-  const results: SubjectResult[] = [];
-  try {
+  return await withLab("vr-bench-", async (lab, dir) => {
     // Every connection of the rate test goes to the same echo address, so
     // the active closer's TIME_WAIT sockets (the client's, and a proxy's
     // upstream ones) pile up: with the default tcp_tw_reuse (loopback only)
@@ -320,57 +254,35 @@ export async function runNetnsBench(
       await lab.runOk(ns, ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
     }
     const dst = lab.addrs.extra4[0]!;
-    lab.spawn("server", ["iperf3", "-s", "-B", dst, "-p", "5201"]);
+    startIperfServer(lab, dst);
     await lab.tcpServer("server", dst, 7000, "echo");
     const t: Targets = { iperf: dst, echo: `${dst}:7000` };
     await new Promise((r) => setTimeout(r, 300)); // iperf3 -s has no ready line
-    for (const name of names) {
-      const s = SUBJECTS.find((x) => x.name === name);
-      if (!s) {
-        throw new TypeError(`--subjects: "${name}": unknown (${SUBJECTS.map((x) => x.name)})`);
-      }
-      log(`== ${name}`);
-      const h = await s.setup(lab, dir);
-      if (typeof h === "string") {
-        log(`  skipped: ${h}`);
-        results.push({ subject: name, skipped: h, metrics: {}, notes: [] });
-        continue;
-      }
-      try {
+    return await eachSubject<SubjectResult>(
+      lab,
+      dir,
+      SUBJECTS,
+      names,
+      log,
+      async (name, h) => {
         const metrics = await measure(lab, h, t, seconds, log);
         log(`  ${JSON.stringify(metrics)}`);
-        results.push({ subject: name, metrics, notes: h.notes ?? [] });
-      } finally {
-        await h.stop();
-      }
-    }
-  } finally {
-    await lab.destroy();
-    await Deno.remove(dir, { recursive: true });
-  }
-  return results;
+        return { subject: name, metrics, notes: h.notes ?? [] };
+      },
+      (name, why) => ({ subject: name, skipped: why, metrics: {}, notes: [] }),
+    );
+  });
 }
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
-    options: {
-      json: { type: "boolean" },
-      seconds: { type: "string", default: "5" },
-      subjects: { type: "string", default: SUBJECTS.map((s) => s.name).join(",") },
-    },
+    options: subjectBenchFlags(SUBJECTS.map((s) => s.name)),
   });
-  const seconds = Number(values.seconds);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) {
-    console.error(`--seconds: "${values.seconds}": expected 1..60`);
-    return 2;
-  }
+  const seconds = boundedInt("seconds", values.seconds, 1, 60);
+  if (seconds === null) return 2;
   const results = await runNetnsBench(values.subjects.split(","), seconds);
-  if (values.json) console.log(JSON.stringify({ seconds, results }, null, 2));
-  else {
-    console.log(markdownTable(results));
-    for (const r of results) if (r.skipped) console.log(`\n${r.subject}: skipped: ${r.skipped}`);
-  }
+  printResults(values.json, { seconds, results }, results, markdownTable);
   return 0;
 }
 

@@ -30,38 +30,36 @@
  */
 
 import { parseArgs } from "node:util";
-import { Lab, type LabProcess } from "../tests/netns/harness.ts";
+import type { Lab } from "../tests/netns/harness.ts";
 import { hostPort, intFlag } from "../tests/netns/peers/_util.ts";
-import type { Subject } from "./netns_bench.ts";
+import { boundedInt } from "./lib/cli.ts";
 import { percentile } from "./lib/stats.ts";
+import {
+  findSubject,
+  runJson,
+  SKIP_MARK,
+  startTproxyProxy,
+  type Subject,
+  TPROXY_PORT,
+  v2raySubject,
+  v2rayTproxyConfig,
+  waitListening,
+  withLab,
+} from "./lib/subjects.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const SELF = new URL(import.meta.url).pathname;
 const CONNRATE = new URL("./lib/connrate.ts", import.meta.url).pathname;
-const TPROXY_PORT = 7893;
-const SKIP_MARK = 255;
 const SOCKS_PORT = 1080;
 const WARMUP = 200;
 
 /** v2ray v4 JSON: TPROXY dokodemo-door in, SOCKS5 out to microsocks. */
 export function v2raySocksConfig(port: number, mark: number, socksPort: number): unknown {
-  return {
-    log: { loglevel: "warning" },
-    inbounds: [{
-      tag: "tproxy-in",
-      listen: "0.0.0.0",
-      port,
-      protocol: "dokodemo-door",
-      settings: { network: "tcp", followRedirect: true },
-      streamSettings: { sockopt: { tproxy: "tproxy" } },
-    }],
-    outbounds: [{
-      tag: "socks-out",
-      protocol: "socks",
-      settings: { servers: [{ address: "127.0.0.1", port: socksPort }] },
-      streamSettings: { sockopt: { mark } },
-    }],
-  };
+  return v2rayTproxyConfig(port, mark, "tcp", {
+    tag: "socks-out",
+    protocol: "socks",
+    settings: { servers: [{ address: "127.0.0.1", port: socksPort }] },
+  });
 }
 
 /** Our router's config: TPROXY in, one socks outbound (`pool` 0 = none). */
@@ -85,76 +83,32 @@ export function routerSocksConfig(
   };
 }
 
-async function waitListening(lab: Lab, port: number, ms: number, p: LabProcess): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline && !p.exited) {
-    const r = await lab.run("router", ["ss", "-Hltn", `sport = :${port}`]);
-    if (r.stdout.trim() !== "") return true;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  return false;
-}
-
 function routerSubject(pool: number): Subject {
   return {
     name: `router-pool${pool}`,
     async setup(lab, dir) {
       const main = new URL("main.ts", ROOT).pathname;
       const cfg = `${dir}/router-pool${pool}.json`;
-      await Deno.writeTextFile(
-        cfg,
-        JSON.stringify(routerSocksConfig(TPROXY_PORT, SKIP_MARK, SOCKS_PORT, pool), null, 2),
-      );
-      const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
-      const p = lab.spawn(
-        "router",
-        [Deno.execPath(), "run", "-A", main, "run", "--config", cfg, "--no-ipc"],
-        { cwd: new URL(".", ROOT).pathname, env: { NO_COLOR: "1" } },
-      );
-      if (!await waitListening(lab, TPROXY_PORT, 15_000, p)) {
-        await p.kill();
-        await lab.removeTproxy(o);
-        return `router did not listen: ${(p.stderr.trim() || p.lines.join(" ")).slice(0, 300)}`;
-      }
-      return {
-        pid: p.pid,
+      return await startTproxyProxy(lab, {
+        configPath: cfg,
+        config: routerSocksConfig(TPROXY_PORT, SKIP_MARK, SOCKS_PORT, pool),
+        argv: [Deno.execPath(), "run", "-A", main, "run", "--config", cfg, "--no-ipc"],
+        spawn: { cwd: new URL(".", ROOT).pathname, env: { NO_COLOR: "1" } },
+        timeoutMs: 15_000,
+        failure: (p) =>
+          `router did not listen: ${(p.stderr.trim() || p.lines.join(" ")).slice(0, 300)}`,
         notes: [pool > 0 ? `socks outbound, pool of ${pool}` : "socks outbound, no pool"],
-        stop: async () => {
-          await p.kill();
-          await lab.removeTproxy(o);
-        },
-      };
+      });
     },
   };
 }
 
-const v2raySocksSubject: Subject = {
-  name: "v2ray",
-  async setup(lab, dir) {
-    const which = await lab.run("router", ["v2ray", "-version"]);
-    if (which.code !== 0) return "v2ray not installed";
-    const cfg = `${dir}/v2ray-socks.json`;
-    await Deno.writeTextFile(
-      cfg,
-      JSON.stringify(v2raySocksConfig(TPROXY_PORT, SKIP_MARK, SOCKS_PORT), null, 2),
-    );
-    const o = await lab.applyTproxy({ port: TPROXY_PORT, skipMark: SKIP_MARK, family: "ipv4" });
-    const p = lab.spawn("router", ["v2ray", "-config", cfg]);
-    if (!await waitListening(lab, TPROXY_PORT, 10_000, p)) {
-      await p.kill();
-      await lab.removeTproxy(o);
-      return `v2ray did not listen: ${p.stderr.trim().slice(0, 200)}`;
-    }
-    return {
-      pid: p.pid,
-      notes: ["v2ray 4.34 dokodemo-door tproxy → socks outbound"],
-      stop: async () => {
-        await p.kill();
-        await lab.removeTproxy(o);
-      },
-    };
-  },
-};
+const v2raySocksSubject: Subject = v2raySubject(
+  "v2ray",
+  "v2ray-socks.json",
+  v2raySocksConfig(TPROXY_PORT, SKIP_MARK, SOCKS_PORT),
+  "v2ray 4.34 dokodemo-door tproxy → socks outbound",
+);
 
 /** Subjects in table order. */
 export const SOCKS_SUBJECTS: Subject[] = [routerSubject(0), routerSubject(16), v2raySocksSubject];
@@ -171,18 +125,8 @@ export interface SocksBenchRow {
   notes: string[];
 }
 
-async function runJson(lab: Lab, argv: string[]): Promise<Record<string, number>> {
-  const r = await lab.run("client", argv);
-  const line = r.stdout.trim().split("\n").pop() ?? "";
-  try {
-    return JSON.parse(line) as Record<string, number>;
-  } catch {
-    throw new Error(`${argv.slice(3).join(" ")}: exit ${r.code}: ${r.stderr.trim().slice(0, 300)}`);
-  }
-}
-
 async function latency(lab: Lab, echo: string, count: number, seconds: number) {
-  return await runJson(lab, [
+  const argv = [
     Deno.execPath(),
     "run",
     "-A",
@@ -194,7 +138,8 @@ async function latency(lab: Lab, echo: string, count: number, seconds: number) {
     String(count),
     "--seconds",
     String(seconds),
-  ]);
+  ];
+  return await runJson(lab, argv, argv.slice(3).join(" "));
 }
 
 function median(xs: (number | null)[]): number | null {
@@ -214,13 +159,7 @@ export async function runSocksBench(
   rounds = 3,
   log: (s: string) => void = (s) => console.error(s),
 ): Promise<SocksBenchRow[]> {
-  const subjects = names.map((name) => {
-    const s = SOCKS_SUBJECTS.find((x) => x.name === name);
-    if (!s) {
-      throw new TypeError(`--subjects: "${name}": unknown (${SOCKS_SUBJECTS.map((x) => x.name)})`);
-    }
-    return s;
-  });
+  const subjects = names.map((name) => findSubject(SOCKS_SUBJECTS, name));
   const all = new Map<string, SocksBenchRow[]>(names.map((n) => [n, []]));
   for (let round = 1; round <= rounds; round++) {
     for (const s of subjects) {
@@ -260,9 +199,7 @@ async function benchOne(
     errors: 0,
     notes: [],
   };
-  const lab = await Lab.create();
-  const dir = await Deno.makeTempDir({ prefix: "vr-socks-bench-" });
-  try {
+  return await withLab("vr-socks-bench-", async (lab, dir) => {
     const dst = lab.addrs.extra4[0]!;
     await lab.tcpServer("server", dst, 7000, "echo");
     const echo = `${dst}:7000`;
@@ -288,7 +225,7 @@ async function benchOne(
         log(`  latency: ${(e as Error).message}`);
       }
       try {
-        const r = await runJson(lab, [
+        const argv = [
           Deno.execPath(),
           "run",
           "-A",
@@ -301,7 +238,8 @@ async function benchOne(
           String(count * 10),
           "--concurrency",
           "8",
-        ]);
+        ];
+        const r = await runJson(lab, argv, argv.slice(3).join(" "));
         row.conn_per_s = r.per_s ?? null;
         row.errors += r.errors ?? 0;
       } catch (e) {
@@ -312,10 +250,7 @@ async function benchOne(
       await h.stop();
     }
     return row;
-  } finally {
-    await lab.destroy();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 /** The rows as a markdown table. */
@@ -392,21 +327,12 @@ async function main(): Promise<number> {
       rounds: { type: "string", default: "3" },
     },
   });
-  const rounds = Number(values.rounds);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9) {
-    console.error(`--rounds: "${values.rounds}": expected 1..9`);
-    return 2;
-  }
-  const count = Number(values.count);
-  if (!Number.isInteger(count) || count < 10 || count > 100_000) {
-    console.error(`--count: "${values.count}": expected 10..100000`);
-    return 2;
-  }
-  const seconds = Number(values.seconds);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) {
-    console.error(`--seconds: "${values.seconds}": expected 1..60`);
-    return 2;
-  }
+  const rounds = boundedInt("rounds", values.rounds, 1, 9);
+  if (rounds === null) return 2;
+  const count = boundedInt("count", values.count, 10, 100_000);
+  if (count === null) return 2;
+  const seconds = boundedInt("seconds", values.seconds, 1, 60);
+  if (seconds === null) return 2;
   const rows = await runSocksBench(values.subjects.split(","), count, seconds, rounds);
   if (values.json) console.log(JSON.stringify({ count, seconds, rounds, rows }, null, 2));
   else console.log(socksBenchTable(rows));

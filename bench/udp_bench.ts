@@ -21,8 +21,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { Lab, peerPath } from "../tests/netns/harness.ts";
+import { type Lab, peerPath } from "../tests/netns/harness.ts";
 import { SUBJECTS } from "./netns_bench.ts";
+import { boundedInt, printResults, subjectBenchFlags } from "./lib/cli.ts";
+import { eachSubject, startIperfServer, withLab } from "./lib/subjects.ts";
 
 /** One subject's UDP figures (null = failed, see the log). */
 export interface UdpBenchResult {
@@ -115,12 +117,9 @@ export async function runUdpBench(
   rates: { bulk: string; small: string },
   log: (s: string) => void = (s) => console.error(s),
 ): Promise<UdpBenchResult[]> {
-  const lab = await Lab.create();
-  const dir = await Deno.makeTempDir({ prefix: "vr-udpbench-" });
-  const results: UdpBenchResult[] = [];
-  try {
+  return await withLab("vr-udpbench-", async (lab, dir) => {
     const dst = lab.addrs.extra4[0]!;
-    lab.spawn("server", ["iperf3", "-s", "-B", dst, "-p", "5201"]);
+    startIperfServer(lab, dst);
     const echo = lab.spawn("server", [
       "python3",
       peerPath("udp_echo.py"),
@@ -131,31 +130,25 @@ export async function runUdpBench(
     ]);
     await echo.waitForLine(/^ready$/);
     await new Promise((r) => setTimeout(r, 300)); // iperf3 -s has no ready line
-    for (const name of names) {
-      const s = SUBJECTS.find((x) => x.name === name);
-      if (!s) {
-        throw new TypeError(`--subjects: "${name}": unknown (${SUBJECTS.map((x) => x.name)})`);
-      }
-      log(`== ${name}`);
-      const h = await s.setup(lab, dir);
-      if (typeof h === "string") {
-        log(`  skipped: ${h}`);
-        results.push({ subject: name, skipped: h });
-        continue;
-      }
-      const res: UdpBenchResult = { subject: name };
-      const step = async (what: string, f: () => Promise<void>) => {
-        try {
-          await f();
-        } catch (e) {
-          log(`  ${what}: ${(e as Error).message}`);
-        }
-        // A proxy drains its socket backlog after the sender stops; late
-        // datagrams of one run must not reach the next run's fresh iperf3
-        // stream socket (it would take them for its "connect" datagram).
-        await new Promise((r) => setTimeout(r, 1500));
-      };
-      try {
+    return await eachSubject<UdpBenchResult>(
+      lab,
+      dir,
+      SUBJECTS,
+      names,
+      log,
+      async (name) => {
+        const res: UdpBenchResult = { subject: name };
+        const step = async (what: string, f: () => Promise<void>) => {
+          try {
+            await f();
+          } catch (e) {
+            log(`  ${what}: ${(e as Error).message}`);
+          }
+          // A proxy drains its socket backlog after the sender stops; late
+          // datagrams of one run must not reach the next run's fresh iperf3
+          // stream socket (it would take them for its "connect" datagram).
+          await new Promise((r) => setTimeout(r, 1500));
+        };
         await step("bulk", async () => {
           const b = await iperfUdp(lab, dst, 1200, rates.bulk, seconds);
           res.bulk_mbps = Math.round(b.mbps);
@@ -170,16 +163,11 @@ export async function runUdpBench(
           [res.rr_p50_us, res.rr_p99_us] = await pingpong(lab, `${dst}:7000`, seconds);
         });
         log(`  ${JSON.stringify(res)}`);
-        results.push(res);
-      } finally {
-        await h.stop();
-      }
-    }
-  } finally {
-    await lab.destroy();
-    await Deno.remove(dir, { recursive: true });
-  }
-  return results;
+        return res;
+      },
+      (name, why) => ({ subject: name, skipped: why }),
+    );
+  });
 }
 
 /** The results as a markdown table. */
@@ -207,18 +195,13 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      json: { type: "boolean" },
-      seconds: { type: "string", default: "5" },
-      subjects: { type: "string", default: SUBJECTS.map((s) => s.name).join(",") },
+      ...subjectBenchFlags(SUBJECTS.map((s) => s.name)),
       rate: { type: "string", default: "2G" },
       "pps-rate": { type: "string", default: "200M" },
     },
   });
-  const seconds = Number(values.seconds);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 60) {
-    console.error(`--seconds: "${values.seconds}": expected 1..60`);
-    return 2;
-  }
+  const seconds = boundedInt("seconds", values.seconds, 1, 60);
+  if (seconds === null) return 2;
   for (const [k, v] of [["rate", values.rate], ["pps-rate", values["pps-rate"]]]) {
     if (!/^\d{1,6}[KMG]?$/.test(v!)) {
       console.error(`--${k}: "${v}": expected an iperf3 rate such as 500M or 2G`);
@@ -229,11 +212,7 @@ async function main(): Promise<number> {
     bulk: values.rate,
     small: values["pps-rate"],
   });
-  if (values.json) console.log(JSON.stringify({ seconds, results }, null, 2));
-  else {
-    console.log(udpTable(results));
-    for (const r of results) if (r.skipped) console.log(`\n${r.subject}: skipped: ${r.skipped}`);
-  }
+  printResults(values.json, { seconds, results }, results, udpTable);
   return 0;
 }
 

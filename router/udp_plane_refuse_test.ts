@@ -3,74 +3,12 @@
 // as their original destination, so the refusal comes from it. Through the
 // real router in namespaces: tests/netns/router_udp_block_test.ts.
 import assert from "node:assert/strict";
-import type { OutboundConfig, TproxyInbound } from "../config/schema.ts";
-import { nullLogger } from "../core/log.ts";
-import type { Decision } from "../core/types.ts";
-import { LOOP4 } from "../ffi/_test_util.ts";
 import { IcmpRefuser, type IcmpSocketOps } from "../ffi/icmp.ts";
 import { portUnreachable } from "../ffi/icmp_packet.ts";
-import { Reactor } from "../ffi/reactor.ts";
-import {
-  bind,
-  close,
-  connect,
-  getsockname,
-  recv,
-  send,
-  SOCK_DGRAM,
-  socket,
-  WOULD_BLOCK,
-} from "../ffi/socket.ts";
-import { UdpPlane, type UdpRouteView } from "./udp_plane.ts";
+import { close, getsockname, recv, send, WOULD_BLOCK } from "../ffi/socket.ts";
+import { blockView, loopbackClient, openTestPlane, testInbound, until } from "./_udp_test_util.ts";
 
 const enc = new TextEncoder();
-
-function inbound(extra: Partial<TproxyInbound> = {}): TproxyInbound {
-  return {
-    type: "tproxy",
-    tag: "tp",
-    listen: "127.0.0.1",
-    listen_port: 0,
-    network: ["udp"],
-    mode: "tproxy",
-    sniff: true,
-    sniff_timeout_ms: 300,
-    udp_timeout_ms: 60_000,
-    udp_timeout_dns_ms: 10_000,
-    udp_timeout_quic_ms: 30_000,
-    udp_max_sessions: 8,
-    tcp_idle_timeout_ms: 60_000,
-    ...extra,
-  };
-}
-
-/** Every session goes to a block outbound of `mode`; `route.default_mark` is `mark()`. */
-function blockView(mode: "reset" | "drop", mark: () => number = () => 0): () => UdpRouteView {
-  const block: OutboundConfig = { type: "block", tag: "block", mode, implicit: false };
-  return () => ({
-    generation: 1,
-    engine: { match: (): Decision => ({ outbound: "block", rule: 0 }) },
-    outbounds: new Map([["block", { config: block }]]),
-    config: { route: { default_mark: mark() } },
-    inbounds: new Map(),
-  });
-}
-
-/** A UDP socket on loopback connected to `plane`'s inbound address. */
-function connectedClient(plane: UdpPlane): number {
-  const fd = socket(2, SOCK_DGRAM);
-  bind(fd, { addr: LOOP4, port: 0 });
-  connect(fd, plane.addresses[0]!);
-  return fd;
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** What a non-blocking recv sees within `tries` × 10 ms: `data`, an errno code or "nothing". */
 async function recvOutcome(fd: number, tries: number): Promise<string> {
@@ -87,15 +25,9 @@ async function recvOutcome(fd: number, tries: number): Promise<string> {
 }
 
 Deno.test("UdpPlane refuses a `reset` block session with ICMP: the client's connected socket gets ECONNREFUSED, once a second", async () => {
-  const reactor = new Reactor();
   // Sniffing on: the first datagram is held, then refused when the session is routed.
-  const plane = UdpPlane.open({
-    inbound: inbound(),
-    snapshot: blockView("reset"),
-    logger: nullLogger,
-    reactor,
-  });
-  const c = connectedClient(plane);
+  const { plane, close: closePlane } = openTestPlane(testInbound(), blockView("reset"));
+  const c = loopbackClient(plane.addresses[0]!);
   try {
     send(c, enc.encode("dns?"));
     assert.equal(await recvOutcome(c, 200), "ECONNREFUSED");
@@ -109,20 +41,16 @@ Deno.test("UdpPlane refuses a `reset` block session with ICMP: the client's conn
     assert.equal(st.dropped, 2);
   } finally {
     close(c);
-    await plane.close();
-    reactor.close();
+    await closePlane();
   }
 });
 
 Deno.test("UdpPlane drops a `drop` block session's datagrams without ICMP", async () => {
-  const reactor = new Reactor();
-  const plane = UdpPlane.open({
-    inbound: inbound({ sniff: false }),
-    snapshot: blockView("drop"),
-    logger: nullLogger,
-    reactor,
-  });
-  const c = connectedClient(plane);
+  const { plane, close: closePlane } = openTestPlane(
+    testInbound({ sniff: false }),
+    blockView("drop"),
+  );
+  const c = loopbackClient(plane.addresses[0]!);
   try {
     send(c, enc.encode("x"));
     assert.equal(await recvOutcome(c, 30), "nothing");
@@ -131,13 +59,11 @@ Deno.test("UdpPlane drops a `drop` block session's datagrams without ICMP", asyn
     assert.deepEqual([st.refused, st.refused_limited, st.refused_errors], [0, 0, 0]);
   } finally {
     close(c);
-    await plane.close();
-    reactor.close();
+    await closePlane();
   }
 });
 
 Deno.test("UdpPlane quotes the session's addresses and marks the raw socket with route.default_mark (reopened when it changes)", async () => {
-  const reactor = new Reactor();
   const sent: { msg: Uint8Array; to: Uint8Array; source: Uint8Array }[] = [];
   const opened: number[] = [];
   const ops: IcmpSocketOps = {
@@ -147,15 +73,13 @@ Deno.test("UdpPlane quotes the session's addresses and marks the raw socket with
   };
   const refuser = new IcmpRefuser({ ops });
   let mark = 255;
-  const plane = UdpPlane.open({
-    inbound: inbound({ sniff: false }),
-    snapshot: blockView("reset", () => mark),
-    logger: nullLogger,
-    reactor,
+  const { plane, close: closePlane } = openTestPlane(
+    testInbound({ sniff: false }),
+    blockView("reset", { mark: () => mark }),
     refuser,
-  });
-  const c = connectedClient(plane);
-  const c2 = connectedClient(plane);
+  );
+  const c = loopbackClient(plane.addresses[0]!);
+  const c2 = loopbackClient(plane.addresses[0]!);
   try {
     const payload = enc.encode("quoted payload");
     send(c, payload);
@@ -172,8 +96,7 @@ Deno.test("UdpPlane quotes the session's addresses and marks the raw socket with
   } finally {
     close(c);
     close(c2);
-    await plane.close();
-    reactor.close();
+    await closePlane();
     refuser.close();
   }
 });

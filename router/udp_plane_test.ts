@@ -2,74 +2,21 @@
 // straight to the inbound socket carry that socket's address as their
 // original destination. End-to-end forwarding is in tests/netns/router_udp_test.ts.
 import assert from "node:assert/strict";
-import type { OutboundConfig, TproxyInbound } from "../config/schema.ts";
-import { nullLogger } from "../core/log.ts";
-import type { Decision, FlowMeta } from "../core/types.ts";
-import { LOOP4 } from "../ffi/_test_util.ts";
-import { bind, close, SOCK_DGRAM, socket } from "../ffi/socket.ts";
+import type { FlowMeta } from "../core/types.ts";
+import { close } from "../ffi/socket.ts";
 import { DatagramSender, sockaddrOf } from "../ffi/udp.ts";
 import { Reactor } from "../ffi/reactor.ts";
 import { UdpTproxyInbound } from "../inbound/tproxy_udp.ts";
-import { UdpPlane, type UdpPlaneStats, type UdpRouteView } from "./udp_plane.ts";
+import type { UdpPlaneStats } from "./udp_plane.ts";
+import { blockView, loopbackClient, openTestPlane, testInbound, until } from "./_udp_test_util.ts";
 
 const enc = new TextEncoder();
-
-function client(): number {
-  const fd = socket(2, SOCK_DGRAM);
-  bind(fd, { addr: LOOP4, port: 0 });
-  return fd;
-}
 
 function hexLines(file: string): Uint8Array[] {
   const text = Deno.readTextFileSync(new URL(`../tests/fixtures/quic/${file}`, import.meta.url));
   return text.trim().split("\n").map((l) =>
     new Uint8Array(l.trim().match(/../g)!.map((h) => parseInt(h, 16)))
   );
-}
-
-async function until<T>(f: () => T | null, what: string): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const v = f();
-    if (v !== null) return v;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-function inbound(extra: Partial<TproxyInbound> = {}): TproxyInbound {
-  return {
-    type: "tproxy",
-    tag: "tp",
-    listen: "127.0.0.1",
-    listen_port: 0,
-    network: ["udp"],
-    mode: "tproxy",
-    sniff: true,
-    sniff_timeout_ms: 300,
-    udp_timeout_ms: 60_000,
-    udp_timeout_dns_ms: 10_000,
-    udp_timeout_quic_ms: 30_000,
-    udp_max_sessions: 8,
-    tcp_idle_timeout_ms: 60_000,
-    ...extra,
-  };
-}
-
-/** A snapshot whose engine records every flow and sends all to `block`. */
-function blockingView(seen: FlowMeta[]): UdpRouteView {
-  const block: OutboundConfig = { type: "block", tag: "block", mode: "drop", implicit: false };
-  return {
-    generation: 1,
-    engine: {
-      match(flow: FlowMeta): Decision {
-        seen.push({ ...flow });
-        return { outbound: "block", rule: 0 };
-      },
-    },
-    outbounds: new Map([["block", { config: block }]]),
-    config: { route: { default_mark: 255 } },
-    inbounds: new Map(),
-  };
 }
 
 Deno.test("UdpTproxyInbound decodes only a pair's first datagram and hands the rest to known()", async () => {
@@ -93,7 +40,7 @@ Deno.test("UdpTproxyInbound decodes only a pair's first datagram and hands the r
       },
     },
   });
-  const c = client();
+  const c = loopbackClient();
   try {
     const to = sockaddrOf(ib.addresses[0]!);
     const s = new DatagramSender();
@@ -110,15 +57,9 @@ Deno.test("UdpTproxyInbound decodes only a pair's first datagram and hands the r
 });
 
 Deno.test("UdpPlane holds QUIC Initials for the sniffer and routes the session with its SNI", async () => {
-  const reactor = new Reactor();
   const seen: FlowMeta[] = [];
-  const plane = UdpPlane.open({
-    inbound: inbound(),
-    snapshot: () => blockingView(seen),
-    logger: nullLogger,
-    reactor,
-  });
-  const c = client();
+  const { plane, close: closePlane } = openTestPlane(testInbound(), blockView("drop", { seen }));
+  const c = loopbackClient();
   try {
     const to = sockaddrOf(plane.addresses[0]!);
     const s = new DatagramSender();
@@ -137,21 +78,17 @@ Deno.test("UdpPlane holds QUIC Initials for the sniffer and routes the session w
     assert.deepEqual(st.outbounds, { block: 1 });
   } finally {
     close(c);
-    await plane.close();
-    reactor.close();
+    await closePlane();
   }
 });
 
 Deno.test("UdpPlane survives malformed and QUIC-looking junk: sessions routed without a name, nothing thrown", async () => {
-  const reactor = new Reactor();
   const seen: FlowMeta[] = [];
-  const plane = UdpPlane.open({
-    inbound: inbound({ sniff_timeout_ms: 50 }),
-    snapshot: () => blockingView(seen),
-    logger: nullLogger,
-    reactor,
-  });
-  const clients = Array.from({ length: 4 }, client);
+  const { plane, close: closePlane } = openTestPlane(
+    testInbound({ sniff_timeout_ms: 50 }),
+    blockView("drop", { seen }),
+  );
+  const clients = Array.from({ length: 4 }, () => loopbackClient());
   try {
     const to = sockaddrOf(plane.addresses[0]!);
     const s = new DatagramSender();
@@ -170,20 +107,16 @@ Deno.test("UdpPlane survives malformed and QUIC-looking junk: sessions routed wi
     assert.equal(st.created, 4);
   } finally {
     for (const c of clients) close(c);
-    await plane.close();
-    reactor.close();
+    await closePlane();
   }
 });
 
 Deno.test("UdpPlane evicts the least recently used session at udp_max_sessions", async () => {
-  const reactor = new Reactor();
-  const plane = UdpPlane.open({
-    inbound: inbound({ udp_max_sessions: 3, sniff: false }),
-    snapshot: () => blockingView([]),
-    logger: nullLogger,
-    reactor,
-  });
-  const clients = Array.from({ length: 10 }, client);
+  const { plane, close: closePlane } = openTestPlane(
+    testInbound({ udp_max_sessions: 3, sniff: false }),
+    blockView("drop"),
+  );
+  const clients = Array.from({ length: 10 }, () => loopbackClient());
   try {
     const to = sockaddrOf(plane.addresses[0]!);
     const s = new DatagramSender();
@@ -196,7 +129,6 @@ Deno.test("UdpPlane evicts the least recently used session at udp_max_sessions",
     assert.equal(st.evicted, 7);
   } finally {
     for (const c of clients) close(c);
-    await plane.close();
-    reactor.close();
+    await closePlane();
   }
 });
