@@ -610,11 +610,7 @@ export async function applyTproxyRules(
       await must(run, argv, ro);
       actions.push(argv.join(" "));
     }
-    for (const r of current.filter((r) => isLegacyRule(r, o))) {
-      const argv = legacyDelete(fam, r, o);
-      await must(run, argv, ro);
-      actions.push(argv.join(" "));
-    }
+    await deleteLegacyRules(run, ro, fam, current, o, actions);
     if (matchingRoutes(await listRoutes(run, fam, o.table, ro)).length === 0) {
       await must(run, routeAdd, ro);
       actions.push(routeAdd.join(" "));
@@ -627,6 +623,22 @@ export async function applyTproxyRules(
     }
   }
   return { actions };
+}
+
+/** Deletes the full-mask rules an older version added (see {@linkcode isLegacyRule}). */
+async function deleteLegacyRules(
+  run: RunCommand,
+  ro: RunOptions,
+  fam: string,
+  current: readonly IpRuleJson[],
+  o: TproxyRulesOptions,
+  actions: string[],
+): Promise<void> {
+  for (const r of current.filter((r) => isLegacyRule(r, o))) {
+    const argv = legacyDelete(fam, r, o);
+    await must(run, argv, ro);
+    actions.push(argv.join(" "));
+  }
 }
 
 /**
@@ -657,11 +669,7 @@ export async function removeTproxyRules(
         actions.push(argv.join(" "));
       }
     }
-    for (const r of current.filter((r) => isLegacyRule(r, o))) {
-      const argv = legacyDelete(fam, r, o);
-      await must(run, argv, ro);
-      actions.push(argv.join(" "));
-    }
+    await deleteLegacyRules(run, ro, fam, current, o, actions);
     if (matchingRoutes(await listRoutes(run, fam, o.table, ro), o.proto).length > 0) {
       const dst = f === "ipv4" ? "0.0.0.0/0" : "::/0";
       const argv = ["ip", fam, "route", "del", "local", dst, "dev", "lo", "table", String(o.table)];

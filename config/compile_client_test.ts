@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { issuesOf } from "./_test_util.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { flow, type FlowInit } from "../rules/_testing.ts";
@@ -6,7 +7,6 @@ import { RuleStats } from "../rules/rule_stats.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { CompileWorker, GeoIpCache } from "./compile_client.ts";
 import { compileJob } from "./compile_job.ts";
-import { ConfigError } from "./config_error.ts";
 import { loadConfig } from "./load_config.ts";
 
 const FIXTURE = fileURLToPath(new URL("./testdata/singbox_route.json", import.meta.url));
@@ -82,16 +82,6 @@ function bigConfig(geoip: string | null): unknown {
     }],
     route: { ...(geoip ? { geoip: { path: geoip } } : {}), rules, final: "direct" },
   };
-}
-
-async function issuesOf(p: Promise<unknown>): Promise<string[]> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
-    return e.issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  assert.fail("config was accepted");
 }
 
 Deno.test("CompileWorker.load() builds an engine that routes, explains and fingerprints like loadConfig()", async () => {

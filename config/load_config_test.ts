@@ -1,25 +1,15 @@
 import assert from "node:assert/strict";
+import { issuesOf } from "./_test_util.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { flow } from "../rules/_testing.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
-import { ConfigError } from "./config_error.ts";
 import { compileEngine, loadConfig, parseConfigPaced } from "./load_config.ts";
 import { TimeSlicer } from "../rules/pacing.ts";
 import { CompactRule } from "../rules/compact_rule.ts";
 import { parseConfig } from "./parse_config.ts";
 
 const FIXTURE = fileURLToPath(new URL("./testdata/singbox_route.json", import.meta.url));
-
-async function issuesOf(p: Promise<unknown>): Promise<string[]> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
-    return e.issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  assert.fail("config was accepted");
-}
 
 Deno.test("loadConfig() loads a sing-box route section unchanged (rule sets, actions, logical)", async () => {
   const { config, engine } = await loadConfig(FIXTURE);

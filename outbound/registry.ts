@@ -27,7 +27,7 @@ import {
   tcpConnectProbe,
 } from "./health_probe.ts";
 import type { Outbound, OutboundHealth } from "./outbound.ts";
-import { Socks5Outbound } from "./socks5.ts";
+import { fdStreamIsIdleAlive, Socks5Outbound } from "./socks5.ts";
 
 /** A socks outbound as built here: a passed health probe lets its pool refill at once. */
 interface SocksLive extends Outbound {
@@ -206,7 +206,7 @@ export function buildOutbound(
       }, {
         connect: (dst, opts) =>
           connectTcp(dst, { ...opts, ...(deps.reactor ? { reactor: deps.reactor } : {}) }),
-        isAlive: isIdleAlive,
+        isAlive: fdStreamIsIdleAlive,
         logger: log,
       });
       const live: SocksLive = {
@@ -233,20 +233,5 @@ export function buildOutbound(
         close: () => block.close(),
       };
     }
-  }
-}
-
-const probe = new Uint8Array(1);
-
-/**
- * An idle pooled connection is alive while it has nothing to read: a byte
- * (protocol violation) or EOF/RST means the server dropped it.
- */
-function isIdleAlive(s: FdStream): boolean {
-  if (s.closed) return false;
-  try {
-    return s.tryPeek(probe) < 0;
-  } catch {
-    return false;
   }
 }

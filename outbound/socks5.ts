@@ -357,6 +357,9 @@ export function isServerUnavailable(e: unknown): boolean {
   return e instanceof Socks5UnavailableError || (e instanceof Socks5Error && e.rep === null);
 }
 
+/** Scratch byte for the liveness peek (its content is never read). */
+const PROBE = new Uint8Array(1);
+
 /**
  * Liveness of an idle {@linkcode FdStream}: a non-blocking MSG_PEEK that
  * would block means alive; EOF, RST or unexpected bytes mean dead.
@@ -364,7 +367,7 @@ export function isServerUnavailable(e: unknown): boolean {
 export function fdStreamIsIdleAlive(stream: FdStream): boolean {
   if (stream.closed) return false;
   try {
-    return stream.tryPeek(new Uint8Array(1)) === WOULD_BLOCK;
+    return stream.tryPeek(PROBE) === WOULD_BLOCK;
   } catch {
     return false;
   }
