@@ -221,15 +221,30 @@ Deno.test("compileJob() posts a big rule list's spans and fingerprints in a tail
   await withDir(async (dir) => {
     const big = join(dir, "big.json");
     await Deno.writeTextFile(big, JSON.stringify(bigConfig(null)));
+    // Read from the bytes (rule_scan.ts): the spans come at once, the fingerprints in the tail.
     const r = await compileJob({ id: 7, source: big });
     assert.ok(r.reply.ok);
     assert.equal(r.reply.rules.fingerprints, null);
-    assert.equal(r.reply.rules.spans, null);
+    assert.equal(r.reply.rules.spans?.length, 2 * r.reply.wire.ruleCount);
     assert.ok(r.tail, "a tail follows");
     const t = r.tail();
     assert.equal(t.reply.id, 7);
     assert.equal(t.reply.tail.fingerprints.length, r.reply.wire.ruleCount);
-    assert.equal(t.reply.tail.text, undefined, "spans point into the file's bytes");
+    assert.equal(t.reply.tail.spans, undefined);
+    assert.equal(t.reply.tail.text, undefined);
+    // Through JSON.parse (an escaped key keeps the byte scanner out): spans in the tail too.
+    const escaped = join(dir, "escaped.json");
+    await Deno.writeTextFile(
+      escaped,
+      JSON.stringify(bigConfig(null)).replace('"route"', '"r\\u006fute"'),
+    );
+    const g = await compileJob({ id: 9, source: escaped });
+    assert.ok(g.reply.ok);
+    assert.equal(g.reply.rules.fingerprints, null);
+    assert.equal(g.reply.rules.spans, null);
+    const gt = g.tail!();
+    assert.equal(gt.reply.tail.spans?.length, 2 * g.reply.wire.ruleCount);
+    assert.equal(gt.reply.tail.text, undefined, "spans point into the file's bytes");
     const small = await compileJob({ id: 8, source: FIXTURE });
     assert.ok(small.reply.ok && small.reply.rules.fingerprints !== null);
     assert.equal(small.tail, undefined);

@@ -32,6 +32,8 @@ import {
   readJsonBytes,
 } from "./load_config.ts";
 import { parseConfig } from "./parse_config.ts";
+import { parseConfigBytes } from "./rule_scan.ts";
+import type { RuleSetSpec } from "../rules/spec.ts";
 import type { RouterConfig } from "./schema.ts";
 
 /** A request to the config worker. */
@@ -119,6 +121,10 @@ function failure(id: number, e: unknown, geoipPath?: string | null): JobFailed {
  * data-plane thread). Returns the reply and the buffers to transfer with it
  * (and, for a big rule list read from an ASCII file, the tail to post after
  * it: see {@linkcode JobResult}).
+ *
+ * A config file goes through {@linkcode parseConfigBytes} first (no JS
+ * value per rule; the reply is complete, no tail); when that fast path does
+ * not apply, through `JSON.parse` and `parseConfig`.
  */
 export async function compileJob(
   req: JobRequest,
@@ -131,8 +137,29 @@ export async function compileJob(
   try {
     if (typeof source === "string") {
       const iss = new Issues();
+      baseDir = dirname(resolve(source));
       bytes = await readJsonBytes(source, "", iss, deps);
       if (bytes !== undefined) {
+        const fast = parseConfigBytes(bytes, { baseDir });
+        if (fast !== null) {
+          const rules = fast.rules;
+          return await compileParsed(id, fast.config, t0, deps, (config, ruleSets, done) => {
+            const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
+            if (rules.length < DEFER_TAIL_MIN_RULES) {
+              return {
+                reply: done(wire, rules.wire),
+                transfer: wireTransferList([wire, rules.wire]),
+              };
+            }
+            // Fingerprints (not needed to route) follow in a tail.
+            const head = rules.headWire();
+            const tail = () => {
+              const t = rules.tailWire();
+              return { reply: { id, tail: t }, transfer: wireTransferList(t) };
+            };
+            return { reply: done(wire, head), transfer: wireTransferList([wire, head]), tail };
+          });
+        }
         text = decoder.decode(bytes);
         try {
           raw = JSON.parse(text);
@@ -141,7 +168,6 @@ export async function compileJob(
         }
       }
       iss.throwIfAny();
-      baseDir = dirname(resolve(source));
     } else {
       raw = source.inline;
       baseDir = resolve(source.baseDir ?? ".");
@@ -155,25 +181,11 @@ export async function compileJob(
   } catch (e) {
     return { reply: failure(id, e), transfer: [] };
   }
-  const t1 = performance.now();
-  const geoipPath = config.route.geoip?.path ?? null;
-  try {
-    const iss = new Issues();
-    const ruleSets = await loadRuleSets(config, deps, NO_PAUSE, iss);
-    iss.throwIfAny();
+  return await compileParsed(id, config, t0, deps, (config, ruleSets, done) => {
     const rules = config.route.rules;
     const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
     // Rule texts for `explain`: the file's own bytes when one char is one byte.
     const ascii = text !== undefined && bytes !== undefined && bytes.length === text.length;
-    const ms = () => ({ parse: t1 - t0, compile: performance.now() - t1 });
-    const reply = (ruleWire: RuleWire): JobDone => ({
-      id,
-      ok: true,
-      config: { ...config, route: { ...config.route, rules: [] } },
-      wire,
-      rules: ruleWire,
-      ms: ms(),
-    });
     if (ascii && rules.length >= DEFER_TAIL_MIN_RULES) {
       const head = buildRuleHead(rules, bytes!);
       // The file's buffer goes with the head: the tail only brings offsets.
@@ -182,7 +194,7 @@ export async function compileJob(
         const t = buildRuleTail(rules, arrayMemberSpans(text!, ["route", "rules"]));
         return { reply: { id, tail: t }, transfer: wireTransferList(t) };
       };
-      return { reply: reply(head), transfer, tail };
+      return { reply: done(wire, head), transfer, tail };
     }
     let source: { text: Uint8Array; spans: Int32Array } | undefined;
     if (ascii) {
@@ -190,7 +202,39 @@ export async function compileJob(
       if (spans) source = { text: bytes!, spans };
     }
     const ruleWire = buildRuleWire(rules, source);
-    return { reply: reply(ruleWire), transfer: wireTransferList([wire, ruleWire]) };
+    return { reply: done(wire, ruleWire), transfer: wireTransferList([wire, ruleWire]) };
+  });
+}
+
+/**
+ * The part of a job after parsing: loads the rule sets, then `build` compiles
+ * the engine (`done` makes the successful reply); failures become replies.
+ */
+async function compileParsed(
+  id: number,
+  config: RouterConfig,
+  t0: number,
+  deps: Pick<CompileDeps, "readFile">,
+  build: (
+    config: RouterConfig,
+    ruleSets: RuleSetSpec[],
+    done: (wire: EngineWire, rules: RuleWire) => JobDone,
+  ) => JobResult,
+): Promise<JobResult> {
+  const t1 = performance.now();
+  const geoipPath = config.route.geoip?.path ?? null;
+  try {
+    const iss = new Issues();
+    const ruleSets = await loadRuleSets(config, deps, NO_PAUSE, iss);
+    iss.throwIfAny();
+    return build(config, ruleSets, (wire, rules) => ({
+      id,
+      ok: true,
+      config: { ...config, route: { ...config.route, rules: [] } },
+      wire,
+      rules,
+      ms: { parse: t1 - t0, compile: performance.now() - t1 },
+    }));
   } catch (e) {
     return {
       reply: failure(id, e, e instanceof ConfigError ? geoipPath : undefined),

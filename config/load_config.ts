@@ -16,9 +16,9 @@ import { type Pacing, TimeSlicer } from "../rules/pacing.ts";
 import type { RouteRule, RuleSetSpec, RuleSpec } from "../rules/spec.ts";
 import { ConfigError, Issues } from "./config_error.ts";
 import { parseJsonCooperative } from "./json_cooperative.ts";
-import { parseConfig, type ParseOptions } from "./parse_config.ts";
+import { implicitOutbounds, parseConfig, type ParseOptions } from "./parse_config.ts";
 import { parseRouteRule, parseRuleMatch, type RuleContext } from "./rule_parser.ts";
-import { REJECT_DROP_TAG, type RouterConfig } from "./schema.ts";
+import type { RouterConfig } from "./schema.ts";
 import { type Obj, object, show, typeName } from "./values.ts";
 
 /** Injected I/O for {@linkcode compileEngine} / {@linkcode loadConfig}. */
@@ -223,14 +223,7 @@ export async function parseConfigPaced(
     if (r) rules.push(r);
   }
   if (!iss.ok) return parseConfig(raw, opts);
-  let outbounds = head.outbounds;
-  if (ctx.usedReject.size !== 0) {
-    // Let parseConfig add the implicit reject outbounds, from one rule per reject method used.
-    const probes = [...ctx.usedReject].map((tag) =>
-      tag === REJECT_DROP_TAG ? { action: "reject", method: "drop" } : { action: "reject" }
-    );
-    outbounds = parseConfig(withRules(probes), opts).outbounds;
-  }
+  const outbounds = [...head.outbounds, ...implicitOutbounds(ctx.usedReject)];
   return { ...head, outbounds, route: { ...head.route, rules } };
 }
 

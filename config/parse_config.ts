@@ -69,13 +69,26 @@ export function parseConfig(raw: unknown, opts: ParseOptions): RouterConfig {
   });
   const ipc = parseIpc(o.ipc, iss);
   iss.throwIfAny();
-  const all: OutboundConfig[] = outbounds.map((x) => x.value);
+  const all: OutboundConfig[] = [
+    ...outbounds.map((x) => x.value),
+    ...implicitOutbounds(usedReject),
+  ];
+  return { log, inbounds: inbounds.map((x) => x.value), outbounds: all, route: route!, ipc };
+}
+
+/**
+ * The implicit block outbounds behind `action: "reject"` rules, for the
+ * reject tags the rules used (`RuleContext.usedReject`), in the order
+ * {@linkcode parseConfig} appends them to the declared outbounds.
+ */
+export function implicitOutbounds(usedReject: ReadonlySet<string>): OutboundConfig[] {
+  const out: OutboundConfig[] = [];
   for (const tag of [REJECT_TAG, REJECT_DROP_TAG]) {
     if (usedReject.has(tag)) {
-      all.push({ type: "block", tag, mode: tag === REJECT_TAG ? "reset" : "drop", implicit: true });
+      out.push({ type: "block", tag, mode: tag === REJECT_TAG ? "reset" : "drop", implicit: true });
     }
   }
-  return { log, inbounds: inbounds.map((x) => x.value), outbounds: all, route: route!, ipc };
+  return out;
 }
 
 interface At<T> {

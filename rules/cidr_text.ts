@@ -15,25 +15,50 @@ import { parseIp } from "../core/ip.ts";
 /** Result flag: the parsed prefix is IPv6 (the address fills all 16 bytes). */
 export const CIDR_V6 = 0x100;
 
+/** Longest text any valid CIDR has (IPv6 with a dotted tail and a prefix: 49). */
+const MAX_CIDR_TEXT = 64;
+const textScratch = new Uint8Array(MAX_CIDR_TEXT);
+
 /**
  * Parses `s` into `out` (≥ 16 bytes). Returns the prefix length, ORed with
  * {@linkcode CIDR_V6} for IPv6, or -1 when `s` is not a valid CIDR.
  */
 export function parseCidrInto(s: string, out: Uint8Array): number {
-  const slash = s.indexOf("/");
-  const end = slash < 0 ? s.length : slash;
+  if (s.length > MAX_CIDR_TEXT) return -1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    textScratch[i] = c;
+  }
+  return parseCidrBytes(textScratch, 0, s.length, out);
+}
+
+/**
+ * {@linkcode parseCidrInto} for ASCII text `b[from..end)` (e.g. a JSON
+ * string read straight from a config file's bytes): same acceptance, same result.
+ */
+export function parseCidrBytes(b: Uint8Array, from: number, end: number, out: Uint8Array): number {
+  if (end - from > MAX_CIDR_TEXT) return -1;
+  let slash = -1;
+  for (let i = from; i < end; i++) {
+    if (b[i] === 47 /* / */) {
+      slash = i;
+      break;
+    }
+  }
+  const addrEnd = slash < 0 ? end : slash;
   let v6: boolean;
-  if (parseIpv4Into(s, 0, end, out)) v6 = false;
-  else if (parseIpv6Into(s, end, out)) v6 = true;
+  if (parseIpv4Into(b, from, addrEnd, out)) v6 = false;
+  else if (parseIpv6Into(b, from, addrEnd, out)) v6 = true;
   else return -1;
   const max = v6 ? 128 : 32;
   let prefix = max;
   if (slash >= 0) {
-    const digits = s.length - slash - 1;
+    const digits = end - slash - 1;
     if (digits < 1 || digits > 3) return -1;
     prefix = 0;
-    for (let i = slash + 1; i < s.length; i++) {
-      const c = s.charCodeAt(i);
+    for (let i = slash + 1; i < end; i++) {
+      const c = b[i]!;
       if (c < 48 || c > 57) return -1;
       prefix = prefix * 10 + c - 48;
     }
@@ -51,11 +76,11 @@ function isMappedV4(a: Uint8Array): boolean {
   return a[10] === 0xff && a[11] === 0xff;
 }
 
-/** Dotted quad `s[from..end)` into `out[0..4)`; no leading zeros. */
-function parseIpv4Into(s: string, from: number, end: number, out: Uint8Array): boolean {
+/** Dotted quad `b[from..end)` into `out[0..4)`; no leading zeros. */
+function parseIpv4Into(b: Uint8Array, from: number, end: number, out: Uint8Array): boolean {
   let part = 0, value = 0, digits = 0;
   for (let i = from; i <= end; i++) {
-    const c = i < end ? s.charCodeAt(i) : 46;
+    const c = i < end ? b[i]! : 46;
     if (c === 46) {
       if (digits === 0 || part > 3) return false;
       out[part++] = value;
@@ -75,31 +100,31 @@ function hexValue(c: number): number {
   return l >= 97 && l <= 102 ? l - 87 : -1;
 }
 
-/** IPv6 text `s[0..end)` into `out[0..16)`. */
-function parseIpv6Into(s: string, end: number, out: Uint8Array): boolean {
+/** IPv6 text `b[from..end)` into `out[0..16)`. */
+function parseIpv6Into(b: Uint8Array, from: number, end: number, out: Uint8Array): boolean {
   let hasColon = false;
-  for (let i = 0; i < end; i++) {
-    const c = s.charCodeAt(i);
+  for (let i = from; i < end; i++) {
+    const c = b[i]!;
     if (c === 46) { // dotted IPv4 tail: rare, take the general parser
-      const b = parseIp(end === s.length ? s : s.slice(0, end));
-      if (b === null || b.length !== 16) return false;
-      out.set(b);
+      const parsed = parseIp(String.fromCharCode(...b.subarray(from, end)));
+      if (parsed === null || parsed.length !== 16) return false;
+      out.set(parsed);
       return true;
     }
     if (c === 58) hasColon = true;
   }
   if (!hasColon) return false;
   // Groups are written to out as they come; the ones after "::" are moved right at the end.
-  let count = 0, gap = -1, i = 0;
-  if (s.charCodeAt(0) === 58) {
-    if (s.charCodeAt(1) !== 58) return false;
+  let count = 0, gap = -1, i = from;
+  if (b[from] === 58) {
+    if (from + 1 >= end || b[from + 1] !== 58) return false;
     gap = 0;
-    i = 2;
+    i = from + 2;
   }
   while (i < end) {
     let g = 0, digits = 0;
     for (; i < end; i++) {
-      const h = hexValue(s.charCodeAt(i));
+      const h = hexValue(b[i]!);
       if (h < 0) break;
       g = (g << 4) | h;
       if (++digits > 4) return false;
@@ -109,8 +134,8 @@ function parseIpv6Into(s: string, end: number, out: Uint8Array): boolean {
     out[2 * count + 1] = g & 0xff;
     count++;
     if (i === end) break;
-    if (s.charCodeAt(i) !== 58) return false;
-    if (s.charCodeAt(i + 1) === 58) {
+    if (b[i] !== 58) return false;
+    if (i + 1 < end && b[i + 1] === 58) {
       if (gap >= 0) return false;
       gap = count;
       i += 2;

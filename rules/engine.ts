@@ -31,6 +31,7 @@ import {
 } from "./matcher.ts";
 import { fingerprintHash } from "./fingerprint.ts";
 import { CompactRule } from "./compact_rule.ts";
+import { ADDED_CIDR, ADDED_KEYWORD, ScannedRules } from "./scanned_rules.ts";
 import type { Pacing } from "./pacing.ts";
 import type { DefaultRuleSpec, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
 
@@ -46,7 +47,8 @@ export interface Explanation {
 
 /** Inputs of {@linkcode Engine}. */
 export interface EngineOptions {
-  readonly rules: readonly RouteRule[];
+  /** Parsed rules, or rules read straight from a config file's bytes (`config/rule_scan.ts`). */
+  readonly rules: readonly RouteRule[] | ScannedRules;
   readonly final: string;
   readonly ruleSets?: readonly RuleSetSpec[];
   /** GeoIP database; rules with `geoip` match nothing without one. */
@@ -224,7 +226,8 @@ export class Engine {
   constructor(opts: EngineOptions, parts?: Parts, table?: RuleTable) {
     const p = parts ?? runToEnd(buildParts(opts));
     const img = p.image;
-    this.#table = table ?? new ListRuleTable(opts.rules);
+    this.#table = table ??
+      (opts.rules instanceof ScannedRules ? opts.rules.table() : new ListRuleTable(opts.rules));
     this.final = opts.final;
     this.#top = p.top;
     this.#nodeInfo = img.nodeInfo;
@@ -257,7 +260,7 @@ export class Engine {
       ruleSets: (opts.ruleSets ?? []).map((s) => ({ tag: s.tag, rules: s.rules.map(cutLists) })),
       complex: p.complex,
       complexFirst: p.complexFirst,
-      complexSpecs: Array.from(p.complex, (i) => cutLists(opts.rules[i]!.match)),
+      complexSpecs: Array.from(p.complex, (i) => cutLists(ruleAt(opts.rules, i).match)),
     };
   }
 
@@ -435,6 +438,11 @@ export class Engine {
   }
 }
 
+/** Parsed rule `i` of `rules` (for scanned rules, one that is not scanned). */
+function ruleAt(rules: readonly RouteRule[] | ScannedRules, i: number): RouteRule {
+  return rules instanceof ScannedRules ? rules.parsed(i) : rules[i]!;
+}
+
 function runToEnd<T>(it: Generator<void, T>): T {
   for (;;) {
     const r = it.next();
@@ -490,6 +498,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     sets.set(set.tag, { tag: set.tag, rules: set.rules.map(compile) });
   }
   const rules = opts.rules;
+  const scanned = rules instanceof ScannedRules ? rules : null;
   const top: (Matcher | null)[] = new Array(rules.length);
   const always: number[] = [];
   const complex: number[] = [], complexFirst: number[] = [];
@@ -503,10 +512,17 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   };
   for (let i = 0; i < rules.length; i++) {
     if ((i & (STEP - 1)) === STEP - 1) yield;
-    const r = rules[i]!;
-    if (r instanceof CompactRule) {
+    // null: a scanned rule (see `scanned_rules.ts`), indexed like a compact one.
+    const r = scanned === null
+      ? (rules as readonly RouteRule[])[i]!
+      : scanned.isScanned(i)
+      ? null
+      : scanned.parsed(i);
+    if (r === null || r instanceof CompactRule) {
       top[i] = null;
-      const added = addCompact(info.length, r, domains, dst);
+      const added = r === null
+        ? scanned!.insert(i, info.length, domains, dst)
+        : addCompact(info.length, r as CompactRule, domains, dst);
       if ((added & ADDED_KEYWORD) !== 0) lower(MIN_PATTERNS, i);
       if ((added & ADDED_CIDR) !== 0) lower(MIN_DST, i);
       info.push((i << 3) | PURE | W_DST);
@@ -610,9 +626,6 @@ export function wireTransferList(value: unknown): ArrayBuffer[] {
   walk(value);
   return [...out];
 }
-
-/** {@linkcode addCompact} result bits. */
-const ADDED_KEYWORD = 1, ADDED_CIDR = 2;
 
 /**
  * Indexes the values of a compact rule (validated by the config parser)

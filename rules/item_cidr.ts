@@ -132,11 +132,7 @@ function freezeTrie(b: TrieBuilder): TrieImage {
   visit(0, 0, 0, -1);
   const jump = new Int32Array(2 << JUMP_BITS);
   const used = new Int32Array((1 << JUMP_BITS) >> 5);
-  for (let h = 0; h < 1 << JUMP_BITS; h++) {
-    jump[2 * h] = b.heads?.[h] ?? 0;
-    jump[2 * h + 1] = above[h]!;
-    if (jump[2 * h] !== 0 || above[h]! >= 0) used[h >> 5]! |= 1 << (h & 31);
-  }
+  fillJump(b.heads ?? new Int32Array(1 << JUMP_BITS), above, jump, used);
   return {
     nodes,
     jump,
@@ -144,6 +140,21 @@ function freezeTrie(b: TrieBuilder): TrieImage {
     chainStart: Int32Array.from(starts),
     chainData: Int32Array.from(data),
   };
+}
+
+/**
+ * The jump table of {@linkcode TrieImage} from the per-head nodes and
+ * chains. (Its own function: a loop this long in `freezeTrie` gets
+ * optimised on the stack mid-call, and the optimised code then gave up on
+ * the lines after the loop at every call.)
+ */
+function fillJump(heads: Int32Array, above: Int32Array, jump: Int32Array, used: Int32Array): void {
+  for (let h = 0; h < 1 << JUMP_BITS; h++) {
+    const n = heads[h]!, c = above[h]!;
+    jump[2 * h] = n;
+    jump[2 * h + 1] = c;
+    if (n !== 0 || c >= 0) used[h >> 5]! |= 1 << (h & 31);
+  }
 }
 
 /** A frozen trie of one family (see {@linkcode TrieImage}). */
@@ -224,14 +235,19 @@ export class CidrIndexBuilder {
 
   /** Adds prefixes the config parser already parsed (see `cidr_text.ts`) of rule node `node`. */
   addParsed(node: number, p: ParsedCidrs): void {
-    for (let k = p.from; k < p.from + p.count; k++) {
-      const r = p.res[k]!;
-      const v6 = (r & CIDR_V6) !== 0;
-      const id = (v6 ? this.#v6 : this.#v4).insert(p.addr, r & 0xff, this.#newList, 16 * k);
-      this.#lists.add(id, node);
-      if (v6) this.#n6++;
-      else this.#n4++;
-    }
+    for (let k = p.from; k < p.from + p.count; k++) this.addPrefix(node, p.addr, 16 * k, p.res[k]!);
+  }
+
+  /**
+   * Adds one prefix of rule node `node` already parsed by `parseCidrInto` /
+   * `parseCidrBytes` (result `res`) into `addr[at ..]`.
+   */
+  addPrefix(node: number, addr: Uint8Array, at: number, res: number): void {
+    const v6 = (res & CIDR_V6) !== 0;
+    const id = (v6 ? this.#v6 : this.#v4).insert(addr, res & 0xff, this.#newList, at);
+    this.#lists.add(id, node);
+    if (v6) this.#n6++;
+    else this.#n4++;
   }
 
   /** Freezes the index. */

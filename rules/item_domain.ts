@@ -69,7 +69,10 @@ export class DomainIndexBuilder {
   }
 
   #addTo(name: string, kind: number, node: number): void {
-    const e = this.#names.intern(name);
+    this.#addEntry(this.#names.intern(name), kind, node);
+  }
+
+  #addEntry(e: number, kind: number, node: number): void {
     let lists = this.#entryLists;
     if (3 * e + 3 > lists.length) {
       const grown = new Int32Array(lists.length * 2);
@@ -109,6 +112,23 @@ export class DomainIndexBuilder {
     this.#keywords.add(keyword, node);
   }
 
+  /** {@linkcode addExact} of the ASCII name `b[from..end)`. */
+  addExactBytes(node: number, b: Uint8Array, from: number, end: number): void {
+    this.#addEntry(this.#names.internBytes(b, from, end), EXACT, node);
+  }
+
+  /** {@linkcode addSuffix} of the ASCII suffix `b[from..end)`. */
+  addSuffixBytes(node: number, b: Uint8Array, from: number, end: number): void {
+    if (b[from] === 46 /* . */) {
+      this.#addEntry(this.#names.internBytes(b, from + 1, end), DOT, node);
+    } else this.#addEntry(this.#names.internBytes(b, from, end), SUFFIX, node);
+  }
+
+  /** {@linkcode addKeyword} of the ASCII keyword `b[from..end)`. */
+  addKeywordBytes(node: number, b: Uint8Array, from: number, end: number): void {
+    this.#keywords.add(String.fromCharCode(...b.subarray(from, end)), node);
+  }
+
   /** Freezes the index. */
   build(): DomainIndex {
     return new DomainIndex(this.buildImage());
@@ -118,7 +138,8 @@ export class DomainIndexBuilder {
   buildImage(): DomainImage {
     const lists = this.#lists.build();
     // Inline one-node lists into the entry table: -2 - node (saves two lookups per hit).
-    const entries = this.#entryLists.slice(0, 3 * this.#names.keys.length);
+    const names = this.#names, nameCount = names.count;
+    const entries = this.#entryLists.slice(0, 3 * nameCount);
     const { start, data } = lists;
     let hasSuffix = false;
     for (let i = 0; i < entries.length; i++) {
@@ -128,31 +149,31 @@ export class DomainIndexBuilder {
       if (start[id + 1]! - start[id]! === 1) entries[i] = -2 - data[start[id]!]!;
     }
     const keywords = this.#keywords.build(), regexes = this.#regexes.build();
-    const keys = this.#names.keys;
-    const offset = new Int32Array(keys.length);
+    const keyStart = names.keyStart, arena = names.chars;
+    const offset = new Int32Array(nameCount);
     let total = 0;
-    for (let e = 0; e < keys.length; e++) {
+    for (let e = 0; e < nameCount; e++) {
       offset[e] = total;
-      total += REC_HEAD + ((keys[e]!.length + 1) >> 1);
+      total += REC_HEAD + ((keyStart[e + 1]! - keyStart[e]! + 1) >> 1);
     }
     const records = new Int32Array(total);
     const chars = new Uint16Array(records.buffer);
-    for (let e = 0; e < keys.length; e++) {
-      const k = keys[e]!, o = offset[e]!;
-      records[o] = k.length;
+    for (let e = 0; e < nameCount; e++) {
+      const from = keyStart[e]!, len = keyStart[e + 1]! - from, o = offset[e]!;
+      records[o] = len;
       records[o + 1] = entries[3 * e]!;
       records[o + 2] = entries[3 * e + 1]!;
       records[o + 3] = entries[3 * e + 2]!;
-      for (let j = 0, at = 2 * (o + REC_HEAD); j < k.length; j++) chars[at + j] = k.charCodeAt(j);
+      chars.set(arena.subarray(from, from + len), 2 * (o + REC_HEAD));
     }
-    const slots = this.#names.slots.slice();
+    const slots = names.slots.slice();
     for (let i = 1; i < slots.length; i += 2) {
       if (slots[i] !== 0) slots[i] = offset[slots[i]! - 1]! + 1;
     }
     return {
       slots,
       records,
-      nameCount: keys.length,
+      nameCount,
       hasSuffix,
       keywords: new AhoCorasick([...keywords.keys()]).image,
       kwList: Int32Array.from(keywords.values()),
@@ -182,13 +203,19 @@ function slotOf(h: number, mask: number): number {
 /**
  * Open-addressing hash table of names keyed by {@linkcode suffixHash}: slot i
  * holds `[2i]` = hash, `[2i+1]` = entry + 1 (0 = empty). Entries are
- * numbered in insertion order. Frozen into {@linkcode DomainImage} form
- * (names as one array of code units) by the index builder.
+ * numbered in insertion order; their names are kept as UTF-16 code units in
+ * one arena (entry e is `chars[keyStart[e] .. keyStart[e + 1])`), so names
+ * read straight from a file's bytes need no string. Frozen into
+ * {@linkcode DomainImage} form by the index builder.
  */
 class NameTableBuilder {
-  keys: string[] = [];
   slots: Int32Array;
   mask: number;
+  /** Code units of every name, back to back. */
+  chars = new Uint16Array(16384);
+  /** Entry e's name starts at `keyStart[e]`; `keyStart[count]` is the arena's used length. */
+  keyStart = new Int32Array(1025);
+  count = 0;
 
   /** Room for `expected` names before the first growth. */
   constructor(expected: number) {
@@ -203,10 +230,55 @@ class NameTableBuilder {
     const h = suffixHash(name, 0);
     const e = this.find(name, h);
     if (e >= 0) return e;
-    if (this.keys.length * 2 >= this.mask) this.#grow();
-    this.keys.push(name);
-    this.#place(h, this.keys.length);
-    return this.keys.length - 1;
+    const at = this.#reserve(name.length);
+    for (let i = 0; i < name.length; i++) this.chars[at + i] = name.charCodeAt(i);
+    return this.#commit(h, name.length);
+  }
+
+  /** Entry of the name `b[from..end)` (one byte per code unit), adding it when new. */
+  internBytes(b: Uint8Array, from: number, end: number): number {
+    let h = 0;
+    for (let i = end - 1; i >= from; i--) h = (Math.imul(h, 31) + b[i]!) | 0;
+    const slots = this.slots, mask = this.mask, len = end - from;
+    for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
+      const slot = slots[2 * i + 1]!;
+      if (slot === 0) break;
+      if (slots[2 * i] !== h) continue;
+      const k = this.keyStart[slot - 1]!;
+      if (this.keyStart[slot]! - k !== len) continue;
+      const chars = this.chars;
+      let j = 0;
+      while (j < len && chars[k + j] === b[from + j]) j++;
+      if (j === len) return slot - 1;
+    }
+    const at = this.#reserve(len);
+    this.chars.set(b.subarray(from, end), at);
+    return this.#commit(h, len);
+  }
+
+  /** Makes room for a new name of `len` code units; returns where it goes. */
+  #reserve(len: number): number {
+    const at = this.keyStart[this.count]!;
+    if (at + len > this.chars.length) {
+      const grown = new Uint16Array(Math.max(2 * this.chars.length, at + len));
+      grown.set(this.chars.subarray(0, at));
+      this.chars = grown;
+    }
+    if (this.count + 2 > this.keyStart.length) {
+      const grown = new Int32Array(2 * this.keyStart.length);
+      grown.set(this.keyStart);
+      this.keyStart = grown;
+    }
+    return at;
+  }
+
+  /** Adds the name just written at the arena's end (`len` units, hash `h`) as a new entry. */
+  #commit(h: number, len: number): number {
+    if (this.count * 2 >= this.mask) this.#grow();
+    const e = this.count++;
+    this.keyStart[e + 1] = this.keyStart[e]! + len;
+    this.#place(h, e + 1);
+    return e;
   }
 
   #place(h: number, entryPlusOne: number): void {
@@ -225,11 +297,17 @@ class NameTableBuilder {
 
   /** Entry whose key equals `name` (whose hash is `h`), or -1. */
   find(name: string, h: number): number {
-    const slots = this.slots, mask = this.mask;
+    const slots = this.slots, mask = this.mask, len = name.length;
     for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
       const slot = slots[2 * i + 1]!;
       if (slot === 0) return -1;
-      if (slots[2 * i] === h && this.keys[slot - 1] === name) return slot - 1;
+      if (slots[2 * i] !== h) continue;
+      const k = this.keyStart[slot - 1]!;
+      if (this.keyStart[slot]! - k !== len) continue;
+      const chars = this.chars;
+      let j = 0;
+      while (j < len && chars[k + j] === name.charCodeAt(j)) j++;
+      if (j === len) return slot - 1;
     }
   }
 }

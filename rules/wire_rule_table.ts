@@ -36,7 +36,8 @@ export interface RuleWire {
 /** What a deferred {@linkcode RuleWire} lacks, sent after it. */
 export interface RuleWireTail {
   readonly fingerprints: Float64Array;
-  readonly spans: Int32Array;
+  /** Absent when the head had them. */
+  readonly spans?: Int32Array;
   /** Replaces the head's text (when the rules had to be serialised after all). */
   readonly text?: Uint8Array;
 }
@@ -208,7 +209,7 @@ export class WireRuleTable implements RuleTable {
       throw new RangeError(`rule tail has ${tail.fingerprints.length} rules, table ${this.count}`);
     }
     if (tail.text) this.#text = tail.text;
-    this.#spans = tail.spans;
+    if (tail.spans) this.#spans = tail.spans;
     this.#fps = tail.fingerprints;
     this.#localFps = null;
     this.#settle();
