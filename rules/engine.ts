@@ -481,8 +481,10 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   /** Node info; node ids of compact rules and of matchers share one numbering. */
   const info = new IntList();
   const sets = new Map<string, CompiledRuleSet>();
-  const domains = new DomainIndexBuilder(opts.rules.length);
-  const dst = new CidrIndexBuilder();
+  const scanned = opts.rules instanceof ScannedRules ? opts.rules : null;
+  const hints = scanned?.hints;
+  const domains = new DomainIndexBuilder(Math.max(opts.rules.length, hints?.names ?? 0));
+  const dst = new CidrIndexBuilder(hints);
   const src = new CidrIndexBuilder();
   const compile = (spec: RuleSpec): Matcher => {
     if (spec.type === "logical") {
@@ -498,7 +500,6 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
     sets.set(set.tag, { tag: set.tag, rules: set.rules.map(compile) });
   }
   const rules = opts.rules;
-  const scanned = rules instanceof ScannedRules ? rules : null;
   const top: (Matcher | null)[] = new Array(rules.length);
   const always: number[] = [];
   const complex: number[] = [], complexFirst: number[] = [];

@@ -29,12 +29,14 @@ const JUMP_BITS = 16;
  */
 class TrieBuilder {
   /** [list, child0, child1] per node; grown by doubling. Node 0 is the root. */
-  nodes = new Int32Array(3 * 1024);
+  nodes: Int32Array;
   count = 1;
   /** Node at depth 16 per 16-bit head, or 0; allocated on first use. */
   heads: Int32Array | null = null;
 
-  constructor() {
+  /** Room for `expectedNodes` nodes before the first growth. */
+  constructor(expectedNodes = 0) {
+    this.nodes = new Int32Array(3 * Math.max(1024, expectedNodes));
     this.nodes[0] = -1;
   }
 
@@ -103,7 +105,9 @@ export interface CidrImage {
 
 /** Freezes a trie: folds the short-prefix part into per-head chains. */
 function freezeTrie(b: TrieBuilder): TrieImage {
-  const nodes = b.nodes.subarray(0, 3 * b.count); // no copy: spare capacity is under 50%
+  // No copy while the spare capacity is under half (always, when grown by doubling).
+  const inUse = 3 * b.count;
+  const nodes = 2 * inUse < b.nodes.length ? b.nodes.slice(0, inUse) : b.nodes.subarray(0, inUse);
   const above = new Int32Array(1 << JUMP_BITS).fill(-1);
   const starts: number[] = [0];
   const data: number[] = [];
@@ -201,15 +205,32 @@ class Trie {
   }
 }
 
+const NO_HINT = { prefixes: 0, v4Nodes: 0, v6Nodes: 0 };
+
+/**
+ * Trie nodes an insert of a prefix of `prefix` bits may add (an upper
+ * bound: paths share nodes), for {@linkcode CidrIndexBuilder}'s size hints.
+ */
+export function trieNodesFor(prefix: number): number {
+  return prefix >= JUMP_BITS ? prefix - JUMP_BITS + 1 : prefix;
+}
+
 /** Builds a {@linkcode CidrIndex}. */
 export class CidrIndexBuilder {
-  readonly #v4 = new TrieBuilder();
-  readonly #v6 = new TrieBuilder();
-  readonly #lists = new PostingListsBuilder();
+  readonly #v4: TrieBuilder;
+  readonly #v6: TrieBuilder;
+  readonly #lists: PostingListsBuilder;
   readonly #scratch = new Uint8Array(16);
   readonly #newList = () => this.#lists.newList();
   #n4 = 0;
   #n6 = 0;
+
+  /** Presized for about `hint.prefixes` prefixes and the trie nodes given (hints; all grow as needed). */
+  constructor(hint: { prefixes: number; v4Nodes: number; v6Nodes: number } = NO_HINT) {
+    this.#v4 = new TrieBuilder(hint.v4Nodes);
+    this.#v6 = new TrieBuilder(hint.v6Nodes);
+    this.#lists = new PostingListsBuilder(hint.prefixes);
+  }
 
   /** Adds the prefixes of rule node `node`. */
   add(node: number, cidrs: readonly Cidr[]): void {

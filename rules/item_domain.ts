@@ -52,20 +52,24 @@ export interface DomainImage {
 
 /** Builds a {@linkcode DomainIndex}. */
 export class DomainIndexBuilder {
-  readonly #lists = new PostingListsBuilder();
+  readonly #lists: PostingListsBuilder;
   readonly #names: NameTableBuilder;
   /**
    * Per name entry e, at 3e + kind: the list id of its exact (`domain`),
    * suffix (`x.com`) and dot-suffix (`.x.com`) items; -1 none.
    */
-  #entryLists = new Int32Array(3 * 1024);
+  #entryLists: Int32Array;
   #entryCount = 0;
-  readonly #keywords = new KeyedListsBuilder(this.#lists);
-  readonly #regexes = new KeyedListsBuilder(this.#lists);
+  readonly #keywords: KeyedListsBuilder;
+  readonly #regexes: KeyedListsBuilder;
 
-  /** `expectedNames` presizes the name table (a hint; it grows as needed). */
+  /** `expectedNames` presizes the tables (a hint; they grow as needed). */
   constructor(expectedNames = 0) {
+    this.#lists = new PostingListsBuilder(expectedNames);
     this.#names = new NameTableBuilder(expectedNames);
+    this.#entryLists = new Int32Array(3 * Math.max(1024, expectedNames));
+    this.#keywords = new KeyedListsBuilder(this.#lists);
+    this.#regexes = new KeyedListsBuilder(this.#lists);
   }
 
   #addTo(name: string, kind: number, node: number): void {
@@ -137,39 +141,16 @@ export class DomainIndexBuilder {
   /** Freezes the index as plain data (for {@linkcode DomainIndex}, possibly on another thread). */
   buildImage(): DomainImage {
     const lists = this.#lists.build();
-    // Inline one-node lists into the entry table: -2 - node (saves two lookups per hit).
     const names = this.#names, nameCount = names.count;
     const entries = this.#entryLists.slice(0, 3 * nameCount);
-    const { start, data } = lists;
-    let hasSuffix = false;
-    for (let i = 0; i < entries.length; i++) {
-      const id = entries[i]!;
-      if (id < 0) continue;
-      if (i % 3 !== EXACT) hasSuffix = true;
-      if (start[id + 1]! - start[id]! === 1) entries[i] = -2 - data[start[id]!]!;
-    }
+    const hasSuffix = inlineSingles(entries, lists);
     const keywords = this.#keywords.build(), regexes = this.#regexes.build();
-    const keyStart = names.keyStart, arena = names.chars;
-    const offset = new Int32Array(nameCount);
-    let total = 0;
-    for (let e = 0; e < nameCount; e++) {
-      offset[e] = total;
-      total += REC_HEAD + ((keyStart[e + 1]! - keyStart[e]! + 1) >> 1);
-    }
-    const records = new Int32Array(total);
-    const chars = new Uint16Array(records.buffer);
-    for (let e = 0; e < nameCount; e++) {
-      const from = keyStart[e]!, len = keyStart[e + 1]! - from, o = offset[e]!;
-      records[o] = len;
-      records[o + 1] = entries[3 * e]!;
-      records[o + 2] = entries[3 * e + 1]!;
-      records[o + 3] = entries[3 * e + 2]!;
-      chars.set(arena.subarray(from, from + len), 2 * (o + REC_HEAD));
-    }
+    const offset = new Int32Array(nameCount + 1);
+    recordOffsets(names.keyStart, offset);
+    const records = new Int32Array(offset[nameCount]!);
+    fillRecords(names.keyStart, names.chars, entries, offset, records);
     const slots = names.slots.slice();
-    for (let i = 1; i < slots.length; i += 2) {
-      if (slots[i] !== 0) slots[i] = offset[slots[i]! - 1]! + 1;
-    }
+    slotsToRecords(slots, offset);
     return {
       slots,
       records,
@@ -187,6 +168,61 @@ export class DomainIndexBuilder {
 const EXACT = 0, SUFFIX = 1, DOT = 2;
 /** Elements before a record's characters: length and three list ids. */
 const REC_HEAD = 4;
+
+// The freezing steps, one loop per function (see `posting_lists.ts`).
+
+/**
+ * Inlines one-node lists into the entry table as -2 - node (saves two
+ * lookups per hit); says whether any suffix entry exists.
+ */
+function inlineSingles(entries: Int32Array, lists: PostingLists): boolean {
+  const { start, data } = lists;
+  let hasSuffix = false;
+  for (let i = 0; i < entries.length; i++) {
+    const id = entries[i]!;
+    if (id < 0) continue;
+    if (i % 3 !== EXACT) hasSuffix = true;
+    if (start[id + 1]! - start[id]! === 1) entries[i] = -2 - data[start[id]!]!;
+  }
+  return hasSuffix;
+}
+
+/** `offset[e]`: where entry e's record starts; `offset[count]`: the records' total length. */
+function recordOffsets(keyStart: Int32Array, offset: Int32Array): void {
+  let total = 0;
+  for (let e = 0; e + 1 < offset.length; e++) {
+    offset[e] = total;
+    total += REC_HEAD + ((keyStart[e + 1]! - keyStart[e]! + 1) >> 1);
+  }
+  offset[offset.length - 1] = total;
+}
+
+/** Writes every entry's record: name length, its three list ids, its code units. */
+function fillRecords(
+  keyStart: Int32Array,
+  arena: Uint16Array,
+  entries: Int32Array,
+  offset: Int32Array,
+  records: Int32Array,
+): void {
+  const chars = new Uint16Array(records.buffer);
+  for (let e = 0; e + 1 < offset.length; e++) {
+    const from = keyStart[e]!, len = keyStart[e + 1]! - from, o = offset[e]!;
+    records[o] = len;
+    records[o + 1] = entries[3 * e]!;
+    records[o + 2] = entries[3 * e + 1]!;
+    records[o + 3] = entries[3 * e + 2]!;
+    const at = 2 * (o + REC_HEAD);
+    for (let j = 0; j < len; j++) chars[at + j] = arena[from + j]!;
+  }
+}
+
+/** Hash slots from entry + 1 to record offset + 1. */
+function slotsToRecords(slots: Int32Array, offset: Int32Array): void {
+  for (let i = 1; i < slots.length; i += 2) {
+    if (slots[i] !== 0) slots[i] = offset[slots[i]! - 1]! + 1;
+  }
+}
 
 /** Hash of `s[from..]`, computed from the end (so every suffix hash comes for free). */
 function suffixHash(s: string, from: number): number {

@@ -18,11 +18,17 @@ export interface PostingLists {
  * by a counting sort at `build()`: no per-list arrays while building.
  */
 export class PostingListsBuilder {
-  #pairs = new Int32Array(1024);
+  #pairs: Int32Array;
   #len = 0;
   /** Last value added per list (to skip immediate duplicates). */
-  #last = new Int32Array(256);
+  #last: Int32Array;
   #lists = 0;
+
+  /** `expected`: about how many values (and at most lists) will be added (a hint; it grows as needed). */
+  constructor(expected = 0) {
+    this.#pairs = new Int32Array(Math.max(1024, 2 * expected));
+    this.#last = new Int32Array(Math.max(256, expected));
+  }
 
   /** Creates a new empty list and returns its id. */
   newList(): number {
@@ -57,13 +63,32 @@ export class PostingListsBuilder {
   build(): PostingLists {
     const n = this.#lists, pairs = this.#pairs, len = this.#len;
     const start = new Int32Array(n + 1);
-    for (let i = 0; i < len; i += 2) start[pairs[i]! + 1]!++;
-    for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
+    countLists(pairs, len, start);
+    prefixSums(start);
     const fill = start.slice(0, n);
     const data = new Int32Array(len / 2);
-    for (let i = 0; i < len; i += 2) data[fill[pairs[i]!]!++] = pairs[i + 1]!;
+    scatter(pairs, len, fill, data);
     return { start, data };
   }
+}
+
+// One loop per function: V8 optimises a long loop on the stack mid-call, and
+// such code used to give up ("insufficient type feedback") on whatever came
+// after the loop, at every call of a function that runs once per reload.
+
+/** `start[l + 1]` = number of values of list l. */
+function countLists(pairs: Int32Array, len: number, start: Int32Array): void {
+  for (let i = 0; i < len; i += 2) start[pairs[i]! + 1]!++;
+}
+
+/** Counts to starts. */
+function prefixSums(start: Int32Array): void {
+  for (let i = 0; i + 1 < start.length; i++) start[i + 1]! += start[i]!;
+}
+
+/** Puts each value at the next free place of its list. */
+function scatter(pairs: Int32Array, len: number, fill: Int32Array, data: Int32Array): void {
+  for (let i = 0; i < len; i += 2) data[fill[pairs[i]!]!++] = pairs[i + 1]!;
 }
 
 /** Maps string keys to posting lists. */

@@ -13,7 +13,8 @@
  */
 
 import { BytesFingerprint, fingerprintHash } from "./fingerprint.ts";
-import type { CidrIndexBuilder } from "./item_cidr.ts";
+import { CIDR_V6 } from "./cidr_text.ts";
+import { type CidrIndexBuilder, trieNodesFor } from "./item_cidr.ts";
 import type { DomainIndexBuilder } from "./item_domain.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
 import { type RuleWire, type RuleWireTail, WireRuleTable } from "./wire_rule_table.ts";
@@ -26,6 +27,17 @@ export const ADDED_KEYWORD = 1, ADDED_CIDR = 2;
 
 /** Ints per token: kind, start, end (byte range of the value), CIDR slot (or 0). */
 const TOK = 4;
+
+/** Sizes of scanned values (see {@linkcode ScannedRules.hints}). */
+export interface ScanHints {
+  /** `domain`, `domain_suffix` and `domain_keyword` values. */
+  readonly names: number;
+  /** `ip_cidr` values. */
+  readonly prefixes: number;
+  /** Upper bounds of the trie nodes their prefixes need (`trieNodesFor`), per family. */
+  readonly v4Nodes: number;
+  readonly v6Nodes: number;
+}
 
 /** A growable Int32Array. */
 class Ints {
@@ -66,6 +78,7 @@ export class ScannedRules {
   readonly #wire: RuleWire;
   #full: RuleWire | undefined;
   readonly #parse: (raw: unknown) => RuleSpec;
+  readonly #hints: ScanHints;
 
   /** @internal Use {@linkcode ScannedRulesBuilder}. */
   constructor(init: {
@@ -77,7 +90,9 @@ export class ScannedRules {
     parsed: ReadonlyMap<number, RouteRule>;
     wire: RuleWire;
     parse: (raw: unknown) => RuleSpec;
+    hints: ScanHints;
   }) {
+    this.#hints = init.hints;
     this.length = init.wire.outbound.length;
     this.#bytes = init.bytes;
     this.#tokens = init.tokens;
@@ -87,6 +102,11 @@ export class ScannedRules {
     this.#parsed = init.parsed;
     this.#wire = init.wire;
     this.#parse = init.parse;
+  }
+
+  /** Sizes of the scanned rules' values, to presize the engine's index builders. */
+  get hints(): ScanHints {
+    return this.#hints;
   }
 
   /** True when rule `i` is a scanned (compact) rule; false when it was parsed. */
@@ -245,6 +265,8 @@ export class ScannedRulesBuilder {
   readonly #cidrRes = new Ints(1024);
   readonly #parsed = new Map<number, RouteRule>();
   #ruleStart = 0;
+  #v4Nodes = 0;
+  #v6Nodes = 0;
 
   /** Rules come from `bytes` (a config file). */
   constructor(bytes: Uint8Array) {
@@ -272,6 +294,8 @@ export class ScannedRulesBuilder {
 
   /** An `ip_cidr` value `bytes[from..end)` parsed into `addr[0..16)` with result `res`. */
   cidr(from: number, end: number, addr: Uint8Array, res: number): void {
+    if ((res & CIDR_V6) !== 0) this.#v6Nodes += trieNodesFor(res & 0xff);
+    else this.#v4Nodes += trieNodesFor(res & 0xff);
     const slot = this.#cidrRes.length;
     if (16 * slot + 16 > this.#cidrAddr.length) {
       const grown = new Uint8Array(2 * this.#cidrAddr.length);
@@ -290,6 +314,11 @@ export class ScannedRulesBuilder {
     let slots = 0;
     for (let k = this.#ruleStart; k < this.#tokens.length; k += TOK) {
       if (this.#tokens.data[k] === ITEM_CIDR) slots++;
+    }
+    for (let k = this.#cidrRes.length - slots; k < this.#cidrRes.length; k++) {
+      const r = this.#cidrRes.data[k]!;
+      if ((r & CIDR_V6) !== 0) this.#v6Nodes -= trieNodesFor(r & 0xff);
+      else this.#v4Nodes -= trieNodesFor(r & 0xff);
     }
     this.#cidrRes.length -= slots;
     this.#tokens.length = this.#ruleStart;
@@ -365,6 +394,12 @@ export class ScannedRulesBuilder {
         spans: this.#spans.data.slice(0, 2 * n),
       },
       parse,
+      hints: {
+        names: this.#tokens.length / TOK - this.#cidrRes.length,
+        prefixes: this.#cidrRes.length,
+        v4Nodes: this.#v4Nodes,
+        v6Nodes: this.#v6Nodes,
+      },
     });
   }
 
