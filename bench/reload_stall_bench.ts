@@ -4,7 +4,8 @@
  * stalls meanwhile.
  *
  *   deno run -A bench/reload_stall_bench.ts [--repo DIR] [--reloads N] [--sets 10k,large]
- *     [--v8-flags=FLAGS]   (passed to the router, e.g. --max-semi-space-size=2)
+ *     [--v8-flags=FLAGS]   (the router's V8 flags; default: the production ones,
+ *                           ROUTER_V8_FLAGS of netns_bench.ts; "" for none)
  *     [--detail]           (list every ping over 10 ms and when it was sent)
  *
  * Starts `deno run -A DIR/main.ts run --config F` (DIR defaults to this
@@ -25,6 +26,7 @@ import { join } from "node:path";
 import { IpcClient } from "../ipc/client.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { generateConfig, type GenOptions } from "./gen_rules.ts";
+import { ROUTER_V8_FLAGS } from "./netns_bench.ts";
 
 const SETS: Record<string, GenOptions> = {
   "10k": { domainRules: 9_000, cidrs: 8_000, portAndLogical: 100, seed: 9 },
@@ -94,7 +96,7 @@ async function main(): Promise<void> {
       repo: { type: "string", default: new URL("..", import.meta.url).pathname },
       reloads: { type: "string", default: "5" },
       sets: { type: "string", default: "10k,large" },
-      "v8-flags": { type: "string" },
+      "v8-flags": { type: "string", default: ROUTER_V8_FLAGS },
       detail: { type: "boolean" },
     },
   });
@@ -136,7 +138,11 @@ async function main(): Promise<void> {
     }
     if (!ctl) throw new Error("router did not open its IPC socket");
     const probe = await IpcClient.connect(sock);
-    console.log(`router ${values.repo} (pid ${router.pid}); ping = event-loop lag probe`);
+    console.log(
+      `router ${values.repo} (pid ${router.pid}, V8 flags "${
+        values["v8-flags"]
+      }"); ping = event-loop lag probe`,
+    );
     const idle = pinger(probe);
     await sleep(1000);
     await idle.stop();
