@@ -98,7 +98,9 @@ export const routerSubject: Subject = {
       return "main.ts not found";
     }
     const cfg = `${dir}/router.json`;
-    const argv = [Deno.execPath(), "run", "-A", `--v8-flags=${ROUTER_V8_FLAGS}`, main];
+    // ROUTER_V8_FLAGS in the environment overrides them (to compare flag sets).
+    const flags = Deno.env.get("ROUTER_V8_FLAGS") ?? ROUTER_V8_FLAGS;
+    const argv = [Deno.execPath(), "run", "-A", ...(flags ? [`--v8-flags=${flags}`] : []), main];
     return await startTproxyProxy(lab, {
       configPath: cfg,
       config: routerConfig(TPROXY_PORT, SKIP_MARK),
@@ -109,7 +111,7 @@ export const routerSubject: Subject = {
         const why = (p.stderr.trim() || p.lines.join(" ")).slice(0, 300).replaceAll("\n", " ");
         return `main.ts run did not listen on ${TPROXY_PORT}: ${why}`;
       },
-      notes: [`deno run -A --v8-flags=${ROUTER_V8_FLAGS} main.ts run`],
+      notes: [`deno run -A${flags ? ` --v8-flags=${flags}` : ""} main.ts run`],
     });
   },
 };
