@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
 import { CompileWorker } from "../config/compile_client.ts";
+import { lowerV8HelperPriority } from "../config/thread_priority.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
 import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcServer } from "../ipc/server.ts";
@@ -121,6 +122,10 @@ export async function runRunCommand(args: string[]): Promise<number> {
   }
   const configPath = resolve(values.config);
   // Start-up and reloads compile on a worker thread (warm after start-up): no data-plane stall.
+  // V8's shared helper threads (concurrent GC and JIT of every isolate) get the config worker's
+  // lower priority: the garbage a reload makes is collected there, and the data-plane thread must
+  // win the CPU (on 2 vCPUs they made the pings of bench/reload_stall_bench.ts wait 15-30 ms).
+  void lowerV8HelperPriority();
   let workerLog: Logger | null = null;
   const compiler = new CompileWorker({
     onFallback: (e) =>
