@@ -15,7 +15,10 @@
  * next request); its round-trip time is the event-loop lag of the router:
  * whatever blocks the router's thread delays the reply. Another connection
  * asks for `reload {path}` of the 10k-rule set and the large synthetic set
- * (bench/gen_rules.ts), N times each; the bench reports the reload's
+ * (bench/gen_rules.ts), N times each, twice: alternating between two files
+ * whose rules differ (every reload compiles them), then between two files
+ * with the same rules and an outbound edited (the config worker reuses the
+ * compiled rules: `config/rule_scan.ts`, `parseConfigSameRules`). It reports the reload's
  * `took_ms` (server side), the client-side wall time, and the ping
  * round trips during the reloads (max, p99, count above 10 ms) next to the
  * same figures while idle.
@@ -33,12 +36,28 @@ const SETS: Record<string, GenOptions> = {
   large: {},
 };
 
-function configText(gen: GenOptions, port: number, sock: string): string {
-  const c = generateConfig(gen).config as { outbounds: { type: string; tag: string }[] };
+/**
+ * The config of set `gen`. Variants "a" and "b" differ in their first rule
+ * (so each reload from one to the other compiles the rules); "c" has the
+ * rules of "a" and an outbound edited (a reload between "a" and "c" leaves
+ * the rules unchanged).
+ */
+function configText(gen: GenOptions, port: number, sock: string, variant: string): string {
+  const c = generateConfig(gen).config as {
+    outbounds: { type: string; tag: string }[];
+    route: { rules: unknown[] };
+  };
   // Only local outbounds: nothing dials anywhere.
   c.outbounds = c.outbounds.map((o) =>
-    o.type === "block" ? o : { type: "direct", tag: o.tag, inet4_bind_address: "127.0.0.1" }
+    o.type === "block" ? o : {
+      type: "direct",
+      tag: o.tag,
+      inet4_bind_address: "127.0.0.1",
+      ...(variant === "c" && o.tag === "direct" ? { connect_timeout: "7s" } : {}),
+    }
   );
+  const first = variant === "b" ? "variant-b.example" : "variant-a.example";
+  c.route.rules.unshift({ domain: [first], outbound: "direct" });
   return JSON.stringify({
     log: { level: "warn" },
     inbounds: [{ type: "tproxy", tag: "tproxy-in", listen: "127.0.0.1", listen_port: port }],
@@ -107,13 +126,16 @@ async function main(): Promise<void> {
   const nets: Record<string, string> = {};
   for (let i = 0; i < 2000; i++) nets[`${1 + (i % 222)}.${(i * 7) % 256}.0.0/16`] = "CN";
   await Deno.writeFile(join(dir, "country.mmdb"), writeCountryMmdb(nets));
-  const files: Record<string, string> = {};
+  const files: Record<string, Record<string, string>> = {};
   for (const name of values.sets.split(",")) {
-    files[name] = join(dir, `${name}.json`);
-    await Deno.writeTextFile(files[name]!, configText(SETS[name]!, port, sock));
+    files[name] = {};
+    for (const v of ["a", "b", "c"]) {
+      const f = files[name]![v] = join(dir, `${name}-${v}.json`);
+      await Deno.writeTextFile(f, configText(SETS[name]!, port, sock, v));
+    }
   }
   // Start with a small config (the first set), then reload the sets.
-  const first = Object.values(files)[0]!;
+  const first = Object.values(files)[0]!.a!;
   const router = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -147,15 +169,21 @@ async function main(): Promise<void> {
     await sleep(1000);
     await idle.stop();
     console.log(lagLine("idle", idle.samples.map((s) => s.rtt)));
-    for (const [name, file] of Object.entries(files)) {
-      await ctl.reload({ path: file }); // warm-up (JIT, first allocation of the heap)
+    const rounds: [string, string, string[]][] = [];
+    for (const [name, v] of Object.entries(files)) {
+      rounds.push([name, "rules changed at every reload", [v.b!, v.a!]]);
+      rounds.push([name, "rules unchanged (an outbound edited)", [v.c!, v.a!]]);
+    }
+    for (const [name, what, alternate] of rounds) {
+      // Warm-up (JIT, first allocation of the heap); then from the other file.
+      await ctl.reload({ path: alternate[1]! });
       const took: number[] = [], wall: number[] = [];
       const p = pinger(probe);
       const windows: [number, number][] = [];
       for (let i = 0; i < reloads; i++) {
         await sleep(200);
         const t0 = performance.now();
-        const r = await ctl.reload({ path: file });
+        const r = await ctl.reload({ path: alternate[i % 2]! });
         const t1 = performance.now();
         windows.push([t0, t1]);
         took.push(r.took_ms);
@@ -167,7 +195,7 @@ async function main(): Promise<void> {
         windows.some(([a, b]) => s.at + s.rtt >= a && s.at <= b)
       ).map((s) => s.rtt);
       console.log(
-        `${name}: reload took_ms median ${quantile(took, 0.5).toFixed(1)} (min ${
+        `${name}, ${what}: reload took_ms median ${quantile(took, 0.5).toFixed(1)} (min ${
           Math.min(...took).toFixed(1)
         }, max ${Math.max(...took).toFixed(1)}); client wall median ${
           quantile(wall, 0.5).toFixed(1)

@@ -318,8 +318,9 @@ export function runReload(args: string[], deps: IpcCommandDeps): Promise<number>
       if (values.json) await io.out(JSON.stringify({ path, ...result }) + "\n");
       else {
         const closed = closeRemoved ? `, closed ${result.closed} flows` : "";
+        const reused = result.rules_reused ? " (rules unchanged: compiled indexes reused)" : "";
         await io.out(
-          `reloaded ${path}: ${result.rules} rules, ${result.outbounds} outbounds in ${result.took_ms} ms${closed}\n`,
+          `reloaded ${path}: ${result.rules} rules, ${result.outbounds} outbounds in ${result.took_ms} ms${closed}${reused}\n`,
         );
       }
       return 0;

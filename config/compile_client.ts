@@ -18,7 +18,7 @@
  */
 
 import { resolve } from "node:path";
-import { Engine } from "../rules/engine.ts";
+import { Engine, type EngineWire } from "../rules/engine.ts";
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
@@ -32,6 +32,11 @@ import type { RouterConfig } from "./schema.ts";
 export interface LoadedConfig {
   readonly config: RouterConfig;
   readonly engine: Engine;
+  /**
+   * True when the route rules were unchanged since the engine this worker
+   * built last: the new engine shares its indexes (nothing was compiled).
+   */
+  readonly reused?: boolean;
 }
 
 /** GeoIP readers by path, reopened when the file's size or modification time changes. */
@@ -91,6 +96,13 @@ function locateRules(file: Uint8Array): Int32Array | null {
   return arrayMemberSpans(decoder.decode(file), ["route", "rules"]);
 }
 
+/** The engine data of a job built from a full reply, kept to reuse (see {@linkcode JobReused}). */
+interface Last {
+  readonly id: number;
+  readonly wire: EngineWire;
+  readonly table: WireRuleTable;
+}
+
 /** A failure of the worker itself (not of the config it was given). */
 class WorkerFailure extends Error {
   override name = "WorkerFailure";
@@ -107,6 +119,8 @@ export class CompileWorker {
   readonly #url: URL;
   #nextId = 1;
   #closed = false;
+  /** The engine data of the last job built from a full reply (for a {@linkcode JobReused}). */
+  #last: Last | null = null;
   /** True once the worker answered; a worker that fails before that is not restarted. */
   #answered = false;
   #disabled = false;
@@ -128,7 +142,9 @@ export class CompileWorker {
       const p = this.#pending.get(ev.data.id);
       if (!p) return;
       this.#pending.delete(ev.data.id);
-      if (ev.data.ok && ev.data.rules.fingerprints === null) this.#tails.set(ev.data.id, {});
+      if (ev.data.ok && "rules" in ev.data && ev.data.rules.fingerprints === null) {
+        this.#tails.set(ev.data.id, {});
+      }
       p.resolve(ev.data);
     };
     w.onerror = (ev: ErrorEvent) => {
@@ -155,6 +171,7 @@ export class CompileWorker {
   #fail(e: Error): void {
     this.#worker?.terminate();
     this.#worker = null;
+    this.#last = null;
     if (!this.#answered) this.#disabled = true;
     for (const slot of this.#tails.values()) slot.table?.abandon();
     this.#tails.clear();
@@ -173,25 +190,33 @@ export class CompileWorker {
    */
   async load(source: ConfigSource): Promise<LoadedConfig> {
     if (this.#closed) throw new Error("CompileWorker is closed");
-    if (this.#disabled) return await loadConfig(source);
+    if (this.#disabled) return await this.#onThisThread(source);
     let reply: JobReply;
+    const last = this.#last;
     try {
-      reply = await this.#ask(source);
+      reply = await this.#ask(source, last?.id);
     } catch (e) {
       if (!(e instanceof WorkerFailure)) throw e;
       this.#onFallback?.(e);
-      return await loadConfig(source);
+      return await this.#onThisThread(source);
     }
-    return await this.#receive(reply);
+    return await this.#receive(reply, last);
   }
 
-  #ask(source: ConfigSource): Promise<JobReply> {
+  async #onThisThread(source: ConfigSource): Promise<LoadedConfig> {
+    const loaded = await loadConfig(source);
+    this.#last = null;
+    return loaded;
+  }
+
+  #ask(source: ConfigSource, prev: number | undefined): Promise<JobReply> {
     const id = this.#nextId++;
     const req: JobRequest = {
       id,
       source: typeof source === "string"
         ? resolve(source)
         : { inline: source.inline, baseDir: resolve(source.baseDir ?? ".") },
+      ...(prev !== undefined && typeof source === "string" ? { prev } : {}),
     };
     const worker = this.#start();
     return new Promise<JobReply>((resolve, reject) => {
@@ -205,10 +230,10 @@ export class CompileWorker {
     });
   }
 
-  /** Turns a reply into the config and engine, or throws its error. */
-  async #receive(reply: JobReply): Promise<LoadedConfig> {
+  /** Turns a reply into the config and engine, or throws its error; `last`: what the request's `prev` named. */
+  async #receive(reply: JobReply, last: Last | null): Promise<LoadedConfig> {
     try {
-      return await this.#build(reply);
+      return await this.#build(reply, last);
     } finally {
       // A tail nobody waits for (the load failed) is dropped when it comes.
       const slot = this.#tails.get(reply.id);
@@ -219,7 +244,7 @@ export class CompileWorker {
     }
   }
 
-  async #build(reply: JobReply): Promise<LoadedConfig> {
+  async #build(reply: JobReply, last: Last | null): Promise<LoadedConfig> {
     if (!reply.ok) {
       const { name, message, issues } = reply.error;
       if (issues === undefined) {
@@ -239,6 +264,13 @@ export class CompileWorker {
       geoip = await this.#openGeoIp(c.route.geoip.path, iss);
       iss.throwIfAny();
     }
+    if ("reused" in reply) {
+      if (last?.id !== reply.reused) {
+        throw new Error(`config worker reused job ${reply.reused}, not asked for`);
+      }
+      const engine = Engine.fromWire({ ...last.wire, final: c.route.final }, last.table, geoip);
+      return { config: this.#withRules(c, engine), engine, reused: true };
+    }
     const parse = validatedRuleParser({
       inbounds: new Set(c.inbounds.map((x) => x.tag)),
       outbounds: new Set(c.outbounds.map((x) => x.tag)),
@@ -247,6 +279,7 @@ export class CompileWorker {
     });
     const table = new WireRuleTable(reply.rules, parse, locateRules);
     const engine = Engine.fromWire(reply.wire, table, geoip);
+    this.#last = { id: reply.id, wire: reply.wire, table };
     const slot = this.#tails.get(reply.id);
     if (slot) {
       if (slot.tail) {
@@ -254,10 +287,14 @@ export class CompileWorker {
         table.complete(slot.tail);
       } else slot.table = table;
     }
-    // `route.rules` is the engine's rule list, materialised only if someone reads it.
+    return { config: this.#withRules(c, engine), engine };
+  }
+
+  /** `c` with `route.rules` the engine's rule list, materialised only if someone reads it. */
+  #withRules(c: RouterConfig, engine: Engine): RouterConfig {
     const route = { ...c.route };
     Object.defineProperty(route, "rules", { get: () => engine.rules, enumerable: true });
-    return { config: { ...c, route }, engine };
+    return { ...c, route };
   }
 
   async #openGeoIp(path: string, iss: Issues): Promise<GeoIpLookup | undefined> {

@@ -6,8 +6,14 @@ import { flow, type FlowInit } from "../rules/_testing.ts";
 import { RuleStats } from "../rules/rule_stats.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { CompileWorker, GeoIpCache } from "./compile_client.ts";
-import { compileJob } from "./compile_job.ts";
+import { compileJob, type JobDone, type JobReply } from "./compile_job.ts";
 import { loadConfig } from "./load_config.ts";
+
+/** A reply that must be a full (not reused, not failed) one. */
+function full(reply: JobReply): JobDone {
+  assert.ok(reply.ok && "wire" in reply, "a full reply");
+  return reply;
+}
 
 const FIXTURE = fileURLToPath(new URL("./testdata/singbox_route.json", import.meta.url));
 
@@ -224,12 +230,12 @@ Deno.test("compileJob() posts a big rule list's spans and fingerprints in a tail
     // Read from the bytes (rule_scan.ts): the spans come at once, the fingerprints in the tail.
     const r = await compileJob({ id: 7, source: big });
     assert.ok(r.reply.ok);
-    assert.equal(r.reply.rules.fingerprints, null);
-    assert.equal(r.reply.rules.spans?.length, 2 * r.reply.wire.ruleCount);
+    assert.equal(full(r.reply).rules.fingerprints, null);
+    assert.equal(full(r.reply).rules.spans?.length, 2 * full(r.reply).wire.ruleCount);
     assert.ok(r.tail, "a tail follows");
     const t = r.tail();
     assert.equal(t.reply.id, 7);
-    assert.equal(t.reply.tail.fingerprints.length, r.reply.wire.ruleCount);
+    assert.equal(t.reply.tail.fingerprints.length, full(r.reply).wire.ruleCount);
     assert.equal(t.reply.tail.spans, undefined);
     assert.equal(t.reply.tail.text, undefined);
     // Through JSON.parse (an escaped key keeps the byte scanner out): spans in the tail too.
@@ -240,13 +246,13 @@ Deno.test("compileJob() posts a big rule list's spans and fingerprints in a tail
     );
     const g = await compileJob({ id: 9, source: escaped });
     assert.ok(g.reply.ok);
-    assert.equal(g.reply.rules.fingerprints, null);
-    assert.equal(g.reply.rules.spans, null);
+    assert.equal(full(g.reply).rules.fingerprints, null);
+    assert.equal(full(g.reply).rules.spans, null);
     const gt = g.tail!();
-    assert.equal(gt.reply.tail.spans?.length, 2 * g.reply.wire.ruleCount);
+    assert.equal(gt.reply.tail.spans?.length, 2 * full(g.reply).wire.ruleCount);
     assert.equal(gt.reply.tail.text, undefined, "spans point into the file's bytes");
     const small = await compileJob({ id: 8, source: FIXTURE });
-    assert.ok(small.reply.ok && small.reply.rules.fingerprints !== null);
+    assert.ok(full(small.reply).rules.fingerprints !== null);
     assert.equal(small.tail, undefined);
   });
 });
@@ -269,6 +275,95 @@ Deno.test("CompileWorker.load() of a big file carries hit counts once the worker
       assert.deepEqual(hit, [a, b]);
       for (let i = 0; i < next.engine.ruleCount; i++) {
         assert.equal(next.engine.fingerprint(i), first.engine.fingerprint(i), `rule ${i}`);
+      }
+    });
+  });
+});
+
+Deno.test("CompileWorker.load() reuses the indexes when a reload leaves the route rules unchanged", async () => {
+  await withDir(async (dir) => {
+    const file = join(dir, "c.json");
+    type Cfg = {
+      outbounds: Record<string, unknown>[];
+      route: { rules: Record<string, unknown>[]; final: string };
+    };
+    const write = (c: Cfg) => Deno.writeTextFile(file, JSON.stringify(c, null, 1));
+    const base = bigConfig(null) as Cfg;
+    const check = async (w: CompileWorker, reused: boolean, label: string) => {
+      const got = await w.load(file);
+      const want = await loadConfig(file);
+      assert.equal(got.reused ?? false, reused, label);
+      assert.deepEqual(got.config.outbounds, want.config.outbounds, label);
+      for (const init of FLOWS) {
+        assert.deepEqual(got.engine.explain(flow(init)), want.engine.explain(flow(init)), label);
+      }
+      return got;
+    };
+    await withWorker(async (w) => {
+      await write(base);
+      const first = await check(w, false, "first load");
+      const stats = new RuleStats();
+      stats.adopt(first.engine);
+      const hitRule = first.engine.match(flow({ domain: "n7.example.com" })).rule;
+      await check(w, true, "same file");
+      // An outbound edited (not its tag), more whitespace outside the rules, another final.
+      const edited: Cfg = {
+        ...base,
+        outbounds: base.outbounds.map((o) => o.tag === "b" ? { ...o, routing_mark: 7 } : o),
+        route: { ...base.route, final: "b" },
+      };
+      await write(edited);
+      const second = await check(w, true, "outbound and final edited");
+      assert.equal(second.engine.final, "b");
+      stats.adopt(second.engine);
+      await stats.settled();
+      assert.deepEqual(stats.snapshot().filter((r) => r.hits > 0).map((r) => r.rule), [hitRule]);
+      // Anything the rules depend on changed: compiled again.
+      const oneRule = structuredClone(edited);
+      oneRule.route.rules[5] = { domain: ["changed.example"], outbound: "a" };
+      await write(oneRule);
+      await check(w, false, "one rule changed");
+      await check(w, true, "and again unchanged");
+      await write({ ...oneRule, outbounds: [...oneRule.outbounds, { type: "block", tag: "c" }] });
+      await check(w, false, "an outbound tag added");
+      // A failed reload keeps the engine the worker can reuse.
+      await Deno.writeTextFile(file, "{");
+      await assert.rejects(() => w.load(file));
+      await write(oneRule);
+      await check(w, false, "back to an earlier version");
+      await Deno.writeTextFile(file, "{");
+      await assert.rejects(() => w.load(file));
+      await write(oneRule);
+      await check(w, true, "unchanged after a failed reload");
+      // An inline config: the next file load compiles in full.
+      await w.load({ inline: oneRule });
+      await check(w, false, "after an inline load");
+    });
+  });
+});
+
+Deno.test("CompileWorker.load() never reuses rules that use rule-set files", async () => {
+  await withDir(async (dir) => {
+    const set = join(dir, "set.json");
+    const file = join(dir, "c.json");
+    const config = {
+      outbounds: [{ type: "direct", tag: "a" }, { type: "block", tag: "b" }],
+      route: {
+        rule_set: [{ type: "local", tag: "s", path: "set.json" }],
+        rules: [{ rule_set: ["s"], outbound: "b" }, { domain: ["x.example"], outbound: "a" }],
+        final: "a",
+      },
+    };
+    await Deno.writeTextFile(file, JSON.stringify(config));
+    await withWorker(async (w) => {
+      for (const domain of ["one.example", "two.example"]) {
+        await Deno.writeTextFile(
+          set,
+          JSON.stringify({ version: 1, rules: [{ domain: [domain] }] }),
+        );
+        const got = await w.load(file);
+        assert.equal(got.reused ?? false, false);
+        assert.equal(got.engine.match(flow({ domain })).outbound, "b");
       }
     });
   });

@@ -32,7 +32,7 @@ import {
   readJsonBytes,
 } from "./load_config.ts";
 import { parseConfig } from "./parse_config.ts";
-import { parseConfigBytes } from "./rule_scan.ts";
+import { parseConfigBytes, parseConfigSameRules, type RulesIdentity } from "./rule_scan.ts";
 import type { RuleSetSpec } from "../rules/spec.ts";
 import type { RouterConfig } from "./schema.ts";
 
@@ -40,6 +40,11 @@ import type { RouterConfig } from "./schema.ts";
 export interface JobRequest {
   readonly id: number;
   readonly source: ConfigSource;
+  /**
+   * Id of the job whose engine the caller still holds: when the new
+   * config's route rules are the same, the reply is a {@linkcode JobReused}.
+   */
+  readonly prev?: number;
 }
 
 /** Timings of a job in the worker, ms. */
@@ -97,8 +102,50 @@ export interface JobFailed {
   readonly geoipPath?: string | null;
 }
 
+/**
+ * A successful job whose route rules (and everything they depend on) are
+ * those of job `reused`, which the caller holds: reuse its engine's
+ * indexes and rule table (`final` may differ: take it from `config`).
+ */
+export interface JobReused {
+  readonly id: number;
+  readonly ok: true;
+  readonly reused: number;
+  readonly config: RouterConfig;
+  readonly ms: JobTimings;
+}
+
 /** A reply of the config worker. */
-export type JobReply = JobDone | JobFailed;
+export type JobReply = JobDone | JobReused | JobFailed;
+
+/**
+ * The config worker's memory of its last job read by the byte scanner, so
+ * that a reload whose route rules did not change (an outbound edited, the
+ * final changed) skips parsing and compiling them: {@linkcode compileJob}
+ * compares the new file's rules array with a copy of the last one.
+ */
+export class CompileMemo {
+  #id = -1;
+  #identity: RulesIdentity | null = null;
+
+  /** Remembers job `id`'s rules (copied: the file's buffer is transferred). */
+  remember(id: number, identity: RulesIdentity): void {
+    if (identity.context === null) return this.forget();
+    this.#id = id;
+    this.#identity = { ...identity, rules: identity.rules.slice() };
+  }
+
+  /** Forgets the last job. */
+  forget(): void {
+    this.#id = -1;
+    this.#identity = null;
+  }
+
+  /** The identity of job `id`'s rules, if that is the job remembered. */
+  of(id: number | undefined): RulesIdentity | null {
+    return id !== undefined && id === this.#id ? this.#identity : null;
+  }
+}
 
 const decoder = new TextDecoder();
 
@@ -129,6 +176,7 @@ function failure(id: number, e: unknown, geoipPath?: string | null): JobFailed {
 export async function compileJob(
   req: JobRequest,
   deps: Pick<CompileDeps, "readFile"> = {},
+  memo?: CompileMemo,
 ): Promise<JobResult> {
   const { id, source } = req;
   const t0 = performance.now();
@@ -140,11 +188,19 @@ export async function compileJob(
       baseDir = dirname(resolve(source));
       bytes = await readJsonBytes(source, "", iss, deps);
       if (bytes !== undefined) {
+        const prev = memo?.of(req.prev);
+        const same = prev ? parseConfigSameRules(bytes, prev, { baseDir }) : null;
+        if (same !== null) {
+          const ms = { parse: performance.now() - t0, compile: 0 };
+          return { reply: { id, ok: true, reused: req.prev!, config: same, ms }, transfer: [] };
+        }
         const fast = parseConfigBytes(bytes, { baseDir });
         if (fast !== null) {
           const rules = fast.rules;
+          const remember = () => memo?.remember(id, fast.identity);
           return await compileParsed(id, fast.config, t0, deps, (config, ruleSets, done) => {
             const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
+            remember(); // before the file's buffer goes with the reply
             if (rules.length < DEFER_TAIL_MIN_RULES) {
               return {
                 reply: done(wire, rules.wire),

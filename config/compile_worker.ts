@@ -11,15 +11,17 @@
 
 /// <reference lib="deno.worker" />
 
-import { compileJob, type JobRequest } from "./compile_job.ts";
+import { compileJob, CompileMemo, type JobRequest } from "./compile_job.ts";
 import { lowerThreadPriority } from "./thread_priority.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
+// The last job's route rules, to skip them when a reload leaves them unchanged.
+const memo = new CompileMemo();
 
 self.onmessage = async (ev: MessageEvent<JobRequest>) => {
   await niced;
-  const { reply, transfer, tail } = await compileJob(ev.data);
+  const { reply, transfer, tail } = await compileJob(ev.data, {}, memo);
   self.postMessage(reply, transfer);
   if (tail) {
     const t = tail();

@@ -302,11 +302,10 @@ class RulesScanner {
   }
 }
 
-/** Where `route.rules` is: the index of its `[` and just past its `]`, with the rules walked. */
+/** Where `route.rules` is: the index of its `[` and just past its `]`. */
 interface Located {
   readonly open: number;
   readonly close: number;
-  readonly scanner: RulesScanner;
 }
 
 /**
@@ -338,8 +337,12 @@ function members(
   }
 }
 
-/** Finds and walks `route.rules` (exactly one `route` with exactly one `rules` array), or null. */
-function locate(b: Uint8Array): Located | null {
+/**
+ * Finds `route.rules` (exactly one `route` with exactly one `rules` array);
+ * `onRules(at)` walks the array whose `[` is at `at` and returns the index
+ * past its `]`, or -1 to give up. Null when not found or given up.
+ */
+function locate(b: Uint8Array, onRules: (at: number) => number): Located | null {
   let start = 0;
   if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) start = 3; // BOM: TextDecoder drops it
   start = skipWs(b, start);
@@ -351,10 +354,9 @@ function locate(b: Uint8Array): Located | null {
     return members(b, at, (rks, rke, rat) => {
       if (!equalBytes(b, rks, rke, RULES)) return skipValue(b, rat);
       if (found !== null || b[rat] !== OPEN_BRACKET) return -1;
-      const scanner = new RulesScanner(b);
-      const close = scanner.array(rat);
+      const close = onRules(rat);
       if (close < 0) return -1;
-      found = { open: rat, close, scanner };
+      found = { open: rat, close };
       return close;
     });
   });
@@ -362,15 +364,8 @@ function locate(b: Uint8Array): Located | null {
   return found;
 }
 
-/**
- * Parses the config file `bytes` like `parseConfig(JSON.parse(text))`, with
- * `route.rules` read as {@linkcode ScannedRules}; null when this fast path
- * does not apply or finds anything wrong (the caller then takes the general
- * path: see the module doc). The returned config's `route.rules` is empty.
- */
-export function parseConfigBytes(bytes: Uint8Array, opts: ParseOptions): BytesConfig | null {
-  const loc = locate(bytes);
-  if (loc === null) return null;
+/** `JSON.parse` + `parseConfig` of the file with the rules array at `loc` spliced out; null on any issue. */
+function parseHead(bytes: Uint8Array, loc: Located, opts: ParseOptions): RouterConfig | null {
   let raw: unknown;
   try {
     raw = JSON.parse(
@@ -382,14 +377,60 @@ export function parseConfigBytes(bytes: Uint8Array, opts: ParseOptions): BytesCo
   }
   const route = (raw as { route?: { rules?: unknown } }).route;
   if (!Array.isArray(route?.rules) || route.rules.length !== 0) return null;
-  let head: RouterConfig;
   try {
-    head = parseConfig(raw, opts);
+    return parseConfig(raw, opts);
   } catch (e) {
     if (e instanceof ConfigError) return null;
     throw e;
   }
-  const { out, outbounds } = loc.scanner;
+}
+
+/**
+ * What the meaning of a config's route rules depends on besides their text:
+ * the tags they may refer to and the inline rule sets. Null when the config
+ * has rule-set files (their content is not part of the config: such rules
+ * are never taken as unchanged).
+ */
+function rulesContext(head: RouterConfig): string | null {
+  if (head.route.rule_set.some((s) => s.type === "local")) return null;
+  return JSON.stringify([
+    head.outbounds.map((o) => o.tag),
+    head.inbounds.map((i) => i.tag),
+    head.route.geoip !== null,
+    head.route.rule_set,
+  ]);
+}
+
+/**
+ * The identity of a config's route rules, to tell a later config with the
+ * same rules (see {@linkcode parseConfigSameRules}): the rules array's bytes,
+ * the context they were validated in, and the reject outbounds they use.
+ */
+export interface RulesIdentity {
+  /** The `route.rules` array as written (a view into the file's bytes). */
+  readonly rules: Uint8Array;
+  /** See `rulesContext`; null: not reusable. */
+  readonly context: string | null;
+  /** Tags of the implicit reject outbounds the rules use. */
+  readonly rejects: readonly string[];
+}
+
+/**
+ * Parses the config file `bytes` like `parseConfig(JSON.parse(text))`, with
+ * `route.rules` read as {@linkcode ScannedRules}; null when this fast path
+ * does not apply or finds anything wrong (the caller then takes the general
+ * path: see the module doc). The returned config's `route.rules` is empty.
+ */
+export function parseConfigBytes(
+  bytes: Uint8Array,
+  opts: ParseOptions,
+): (BytesConfig & { readonly identity: RulesIdentity }) | null {
+  const scanner = new RulesScanner(bytes);
+  const loc = locate(bytes, (at) => scanner.array(at));
+  if (loc === null) return null;
+  const head = parseHead(bytes, loc, opts);
+  if (head === null) return null;
+  const { out, outbounds } = scanner;
   const tags = new Set(head.outbounds.map((x) => x.tag));
   const names = outbounds.names.map((n) => decoder.decode(n));
   if (!names.every((n) => tags.has(n))) return null;
@@ -414,5 +455,41 @@ export function parseConfigBytes(bytes: Uint8Array, opts: ParseOptions): BytesCo
   }
   const rules = out.build(names, validatedRuleParser(refs));
   const outboundsAll = [...head.outbounds, ...implicitOutbounds(ctx.usedReject)];
-  return { config: { ...head, outbounds: outboundsAll }, rules };
+  return {
+    config: { ...head, outbounds: outboundsAll },
+    rules,
+    identity: {
+      rules: bytes.subarray(loc.open, loc.close),
+      context: rulesContext(head),
+      rejects: [...ctx.usedReject],
+    },
+  };
+}
+
+/**
+ * The config in `bytes` when its route rules are the same as those of
+ * `prev` (a {@linkcode RulesIdentity} from {@linkcode parseConfigBytes}):
+ * the rules array byte for byte (compared natively, without walking it),
+ * the same context, and the rest of the file valid. Its `route.rules` is
+ * empty; the caller reuses what it compiled for `prev`. Null otherwise
+ * (then parse it in full).
+ */
+export function parseConfigSameRules(
+  bytes: Uint8Array,
+  prev: RulesIdentity,
+  opts: ParseOptions,
+): RouterConfig | null {
+  if (prev.context === null) return null;
+  const want = prev.rules;
+  const loc = locate(bytes, (at) => {
+    const end = at + want.length;
+    return end <= bytes.length && Buffer.compare(bytes.subarray(at, end), want) === 0 ? end : -1;
+  });
+  if (loc === null) return null;
+  const head = parseHead(bytes, loc, opts);
+  if (head === null || rulesContext(head) !== prev.context) return null;
+  return {
+    ...head,
+    outbounds: [...head.outbounds, ...implicitOutbounds(new Set(prev.rejects))],
+  };
 }

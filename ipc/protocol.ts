@@ -291,6 +291,11 @@ export interface ReloadResult {
   took_ms: number;
   /** Flows closed because of `close_removed`. */
   closed: number;
+  /**
+   * True when the route rules were unchanged since the last reload from a file: the compiled
+   * indexes were reused (absent from older routers).
+   */
+  rules_reused?: boolean;
 }
 
 /** Params of `route.test`: a flow as text. */

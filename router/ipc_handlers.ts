@@ -55,7 +55,9 @@ export interface RouterIpcOptions {
    * Loads a config for `reload` (default `loadConfig`); the router passes a
    * `CompileWorker`'s `load`, which compiles off the data-plane thread.
    */
-  readonly load?: (source: ConfigSource) => Promise<{ config: RouterConfig; engine: Engine }>;
+  readonly load?: (
+    source: ConfigSource,
+  ) => Promise<{ config: RouterConfig; engine: Engine; reused?: boolean }>;
 }
 
 /** Builds the IPC handlers for a router. */
@@ -114,7 +116,8 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
     const t0 = performance.now();
     try {
-      const { config, engine } = await (opts.load ?? loadConfig)(source);
+      const loaded = await (opts.load ?? loadConfig)(source);
+      const { config, engine } = loaded;
       const summary = router.reload(config, engine, { closeRemoved });
       if (typeof source === "string") opts.configPath = source;
       else opts.configPath = null;
@@ -126,6 +129,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         outbounds: summary.outbounds,
         took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
         closed: summary.closed,
+        rules_reused: "reused" in loaded && loaded.reused === true,
       };
     } catch (e) {
       reloadFailures++;

@@ -156,6 +156,17 @@ routerLabTest(
       },
     );
 
+    await t.step(
+      "a reload that leaves the rules unchanged reuses them, same decisions",
+      async () => {
+        const r = await ipc.reload({ path: bPath });
+        assert.equal(r.rules_reused, true);
+        assert.equal(r.rules, 2);
+        assertPasses(await echoTo(a.extra4[0]!));
+        assertReset(await echoTo(a.extra4[1]!));
+      },
+    );
+
     await t.step("the flows open across all reloads complete with the right hash", async () => {
       const mid = await connected();
       assert.equal(mid.length, 2, "still open after SIGHUP");
@@ -170,7 +181,7 @@ routerLabTest(
         assert.ok(r.sent >= mid.find((c) => c.src === r.local)!.bytes_up);
       }
       const stats = await ipc.stats();
-      assert.equal(stats.reloads, 2, "CLI reload + SIGHUP");
+      assert.equal(stats.reloads, 3, "CLI reload + SIGHUP + IPC reload");
       assert.equal(stats.reload_failures, 2, "CLI + IPC invalid configs");
     });
 
