@@ -6,7 +6,7 @@ import { flow, type FlowInit } from "../rules/_testing.ts";
 import { RuleStats } from "../rules/rule_stats.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { CompileWorker, GeoIpCache } from "./compile_client.ts";
-import { compileJob, type JobDone, type JobReply } from "./compile_job.ts";
+import { compileJob, CompileMemo, type JobDone, type JobReply } from "./compile_job.ts";
 import { loadConfig } from "./load_config.ts";
 
 /** A reply that must be a full (not reused, not failed) one. */
@@ -228,7 +228,7 @@ Deno.test("compileJob() posts a big rule list's spans and fingerprints in a tail
     const big = join(dir, "big.json");
     await Deno.writeTextFile(big, JSON.stringify(bigConfig(null)));
     // Read from the bytes (rule_scan.ts): the spans come at once, the fingerprints in the tail.
-    const r = await compileJob({ id: 7, source: big });
+    const r = await compileJob({ id: 7, source: big }, { scanMinBytes: 0 });
     assert.ok(r.reply.ok);
     assert.equal(full(r.reply).rules.fingerprints, null);
     assert.equal(full(r.reply).rules.spans?.length, 2 * full(r.reply).wire.ruleCount);
@@ -366,5 +366,29 @@ Deno.test("CompileWorker.load() never reuses rules that use rule-set files", asy
         assert.equal(got.engine.match(flow({ domain })).outbound, "b");
       }
     });
+  });
+});
+
+Deno.test("compileJob() answers JobReused for unchanged rules, whichever parser read them", async () => {
+  await withDir(async (dir) => {
+    const file = join(dir, "c.json");
+    const config = bigConfig(null) as { route: { final: string } };
+    for (const scanMinBytes of [0, Infinity]) {
+      const memo = new CompileMemo();
+      await Deno.writeTextFile(file, JSON.stringify(config));
+      const first = await compileJob({ id: 1, source: file }, { scanMinBytes }, memo);
+      full(first.reply);
+      await Deno.writeTextFile(
+        file,
+        JSON.stringify({ ...config, route: { ...config.route, final: "b" } }),
+      );
+      const again = await compileJob({ id: 2, source: file, prev: 1 }, { scanMinBytes }, memo);
+      assert.ok(again.reply.ok && "reused" in again.reply, `scanMinBytes ${scanMinBytes}`);
+      assert.equal(again.reply.reused, 1);
+      assert.equal(again.reply.config.route.final, "b");
+      // Only the job named by `prev` is reused.
+      const other = await compileJob({ id: 3, source: file, prev: 2 }, { scanMinBytes }, memo);
+      full(other.reply);
+    }
   });
 });

@@ -32,7 +32,12 @@ import {
   readJsonBytes,
 } from "./load_config.ts";
 import { parseConfig } from "./parse_config.ts";
-import { parseConfigBytes, parseConfigSameRules, type RulesIdentity } from "./rule_scan.ts";
+import {
+  parseConfigBytes,
+  parseConfigSameRules,
+  type RulesIdentity,
+  rulesIdentity,
+} from "./rule_scan.ts";
 import type { RuleSetSpec } from "../rules/spec.ts";
 import type { RouterConfig } from "./schema.ts";
 
@@ -74,6 +79,17 @@ export interface JobTail {
   readonly id: number;
   readonly tail: RuleWireTail;
 }
+
+/**
+ * Config files from this size on (about 15,000 rules) are read by the byte
+ * scanner (`rule_scan.ts`); smaller ones by `JSON.parse`. The scanner is
+ * JavaScript: when the JIT has gone cold between reloads (and under
+ * `--optimize-for-size` it always has), native `JSON.parse` wins on small
+ * files — 10k rules: ~18 against ~25 ms in process — while the scanner wins
+ * on big ones (30k rules: ~43 against ~62 ms; 102k: 150–250 against
+ * 230–325 ms). Both give the same result (`rule_scan_test.ts`).
+ */
+export const SCAN_MIN_BYTES = 1 << 20;
 
 /**
  * Rule lists at least this long have their rule spans and fingerprints
@@ -175,7 +191,10 @@ function failure(id: number, e: unknown, geoipPath?: string | null): JobFailed {
  */
 export async function compileJob(
   req: JobRequest,
-  deps: Pick<CompileDeps, "readFile"> = {},
+  deps: Pick<CompileDeps, "readFile"> & {
+    /** Files from this size on take the byte scanner (default {@linkcode SCAN_MIN_BYTES}). */
+    readonly scanMinBytes?: number;
+  } = {},
   memo?: CompileMemo,
 ): Promise<JobResult> {
   const { id, source } = req;
@@ -194,7 +213,9 @@ export async function compileJob(
           const ms = { parse: performance.now() - t0, compile: 0 };
           return { reply: { id, ok: true, reused: req.prev!, config: same, ms }, transfer: [] };
         }
-        const fast = parseConfigBytes(bytes, { baseDir });
+        const fast = bytes.length >= (deps.scanMinBytes ?? SCAN_MIN_BYTES)
+          ? parseConfigBytes(bytes, { baseDir })
+          : null;
         if (fast !== null) {
           const rules = fast.rules;
           const remember = () => memo?.remember(id, fast.identity);
@@ -240,6 +261,10 @@ export async function compileJob(
   return await compileParsed(id, config, t0, deps, (config, ruleSets, done) => {
     const rules = config.route.rules;
     const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
+    if (bytes !== undefined && memo) {
+      const identity = rulesIdentity(bytes, config);
+      if (identity) memo.remember(id, identity); // before the file's buffer goes with the reply
+    }
     // Rule texts for `explain`: the file's own bytes when one char is one byte.
     const ascii = text !== undefined && bytes !== undefined && bytes.length === text.length;
     if (ascii && rules.length >= DEFER_TAIL_MIN_RULES) {

@@ -467,6 +467,23 @@ export function parseConfigBytes(
 }
 
 /**
+ * The {@linkcode RulesIdentity} of `config`, parsed in full (its rules
+ * included) from the file `bytes`; null when `route.rules` cannot be located
+ * in the bytes as {@linkcode parseConfigBytes} would.
+ */
+export function rulesIdentity(bytes: Uint8Array, config: RouterConfig): RulesIdentity | null {
+  const loc = locate(bytes, (at) => skipValue(bytes, at));
+  if (loc === null) return null;
+  const implicit = (o: RouterConfig["outbounds"][number]) => o.type === "block" && o.implicit;
+  const head = { ...config, outbounds: config.outbounds.filter((o) => !implicit(o)) };
+  return {
+    rules: bytes.subarray(loc.open, loc.close),
+    context: rulesContext(head),
+    rejects: config.outbounds.filter(implicit).map((o) => o.tag),
+  };
+}
+
+/**
  * The config in `bytes` when its route rules are the same as those of
  * `prev` (a {@linkcode RulesIdentity} from {@linkcode parseConfigBytes}):
  * the rules array byte for byte (compared natively, without walking it),
