@@ -173,7 +173,7 @@ class OutboundNames {
       names.push(b.slice(from, end));
       return names.length - 1;
     }
-    const text = String.fromCharCode(...b.subarray(from, end));
+    const text = decoder.decode(b.subarray(from, end)); // ASCII: one char per byte
     let id = this.#byText.get(text);
     if (id === undefined) {
       this.#byText.set(text, id = names.length);

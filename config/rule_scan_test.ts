@@ -216,3 +216,38 @@ Deno.test("parseConfigBytes: rules it does not scan are parsed, reject outbounds
   assert.deepEqual([0, 1, 2, 3].map((i) => fast.rules.isScanned(i)), [true, false, false, true]);
   assert.deepEqual(fast.config.outbounds.map((o) => o.tag), ["direct", REJECT_DROP_TAG]);
 });
+
+Deno.test("parseConfigBytes handles many outbounds like the general path", () => {
+  const tags = Array.from({ length: 40 }, (_, i) => `out-${i}`);
+  const text = JSON.stringify({
+    outbounds: tags.map((tag) => ({ type: "direct", tag })),
+    route: {
+      rules: Array.from({ length: 200 }, (_, i) => ({
+        domain: [`d${i}.com`],
+        outbound: tags[(i * 7) % tags.length],
+      })),
+    },
+  });
+  assert.ok(agree(text, "many outbounds"));
+});
+
+Deno.test("parseConfigBytes handles long values like the general path", () => {
+  const long = "k".repeat(200_000);
+  const text = JSON.stringify({
+    outbounds: [{ type: "direct", tag: "direct" }, {
+      type: "block",
+      tag: `o${"x".repeat(70_000)}`,
+    }],
+    route: {
+      rules: [
+        { domain_keyword: [long], outbound: "direct" },
+        { domain_suffix: [`${"a".repeat(100_000)}.com`], outbound: `o${"x".repeat(70_000)}` },
+        ...Array.from(
+          { length: 20 },
+          (_, i) => ({ domain: [`d${i}.com`], outbound: `o${"x".repeat(70_000)}` }),
+        ),
+      ],
+    },
+  });
+  assert.ok(agree(text, "long values"));
+});

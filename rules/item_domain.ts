@@ -130,7 +130,7 @@ export class DomainIndexBuilder {
 
   /** {@linkcode addKeyword} of the ASCII keyword `b[from..end)`. */
   addKeywordBytes(node: number, b: Uint8Array, from: number, end: number): void {
-    this.#keywords.add(String.fromCharCode(...b.subarray(from, end)), node);
+    this.#keywords.add(asciiDecoder.decode(b.subarray(from, end)), node);
   }
 
   /** Freezes the index. */
@@ -166,6 +166,8 @@ export class DomainIndexBuilder {
 }
 
 const EXACT = 0, SUFFIX = 1, DOT = 2;
+/** Decodes keyword bytes (ASCII, so one char per byte; no spread of a long keyword into arguments). */
+const asciiDecoder = new TextDecoder();
 /** Elements before a record's characters: length and three list ids. */
 const REC_HEAD = 4;
 
