@@ -6,7 +6,13 @@ import { flow, type FlowInit } from "../rules/_testing.ts";
 import { RuleStats } from "../rules/rule_stats.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { CompileWorker, GeoIpCache } from "./compile_client.ts";
-import { compileJob, CompileMemo, type JobDone, type JobReply } from "./compile_job.ts";
+import {
+  compileJob,
+  CompileMemo,
+  type JobDone,
+  type JobReply,
+  MEMO_MAX_BYTES,
+} from "./compile_job.ts";
 import { loadConfig } from "./load_config.ts";
 
 /** A reply that must be a full (not reused, not failed) one. */
@@ -391,4 +397,17 @@ Deno.test("compileJob() answers JobReused for unchanged rules, whichever parser 
       full(other.reply);
     }
   });
+});
+
+Deno.test("CompileMemo keeps rules arrays up to MEMO_MAX_BYTES, and only reusable ones", () => {
+  const memo = new CompileMemo();
+  const small = { rules: new Uint8Array(10), context: "ctx", rejects: [] };
+  memo.remember(1, small);
+  assert.deepEqual(memo.of(1)?.rules, small.rules);
+  assert.equal(memo.of(2), null, "only the job remembered");
+  memo.remember(2, { ...small, rules: new Uint8Array(MEMO_MAX_BYTES + 1) });
+  assert.equal(memo.of(1), null, "a new job replaces the old one");
+  assert.equal(memo.of(2), null, "too big to keep");
+  memo.remember(3, { ...small, context: null });
+  assert.equal(memo.of(3), null, "rules with rule-set files are never reused");
 });

@@ -134,6 +134,9 @@ export interface JobReused {
 /** A reply of the config worker. */
 export type JobReply = JobDone | JobReused | JobFailed;
 
+/** Rules arrays longer than this (bytes) are not remembered: the copy would cost that much RSS. */
+export const MEMO_MAX_BYTES = 16 << 20;
+
 /**
  * The config worker's memory of its last job read by the byte scanner, so
  * that a reload whose route rules did not change (an outbound edited, the
@@ -144,9 +147,9 @@ export class CompileMemo {
   #id = -1;
   #identity: RulesIdentity | null = null;
 
-  /** Remembers job `id`'s rules (copied: the file's buffer is transferred). */
+  /** Remembers job `id`'s rules (copied: the file's buffer is transferred; not beyond {@linkcode MEMO_MAX_BYTES}). */
   remember(id: number, identity: RulesIdentity): void {
-    if (identity.context === null) return this.forget();
+    if (identity.context === null || identity.rules.length > MEMO_MAX_BYTES) return this.forget();
     this.#id = id;
     this.#identity = { ...identity, rules: identity.rules.slice() };
   }
