@@ -371,7 +371,7 @@ export class ScannedRulesBuilder {
     const outbound = this.#outbound.data.slice(0, n);
     for (let i = 0; i < n; i++) {
       if (outbound[i] !== -1) continue;
-      const r = this.parsed(i);
+      const r = this.#ruleAt(i);
       let id = tagIds.get(r.outbound);
       if (id === undefined) {
         tagIds.set(r.outbound, id = wireTags.length);
@@ -403,7 +403,8 @@ export class ScannedRulesBuilder {
     });
   }
 
-  parsed(i: number): RouteRule {
+  /** The parsed form of rule `i` (set by {@linkcode setParsed}). */
+  #ruleAt(i: number): RouteRule {
     const r = this.#parsed.get(i);
     if (r === undefined) throw new Error(`rule ${i} was never parsed`);
     return r;
