@@ -50,8 +50,13 @@ class TrieBuilder {
     return this.count++;
   }
 
-  /** Inserts the prefix `addr[at ..]` / `prefix`; returns its node's list id. */
-  insert(addr: Uint8Array, prefix: number, listId: () => number, at = 0): number {
+  /**
+   * Inserts the prefix `addr[at ..]` / `prefix`; returns its node's list id
+   * (a new list of `lists` for a new node). The builder itself, not a
+   * callback: a closure made per index builder changed the call target at
+   * every reload, and the optimised code gave up on it ("wrong call target").
+   */
+  insert(addr: Uint8Array, prefix: number, lists: PostingListsBuilder, at = 0): number {
     let n = 0, i = 0;
     if (prefix >= JUMP_BITS) {
       const heads = this.heads ??= new Int32Array(1 << JUMP_BITS);
@@ -69,7 +74,7 @@ class TrieBuilder {
       }
       n = next;
     }
-    if (this.nodes[3 * n]! < 0) this.nodes[3 * n] = listId();
+    if (this.nodes[3 * n]! < 0) this.nodes[3 * n] = lists.newList();
     return this.nodes[3 * n]!;
   }
 }
@@ -221,7 +226,6 @@ export class CidrIndexBuilder {
   readonly #v6: TrieBuilder;
   readonly #lists: PostingListsBuilder;
   readonly #scratch = new Uint8Array(16);
-  readonly #newList = () => this.#lists.newList();
   #n4 = 0;
   #n6 = 0;
 
@@ -236,7 +240,7 @@ export class CidrIndexBuilder {
   add(node: number, cidrs: readonly Cidr[]): void {
     for (const c of cidrs) {
       const v4 = c.addr.length === 4;
-      const id = (v4 ? this.#v4 : this.#v6).insert(c.addr, c.prefix, this.#newList);
+      const id = (v4 ? this.#v4 : this.#v6).insert(c.addr, c.prefix, this.#lists);
       this.#lists.add(id, node);
       if (v4) this.#n4++;
       else this.#n6++;
@@ -248,7 +252,7 @@ export class CidrIndexBuilder {
     const r = parseCidrInto(text, this.#scratch);
     if (r < 0) throw new TypeError(`invalid CIDR ${JSON.stringify(text)}`);
     const v6 = (r & CIDR_V6) !== 0;
-    const id = (v6 ? this.#v6 : this.#v4).insert(this.#scratch, r & 0xff, this.#newList);
+    const id = (v6 ? this.#v6 : this.#v4).insert(this.#scratch, r & 0xff, this.#lists);
     this.#lists.add(id, node);
     if (v6) this.#n6++;
     else this.#n4++;
@@ -265,7 +269,7 @@ export class CidrIndexBuilder {
    */
   addPrefix(node: number, addr: Uint8Array, at: number, res: number): void {
     const v6 = (res & CIDR_V6) !== 0;
-    const id = (v6 ? this.#v6 : this.#v4).insert(addr, res & 0xff, this.#newList, at);
+    const id = (v6 ? this.#v6 : this.#v4).insert(addr, res & 0xff, this.#lists, at);
     this.#lists.add(id, node);
     if (v6) this.#n6++;
     else this.#n4++;
