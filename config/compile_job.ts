@@ -138,10 +138,10 @@ export type JobReply = JobDone | JobReused | JobFailed;
 export const MEMO_MAX_BYTES = 16 << 20;
 
 /**
- * The config worker's memory of its last job read by the byte scanner, so
- * that a reload whose route rules did not change (an outbound edited, the
- * final changed) skips parsing and compiling them: {@linkcode compileJob}
- * compares the new file's rules array with a copy of the last one.
+ * The config worker's memory of its last job compiled from a file, so that
+ * a reload whose route rules did not change (an outbound edited, the final
+ * changed) skips parsing and compiling them: {@linkcode compileJob} compares
+ * the new file's rules array with a copy of the last one.
  */
 export class CompileMemo {
   #id = -1;
@@ -188,9 +188,11 @@ function failure(id: number, e: unknown, geoipPath?: string | null): JobFailed {
  * (and, for a big rule list read from an ASCII file, the tail to post after
  * it: see {@linkcode JobResult}).
  *
- * A config file goes through {@linkcode parseConfigBytes} first (no JS
- * value per rule; the reply is complete, no tail); when that fast path does
- * not apply, through `JSON.parse` and `parseConfig`.
+ * A config file whose route rules are those of `req.prev` (see
+ * {@linkcode CompileMemo}) gets a {@linkcode JobReused}; one of
+ * {@linkcode SCAN_MIN_BYTES} or more goes through {@linkcode parseConfigBytes}
+ * (no JS value per rule); otherwise, or when that fast path does not apply,
+ * through `JSON.parse` and `parseConfig`.
  */
 export async function compileJob(
   req: JobRequest,

@@ -26,6 +26,7 @@ import {
   ITEM_SUFFIX,
   type ScannedRules,
   ScannedRulesBuilder,
+  skipWs,
 } from "../rules/scanned_rules.ts";
 import { ConfigError, Issues } from "./config_error.ts";
 import { implicitOutbounds, parseConfig, type ParseOptions } from "./parse_config.ts";
@@ -79,11 +80,6 @@ const RULES = encoder.encode("rules");
 
 function isWs(c: number): boolean {
   return c === 32 || c === 10 || c === 13 || c === 9;
-}
-
-function skipWs(b: Uint8Array, i: number): number {
-  while (i < b.length && isWs(b[i]!)) i++;
-  return i;
 }
 
 function equalBytes(b: Uint8Array, from: number, end: number, want: Uint8Array): boolean {

@@ -18,9 +18,14 @@ export async function lowerThreadPriority(nice = BACKGROUND_NICE): Promise<boole
     return false;
   }
   if (!/^\d+$/.test(tid)) return false;
+  return await renice(nice, [tid]);
+}
+
+/** `renice -n nice -p tids...` (an argv array); false when it cannot run or fails. */
+async function renice(nice: number, tids: readonly string[]): Promise<boolean> {
   try {
     const out = await new Deno.Command("renice", {
-      args: ["-n", String(nice), "-p", tid],
+      args: ["-n", String(nice), "-p", ...tids],
       stdout: "null",
       stderr: "null",
     }).output();
@@ -54,14 +59,5 @@ export async function lowerV8HelperPriority(nice = BACKGROUND_NICE): Promise<num
     return 0;
   }
   if (tids.length === 0) return 0;
-  try {
-    const out = await new Deno.Command("renice", {
-      args: ["-n", String(nice), "-p", ...tids],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success ? tids.length : 0;
-  } catch {
-    return 0;
-  }
+  return await renice(nice, tids) ? tids.length : 0;
 }

@@ -42,6 +42,13 @@ export interface OutboundHealthInfo extends OutboundInfo {
   fail_fast: number;
 }
 
+/** What a reload's loader gives back (`reused`: the compiled rules were unchanged and reused). */
+interface LoadedForReload {
+  readonly config: RouterConfig;
+  readonly engine: Engine;
+  readonly reused?: boolean;
+}
+
 /** Options of {@linkcode createIpcHandlers}. */
 export interface RouterIpcOptions {
   readonly router: Router;
@@ -55,9 +62,7 @@ export interface RouterIpcOptions {
    * Loads a config for `reload` (default `loadConfig`); the router passes a
    * `CompileWorker`'s `load`, which compiles off the data-plane thread.
    */
-  readonly load?: (
-    source: ConfigSource,
-  ) => Promise<{ config: RouterConfig; engine: Engine; reused?: boolean }>;
+  readonly load?: (source: ConfigSource) => Promise<LoadedForReload>;
 }
 
 /** Builds the IPC handlers for a router. */
@@ -116,7 +121,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
     const t0 = performance.now();
     try {
-      const loaded = await (opts.load ?? loadConfig)(source);
+      const loaded: LoadedForReload = await (opts.load ?? loadConfig)(source);
       const { config, engine } = loaded;
       const summary = router.reload(config, engine, { closeRemoved });
       if (typeof source === "string") opts.configPath = source;
@@ -129,7 +134,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         outbounds: summary.outbounds,
         took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
         closed: summary.closed,
-        rules_reused: "reused" in loaded && loaded.reused === true,
+        rules_reused: loaded.reused === true,
       };
     } catch (e) {
       reloadFailures++;

@@ -226,20 +226,15 @@ function slotsToRecords(slots: Int32Array, offset: Int32Array): void {
   }
 }
 
-/** Hash of `s[from..]`, computed from the end (so every suffix hash comes for free). */
-function suffixHash(s: string, from: number): number {
-  let h = 0;
-  for (let i = s.length - 1; i >= from; i--) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
-  return h;
-}
-
 /** Spreads a hash over table slots. */
 function slotOf(h: number, mask: number): number {
   return (Math.imul(h ^ (h >>> 16), 0x45d9f3b) >>> 0) & mask;
 }
 
 /**
- * Open-addressing hash table of names keyed by {@linkcode suffixHash}: slot i
+ * Open-addressing hash table of names keyed by a hash computed from the end
+ * of the name (`h = h * 31 + code`, the one `DomainIndex.lookupNames` rolls
+ * over a flow's name, so every parent name's hash comes for free): slot i
  * holds `[2i]` = hash, `[2i+1]` = entry + 1 (0 = empty). Entries are
  * numbered in insertion order; their names are kept as UTF-16 code units in
  * one arena (entry e is `chars[keyStart[e] .. keyStart[e + 1])`), so names
@@ -265,32 +260,37 @@ class NameTableBuilder {
 
   /** Entry of `name`, adding it when new. */
   intern(name: string): number {
-    const h = suffixHash(name, 0);
-    const e = this.find(name, h);
-    if (e >= 0) return e;
     const at = this.#reserve(name.length);
     for (let i = 0; i < name.length; i++) this.chars[at + i] = name.charCodeAt(i);
-    return this.#commit(h, name.length);
+    return this.#internTail(name.length);
   }
 
   /** Entry of the name `b[from..end)` (one byte per code unit), adding it when new. */
   internBytes(b: Uint8Array, from: number, end: number): number {
+    const at = this.#reserve(end - from);
+    this.chars.set(b.subarray(from, end), at);
+    return this.#internTail(end - from);
+  }
+
+  /**
+   * Entry of the name of `len` code units just written past the arena's end:
+   * an existing entry's (the written copy is dropped) or a new one.
+   */
+  #internTail(len: number): number {
+    const chars = this.chars, at = this.keyStart[this.count]!;
     let h = 0;
-    for (let i = end - 1; i >= from; i--) h = (Math.imul(h, 31) + b[i]!) | 0;
-    const slots = this.slots, mask = this.mask, len = end - from;
+    for (let i = at + len - 1; i >= at; i--) h = (Math.imul(h, 31) + chars[i]!) | 0;
+    const slots = this.slots, mask = this.mask;
     for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
       const slot = slots[2 * i + 1]!;
       if (slot === 0) break;
       if (slots[2 * i] !== h) continue;
       const k = this.keyStart[slot - 1]!;
       if (this.keyStart[slot]! - k !== len) continue;
-      const chars = this.chars;
       let j = 0;
-      while (j < len && chars[k + j] === b[from + j]) j++;
+      while (j < len && chars[k + j] === chars[at + j]) j++;
       if (j === len) return slot - 1;
     }
-    const at = this.#reserve(len);
-    this.chars.set(b.subarray(from, end), at);
     return this.#commit(h, len);
   }
 
@@ -331,22 +331,6 @@ class NameTableBuilder {
     this.mask = this.mask * 2 + 1;
     this.slots = new Int32Array(2 * (this.mask + 1));
     for (let i = 0; i < old.length; i += 2) if (old[i + 1] !== 0) this.#place(old[i]!, old[i + 1]!);
-  }
-
-  /** Entry whose key equals `name` (whose hash is `h`), or -1. */
-  find(name: string, h: number): number {
-    const slots = this.slots, mask = this.mask, len = name.length;
-    for (let i = slotOf(h, mask);; i = (i + 1) & mask) {
-      const slot = slots[2 * i + 1]!;
-      if (slot === 0) return -1;
-      if (slots[2 * i] !== h) continue;
-      const k = this.keyStart[slot - 1]!;
-      if (this.keyStart[slot]! - k !== len) continue;
-      const chars = this.chars;
-      let j = 0;
-      while (j < len && chars[k + j] === name.charCodeAt(j)) j++;
-      if (j === len) return slot - 1;
-    }
   }
 }
 

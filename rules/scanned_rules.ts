@@ -78,7 +78,8 @@ export class ScannedRules {
   readonly #wire: RuleWire;
   #full: RuleWire | undefined;
   readonly #parse: (raw: unknown) => RuleSpec;
-  readonly #hints: ScanHints;
+  /** Sizes of the scanned rules' values, to presize the engine's index builders. */
+  readonly hints: ScanHints;
 
   /** @internal Use {@linkcode ScannedRulesBuilder}. */
   constructor(init: {
@@ -92,7 +93,7 @@ export class ScannedRules {
     parse: (raw: unknown) => RuleSpec;
     hints: ScanHints;
   }) {
-    this.#hints = init.hints;
+    this.hints = init.hints;
     this.length = init.wire.outbound.length;
     this.#bytes = init.bytes;
     this.#tokens = init.tokens;
@@ -102,11 +103,6 @@ export class ScannedRules {
     this.#parsed = init.parsed;
     this.#wire = init.wire;
     this.#parse = init.parse;
-  }
-
-  /** Sizes of the scanned rules' values, to presize the engine's index builders. */
-  get hints(): ScanHints {
-    return this.#hints;
   }
 
   /** True when rule `i` is a scanned (compact) rule; false when it was parsed. */
@@ -195,12 +191,14 @@ export class ScannedRules {
   }
 }
 
-function skipWs(b: Uint8Array, i: number): number {
-  for (;;) {
+/** Index of the first byte at or after `i` that is not JSON whitespace (or `b.length`). */
+export function skipWs(b: Uint8Array, i: number): number {
+  while (i < b.length) {
     const c = b[i];
     if (c !== 32 && c !== 10 && c !== 13 && c !== 9) return i;
     i++;
   }
+  return i;
 }
 
 /** Index of the closing quote of the (escape-free) string whose opening quote is at `i`. */
@@ -368,10 +366,11 @@ export class ScannedRulesBuilder {
     const n = this.count;
     const wireTags = [...tags];
     const tagIds = new Map(wireTags.map((t, i) => [t, i]));
-    const outbound = this.#outbound.data.slice(0, n);
+    const outbound = this.#outbound.data.subarray(0, n);
     for (let i = 0; i < n; i++) {
       if (outbound[i] !== -1) continue;
-      const r = this.#ruleAt(i);
+      const r = this.#parsed.get(i);
+      if (r === undefined) throw new Error(`rule ${i} was never parsed`);
       let id = tagIds.get(r.outbound);
       if (id === undefined) {
         tagIds.set(r.outbound, id = wireTags.length);
@@ -381,17 +380,18 @@ export class ScannedRulesBuilder {
     }
     return new ScannedRules({
       bytes: this.#bytes,
-      tokens: this.#tokens.data.slice(0, this.#tokens.length),
-      ruleTok: this.#ruleTok.data.slice(0, n + 1),
-      cidrAddr: this.#cidrAddr.slice(0, 16 * this.#cidrRes.length),
-      cidrRes: this.#cidrRes.data.slice(0, this.#cidrRes.length),
+      // Views, not copies: the builder is done with its arrays.
+      tokens: this.#tokens.data.subarray(0, this.#tokens.length),
+      ruleTok: this.#ruleTok.data.subarray(0, n + 1),
+      cidrAddr: this.#cidrAddr.subarray(0, 16 * this.#cidrRes.length),
+      cidrRes: this.#cidrRes.data.subarray(0, this.#cidrRes.length),
       parsed: this.#parsed,
       wire: {
         tags: wireTags,
         outbound,
         fingerprints: null,
         text: this.#bytes,
-        spans: this.#spans.data.slice(0, 2 * n),
+        spans: this.#spans.data.subarray(0, 2 * n),
       },
       parse,
       hints: {
@@ -401,12 +401,5 @@ export class ScannedRulesBuilder {
         v6Nodes: this.#v6Nodes,
       },
     });
-  }
-
-  /** The parsed form of rule `i` (set by {@linkcode setParsed}). */
-  #ruleAt(i: number): RouteRule {
-    const r = this.#parsed.get(i);
-    if (r === undefined) throw new Error(`rule ${i} was never parsed`);
-    return r;
   }
 }
