@@ -381,6 +381,15 @@ export class Router {
           }
         }
       },
+      peekNow: (): Uint8Array | null => {
+        if (client.closed) return null;
+        try {
+          const n = client.tryPeek(buf);
+          return n > seen ? buf.slice(0, n) : null;
+        } catch {
+          return null; // a reset: the relay meets it next
+        }
+      },
     };
     let r;
     try {

@@ -17,6 +17,12 @@ export interface PeekSource {
    * end of stream. A call abandoned by a timeout must not lose data.
    */
   peek(): Promise<Uint8Array | null>;
+  /**
+   * The bytes buffered right now, without waiting (null when none or at end
+   * of stream). Asked once when the time is up, so bytes that arrived just
+   * as the timer fired (a stalled process sees both at once) still count.
+   */
+  peekNow?(): Uint8Array | null;
 }
 
 /** Timer functions, injectable for tests. */
@@ -88,7 +94,14 @@ export async function sniffStream(
       // If the timer wins, a late rejection of this peek must not go unhandled.
       peeked.catch(() => {});
       const data = await Promise.race([peeked, stop]);
-      if (data === "stop" || data === null) return done(NEED_MORE);
+      if (data === "stop") {
+        // Time is up (or aborted): one last look at what is already there.
+        const now = opts.signal?.aborted ? null : source.peekNow?.();
+        if (!now || now.length <= lastLength) return done(NEED_MORE);
+        const r = sniffTcpBytes(now.length > opts.maxBytes ? now.subarray(0, opts.maxBytes) : now);
+        return done(r.status === "found" ? r : NEED_MORE);
+      }
+      if (data === null) return done(NEED_MORE);
       const view = data.length > opts.maxBytes ? data.subarray(0, opts.maxBytes) : data;
       // A source that returns without growth would spin the loop and starve
       // the timer: give up after a second such call.

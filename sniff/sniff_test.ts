@@ -35,6 +35,7 @@ class FakeClock implements SniffClock {
 /** A source whose peeks are answered by the test, one at a time. */
 class FakeSource implements PeekSource {
   calls = 0;
+  peekNow?: () => Uint8Array | null;
   #waiters: ((v: Uint8Array | null) => void)[] = [];
   #rejecters: ((e: Error) => void)[] = [];
   peek(): Promise<Uint8Array | null> {
@@ -88,6 +89,36 @@ Deno.test("sniffStream() gives up after timeoutMs when the client sends nothing 
   await tick();
   clock.advance(1);
   assert.deepEqual(await p, { status: "need_more", waitedMs: 300 });
+});
+
+Deno.test("sniffStream() still sniffs bytes that arrived just as the timer fired", async () => {
+  // A stalled process sees the timer and the data at once; the timer's
+  // callback may run first. The last look at the buffer must not lose them.
+  const clock = new FakeClock();
+  const src = new FakeSource();
+  let buffered: Uint8Array | null = null;
+  src.peekNow = () => buffered;
+  const p = sniffStream(src, { maxBytes: 4096, timeoutMs: 300, clock });
+  await tick();
+  buffered = enc.encode("GET / HTTP/1.1\r\nHost: late.example\r\n\r\n");
+  clock.advance(300);
+  const r = await p;
+  assert.equal(r.status, "found");
+  assert.equal(r.status === "found" && r.domain, "late.example");
+
+  // Aborting is not a timeout: no last look.
+  const ac = new AbortController();
+  const q = sniffStream(src, { maxBytes: 4096, timeoutMs: 300, clock, signal: ac.signal });
+  await tick();
+  ac.abort();
+  assert.equal((await q).status, "need_more");
+
+  // Without new bytes the timeout stands.
+  buffered = null;
+  const t = sniffStream(src, { maxBytes: 4096, timeoutMs: 300, clock });
+  await tick();
+  clock.advance(300);
+  assert.deepEqual(await t, { status: "need_more", waitedMs: 300 });
 });
 
 Deno.test("sniffStream() answers not_this at once for a client-first non-TLS, non-HTTP protocol", async () => {

@@ -29,9 +29,10 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
     { name: "eth2_9000", match: 'oifname "eth2" tcp dport 9000' },
   ]);
   const router = await rl.startRouter(rl.config({
-    // The 300 ms default; 200 flows opened at once by one client process
-    // may wait out the sniff timeout and must still work.
-    inbound: { sniff_timeout: "300ms" },
+    // Above the 300 ms default so a loaded CI machine that stalls the
+    // client between connect and write still gets its flows sniffed; the
+    // timeout path itself is the "server speaks first" step's.
+    inbound: { sniff_timeout: "1s" },
     outbounds: [
       { type: "direct", tag: "direct" },
       { type: "direct", tag: "mark77", routing_mark: 77 },
