@@ -81,6 +81,7 @@ export class UdpTproxyInbound {
   readonly #loops: Promise<void>[] = [];
   readonly #c: UdpInboundCounters = { received: 0, noOrigDst: 0, truncated: 0, errors: 0 };
   #closed = false;
+  #drainBatch: RecvBatch | null = null;
 
   private constructor(fds: number[], opts: UdpInboundOptions) {
     this.#fds = fds;
@@ -132,6 +133,33 @@ export class UdpTproxyInbound {
   /** A copy of the counters. */
   counters(): UdpInboundCounters {
     return { ...this.#c };
+  }
+
+  /**
+   * Reads and delivers what is queued on the sockets now, without waiting
+   * (at most `maxBatches` `recvmmsg` calls per socket). A timer that is
+   * about to act on "nothing more came" (the sniff wait) calls it first: in
+   * a process that stalled, the timer and the datagrams are due together
+   * and the timer may run first. Returns the datagrams read.
+   */
+  drainNow(maxBatches = 4): number {
+    if (this.#closed) return 0;
+    const batch = this.#drainBatch ??= new RecvBatch(this.#batchSize);
+    let read = 0;
+    for (const fd of this.#fds) {
+      for (let k = 0; k < maxBatches; k++) {
+        let n: number;
+        try {
+          n = batch.receive(fd);
+        } catch {
+          break; // the read loop meets the error and reports it
+        }
+        if (n === WOULD_BLOCK) break;
+        for (let i = 0; i < n; i++) this.#deliver(batch, i);
+        read += n;
+      }
+    }
+    return read;
   }
 
   async #loop(fd: number): Promise<void> {

@@ -410,8 +410,17 @@ export class UdpPlane {
       s.sniffer = new QuicSniffer();
       s.sniffTimer = setTimeout(() => {
         if (s.state !== "sniffing") return;
-        this.#c.sniffTimeouts++;
-        this.#route(s);
+        // Datagrams already queued (a stalled process) may finish the flight.
+        this.#inbound?.drainNow();
+        // …and are looked at (decryption is async) before the wait counts as run out.
+        const sniffer = s.sniffer;
+        const timeOut = () => {
+          if (s.state !== "sniffing") return;
+          this.#c.sniffTimeouts++;
+          this.#route(s);
+        };
+        if (sniffer) sniffer.settled().then(timeOut);
+        else timeOut();
       }, this.#sniffTimeout);
     } else {
       this.#route(s);

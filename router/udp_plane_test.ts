@@ -82,6 +82,64 @@ Deno.test("UdpPlane holds QUIC Initials for the sniffer and routes the session w
   }
 });
 
+Deno.test("UdpTproxyInbound.drainNow() delivers what is queued without waiting for the read loop", async () => {
+  const reactor = new Reactor();
+  const got: string[] = [];
+  const ib = UdpTproxyInbound.open({
+    listen: "127.0.0.1",
+    port: 0,
+    reactor,
+    sink: {
+      known: () => false,
+      fresh: (_key, d) => void got.push(new TextDecoder().decode(d.data)),
+    },
+  });
+  const c = loopbackClient();
+  try {
+    const to = sockaddrOf(ib.addresses[0]!);
+    const s = new DatagramSender();
+    // No await from here on: the read loop is parked and cannot take them.
+    for (const t of ["a", "b", "c"]) s.sendTo(c, enc.encode(t), to);
+    assert.equal(ib.drainNow(), 3);
+    assert.deepEqual(got, ["a", "b", "c"]);
+    assert.equal(ib.drainNow(), 0, "nothing left");
+    assert.equal(ib.counters().received, 3);
+  } finally {
+    close(c);
+    await ib.close();
+    reactor.close();
+  }
+  assert.equal(ib.drainNow(), 0, "closed: reads nothing");
+});
+
+Deno.test("UdpPlane: a flight that arrived while the process stalled past the sniff timeout is still sniffed", async () => {
+  const seen: FlowMeta[] = [];
+  const { plane, close: closePlane } = openTestPlane(
+    testInbound({ sniff_timeout_ms: 30 }),
+    blockView("drop", { seen }),
+  );
+  const c = loopbackClient();
+  try {
+    const to = sockaddrOf(plane.addresses[0]!);
+    const s = new DatagramSender();
+    const flight = hexLines("chromium.hex");
+    assert.ok(flight.length > 1, "the SNI spans several Initials");
+    s.sendTo(c, flight[0]!, to);
+    await until(() => (plane.stats().created === 1 ? true : null), "the session");
+    // A stall: the rest arrives and the sniff timer falls due while the
+    // thread is busy; whichever the event loop runs first, the name is found.
+    for (const d of flight.slice(1)) s.sendTo(c, d, to);
+    const end = performance.now() + 80;
+    while (performance.now() < end) { /* busy */ }
+    await until(() => (seen.length === 1 ? true : null), "the decision");
+    assert.equal(seen[0]!.domain, "www.example.org");
+    assert.equal(plane.stats().sniff_timeouts, 0);
+  } finally {
+    close(c);
+    await closePlane();
+  }
+});
+
 Deno.test("UdpPlane survives malformed and QUIC-looking junk: sessions routed without a name, nothing thrown", async () => {
   const seen: FlowMeta[] = [];
   const { plane, close: closePlane } = openTestPlane(

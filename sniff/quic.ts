@@ -283,6 +283,11 @@ export class QuicSniffer {
     return this.#result;
   }
 
+  /** Resolves once every datagram pushed so far has been looked at. */
+  settled(): Promise<void> {
+    return this.#queue.then(() => {});
+  }
+
   /**
    * Feeds one datagram (copied, so the caller may reuse its buffer). Calls
    * are processed in order even when not awaited. Never rejects.
