@@ -15,6 +15,9 @@ import { IpcClient } from "../../ipc/client.ts";
 import { Lab, type LabProcess, peerPath, type Role } from "./harness.ts";
 import type { ClientSpec, FlowResult, FlowSpec } from "./peers/e2e_client.ts";
 
+/** A flow to find in the log: its client address, or a flow result (client address and target). */
+export type FlowRef = string | undefined | { readonly local?: string; readonly target?: string };
+
 export type { ClientSpec, FlowResult, FlowSpec };
 
 /** Absolute path of the router's entry point. */
@@ -125,16 +128,25 @@ export class RouterProcess {
     return this.lines.filter((l) => re.test(l));
   }
 
-  /** The `flow id=..` INFO line of the flow from `local` (client address as `ADDR:PORT`). */
-  flowLine(local: string): string | undefined {
-    return this.lines.find((l) =>
-      / INFO +router: flow id=/.test(l) && l.includes(` src=${local} `)
+  /**
+   * The `flow id=..` INFO line of a flow: by its client address (`ADDR:PORT`)
+   * and, when given, its target (`dst=`). Client ports are reused across
+   * flows to other targets, so give the target when there is one; the
+   * newest matching line wins.
+   */
+  flowLine(flow: FlowRef): string | undefined {
+    const { local, target } = typeof flow === "object" ? flow : { local: flow, target: undefined };
+    if (!local) return undefined;
+    return this.lines.findLast((l) =>
+      / INFO +router: flow id=/.test(l) && l.includes(` src=${local} `) &&
+      (target === undefined || l.includes(` dst=${target} `))
     );
   }
 
-  /** Waits (at most `timeoutMs`) for the {@linkcode flowLine} of the flow from `local`. */
-  waitFlowLine(local: string | undefined, timeoutMs = 5000): Promise<string> {
-    return waitUntil(() => local && this.flowLine(local), timeoutMs, `flow log line of ${local}`);
+  /** Waits (at most `timeoutMs`) for the {@linkcode flowLine} of `flow`. */
+  waitFlowLine(flow: FlowRef, timeoutMs = 5000): Promise<string> {
+    const name = typeof flow === "object" ? `${flow.local} → ${flow.target}` : flow;
+    return waitUntil(() => this.flowLine(flow), timeoutMs, `flow log line of ${name}`);
   }
 
   /** Waits (at most `timeoutMs`) for the `udp session` log line of the client `local`. */

@@ -209,7 +209,7 @@ routerLabTest(
         });
         assertAllVerified(res, 2);
         for (const r of res) {
-          assert.match(await router.waitFlowLine(r.local), / outbound=direct rule=final$/);
+          assert.match(await router.waitFlowLine(r), / outbound=direct rule=final$/);
         }
         const [w1, p1, o1] = [
           await wg!.transfer(),
@@ -245,10 +245,10 @@ routerLabTest(
             concurrency: 3,
           });
           assertAllVerified(res, 3);
-          assert.match(await router.waitFlowLine(res[0]!.local), / outbound=wg-us rule=1$/);
-          assert.match(await router.waitFlowLine(res[1]!.local), / outbound=wg-us rule=1$/);
+          assert.match(await router.waitFlowLine(res[0]!), / outbound=wg-us rule=1$/);
+          assert.match(await router.waitFlowLine(res[1]!), / outbound=wg-us rule=1$/);
           assert.match(
-            await router.waitFlowLine(res[2]!.local),
+            await router.waitFlowLine(res[2]!),
             / domain=wg\.example\.test protocol=http .*outbound=wg-us rule=0$/,
           );
           const w1 = await wg!.transfer(), p1 = await warp!.transfer();
@@ -272,7 +272,7 @@ routerLabTest(
         });
         assertAllVerified(res, 2);
         for (const r of res) {
-          assert.match(await router.waitFlowLine(r.local), / outbound=warp rule=2$/);
+          assert.match(await router.waitFlowLine(r), / outbound=warp rule=2$/);
         }
         const w1 = await wg!.transfer(), p1 = await warp!.transfer();
         assert.ok(p1.tx - p0.tx >= sum(res, "sent"), `warp tx ${p1.tx - p0.tx}`);
@@ -289,7 +289,7 @@ routerLabTest(
         });
         assertAllVerified(res, 2);
         for (const r of res) {
-          assert.match(await router.waitFlowLine(r.local), / outbound=ovpn rule=3$/);
+          assert.match(await router.waitFlowLine(r), / outbound=ovpn rule=3$/);
         }
         const o1 = await linkBytes(lab, "router", "tun10");
         const s1 = await linkBytes(lab, "server", "tun10");
@@ -316,7 +316,7 @@ routerLabTest(
           });
           assertAllVerified(res, 2);
           for (const r of res) {
-            assert.match(await router.waitFlowLine(r.local), / outbound=xray-ip rule=5$/);
+            assert.match(await router.waitFlowLine(r), / outbound=xray-ip rule=5$/);
           }
           assert.ok(await rl.packets("socks_leg") > leg, "router→v2ray leg on lo, mark 255");
           const pattern = new RegExp(`${a.extra4[0]!.replaceAll(".", "\\.")}:9100`);
@@ -338,7 +338,7 @@ routerLabTest(
           assertAllVerified(res, 1);
           assert.equal(res[0]!.received, hello.length);
           assert.match(
-            await router.waitFlowLine(res[0]!.local),
+            await router.waitFlowLine(res[0]!),
             / domain=video\.example\.test protocol=tls .*outbound=xray-jp rule=4$/,
           );
           await waitUntil(

@@ -66,7 +66,7 @@ routerLabTest(
     const echo = async (addr: string) => {
       const r = await rl.flow({ target: target(addr, 8080), mode: "echo", bytes: 64 << 10 });
       assert.equal(failures([r]), "");
-      return await router.waitFlowLine(r.local);
+      return await router.waitFlowLine(r);
     };
     let stopN = 0;
     /** Long paced uploads to the hash server; stop them by creating the returned file. */
@@ -156,7 +156,7 @@ routerLabTest(
         await waitMoving("B", b0);
         const results = await finish(onA, 2);
         for (const r of results) {
-          assert.match(await router.waitFlowLine(r.local), / outbound=A rule=0$/);
+          assert.match(await router.waitFlowLine(r), / outbound=A rule=0$/);
         }
       },
     );
@@ -220,7 +220,7 @@ routerLabTest(
       async () => {
         const results = await finish(onB, 2);
         for (const r of results) {
-          assert.match(await router.waitFlowLine(r.local), / outbound=B rule=1$/);
+          assert.match(await router.waitFlowLine(r), / outbound=B rule=1$/);
         }
         assert.equal((await ipc.stats()).reloads, 4);
       },

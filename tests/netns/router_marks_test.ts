@@ -133,7 +133,7 @@ routerLabTest(
           const r = await client(c.to, "tcp", c.tos, payload);
           assert.equal(r.ok, true, `${c.to} tos=${c.tos}: ${r.error}\n${router.tail()}`);
           assert.equal(r.text, payload, "the flow works: echo through the router");
-          const line = await router.waitFlowLine(r.local);
+          const line = await router.waitFlowLine(r);
           assert.match(line, new RegExp(` outbound=${c.outbound} `), line);
           if (c.outbound === "marked") {
             // The router saw the box's bits with our TPROXY bit stripped.

@@ -113,7 +113,7 @@ routerLabTest(
         });
         assertAllVerified(res, 2);
         for (const r of res) {
-          assert.match(await router.waitFlowLine(r.local), / outbound=microsocks rule=0$/);
+          assert.match(await router.waitFlowLine(r), / outbound=microsocks rule=0$/);
         }
         assert.ok(await rl.packets("ms_upstream") > up, "microsocks' own socket carried them");
         assert.ok(await rl.packets("ms_leg") > 0, "router→SOCKS leg: mark 201 and DSCP EF");
@@ -130,7 +130,7 @@ routerLabTest(
       });
       assertAllVerified(res, 2);
       for (const r of res) {
-        assert.match(await router.waitFlowLine(r.local), / outbound=dante rule=1$/);
+        assert.match(await router.waitFlowLine(r), / outbound=dante rule=1$/);
       }
       assert.ok(await rl.packets("dante_upstream") > 0);
     });

@@ -89,7 +89,7 @@ routerLabTest(
         });
         assertAllVerified(res, 4);
         for (const r of res) {
-          const line = await router.waitFlowLine(r.local);
+          const line = await router.waitFlowLine(r);
           assert.ok(line.includes(` dst=${r.target} `), `original destination: ${line}`);
           assert.match(line, / outbound=direct rule=final$/);
         }
@@ -158,11 +158,11 @@ routerLabTest(
         }
         assertAllVerified(res.slice(3), 1);
         assert.match(
-          await router.waitFlowLine(res[2]!.local),
+          await router.waitFlowLine(res[2]!),
           / domain=www\.blocked\.example\.test protocol=tls .*outbound=block rule=1$/,
         );
         assert.match(
-          await router.waitFlowLine(res[3]!.local),
+          await router.waitFlowLine(res[3]!),
           / domain=www\.allowed\.example\.test protocol=tls .*outbound=direct rule=final$/,
         );
       },

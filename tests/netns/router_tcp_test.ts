@@ -68,7 +68,7 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
       const res = await rl.flows({ flows, concurrency: flows.length, timeoutMs: 60_000 });
       assertAllVerified(res, flows.length);
       for (const r of res) {
-        const line = await router.waitFlowLine(r.local);
+        const line = await router.waitFlowLine(r);
         // The router saw the original destination and the client's own address.
         assert.ok(line.includes(` dst=${r.target} `), line);
         assert.ok(r.local!.includes(r.target.includes("[") ? a.client6 : a.client4), r.local);
@@ -141,7 +141,7 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
       });
       assertAllVerified(res, 2);
       for (const r of res) {
-        assert.match(await router.waitFlowLine(r.local), / outbound=mark77 rule=1$/);
+        assert.match(await router.waitFlowLine(r), / outbound=mark77 rule=1$/);
       }
       assert.ok(await rl.packets("mark77") > m77, "the routing_mark 77 flows are counted");
       assert.equal(await rl.packets("mark255"), m255, "... and not by mark 255");
@@ -158,7 +158,7 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
         concurrency: 2,
       });
       assertAllVerified(res, 2);
-      for (const r of res) assert.match(await router.waitFlowLine(r.local), / outbound=via-tun10 /);
+      for (const r of res) assert.match(await router.waitFlowLine(r), / outbound=via-tun10 /);
       assert.ok(await rl.packets("tun10_9000") > c, "nft counts them on oifname tun10");
       assert.ok(await rl.txPackets(link.routerIf) > tx, "ip -s link: tun10 TX grew");
       assert.equal(await rl.packets("eth2_9000"), 0, "nothing to port 9000 left by eth2");
@@ -183,9 +183,9 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
       concurrency: 2,
     });
     assertAllVerified(res, 2);
-    assert.match(await router.waitFlowLine(res[0]!.local), / domain=tls\.e2e\.test protocol=tls /);
+    assert.match(await router.waitFlowLine(res[0]!), / domain=tls\.e2e\.test protocol=tls /);
     assert.match(
-      await router.waitFlowLine(res[1]!.local),
+      await router.waitFlowLine(res[1]!),
       / domain=http\.e2e\.test protocol=http /,
     );
   });
@@ -214,13 +214,13 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
       for (const i of [0, 3]) {
         assert.equal(res[i]!.kind, "reset", `${res[i]!.target}: ${res[i]!.error}`);
         assert.match(
-          await router.waitFlowLine(res[i]!.local),
+          await router.waitFlowLine(res[i]!),
           / domain=www\.blocked\.e2e\.test protocol=tls .*outbound=block rule=0$/,
         );
       }
       for (const i of [1, 2, 4, 5]) {
         assertAllVerified([res[i]!], 1);
-        assert.match(await router.waitFlowLine(res[i]!.local), / outbound=direct rule=final$/);
+        assert.match(await router.waitFlowLine(res[i]!), / outbound=direct rule=final$/);
       }
     },
   );
