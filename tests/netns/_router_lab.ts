@@ -149,12 +149,24 @@ export class RouterProcess {
     return waitUntil(() => this.flowLine(flow), timeoutMs, `flow log line of ${name}`);
   }
 
-  /** Waits (at most `timeoutMs`) for the `udp session` log line of the client `local`. */
-  waitUdpSessionLine(local: string | undefined, timeoutMs = 5000): Promise<string> {
+  /**
+   * Waits (at most `timeoutMs`) for the `udp session` log line of the client
+   * `local` to `target`, logged at line `since` or later (source ports are
+   * reused: pass `lines.length` from before the flow).
+   */
+  waitUdpSessionLine(
+    local: string | undefined,
+    target: string,
+    since: number,
+    timeoutMs = 5000,
+  ): Promise<string> {
     return waitUntil(
-      () => this.lines.find((l) => l.includes("udp session") && l.includes(` src=${local} `)),
+      () =>
+        this.lines.slice(since).find((l) =>
+          l.includes("udp session") && l.includes(` src=${local} `) && l.includes(` dst=${target} `)
+        ),
       timeoutMs,
-      `udp session of ${local}`,
+      `udp session of ${local} → ${target}`,
     );
   }
 

@@ -158,12 +158,13 @@ routerLabTest(
       ];
       for (const [i, c] of cases.entries()) {
         const payload = `udp-${i}`;
+        const since = router.lines.length;
         const r = await client(c.to, "udp", c.tos, payload);
         assert.equal(r.ok, true, `${c.to} tos=${c.tos}: ${r.error}\n${router.tail()}`);
         const reply = JSON.parse(r.text ?? "{}") as { local?: string; text?: string };
         assert.equal(reply.text, payload, "the datagram was relayed and answered");
         assert.equal(reply.local, c.to, "the server saw the original destination");
-        const line = await router.waitUdpSessionLine(r.local);
+        const line = await router.waitUdpSessionLine(r.local, c.to, since);
         assert.match(line, new RegExp(` outbound=${c.outbound} `), line);
       }
       assert.ok(await rl.packets("m77_udp") > 0, "marked datagrams left with routing_mark 77");
@@ -176,9 +177,10 @@ routerLabTest(
         { to: target(a.extra4[1]!, 5353), tos: "0x20", outbound: "direct" },
       ];
       for (const [i, c] of cases.entries()) {
+        const since = router.lines.length;
         const r = await client(c.to, "udp", c.tos, `dscp-${i}`);
         assert.equal(r.ok, true, `${c.to} tos=${c.tos}: ${r.error}\n${router.tail()}`);
-        const line = await router.waitUdpSessionLine(r.local);
+        const line = await router.waitUdpSessionLine(r.local, c.to, since);
         assert.match(line, new RegExp(` outbound=${c.outbound} `), line);
       }
     });
