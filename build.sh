@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds dist/router and dist/slim.
+# Builds dist/router and dist/slim (into $DIST instead when set).
 #
 # With a denort runtime (DENORT_BIN set, or network access to download one)
 # `deno compile` makes self-contained executables. Without one it falls back
@@ -7,7 +7,8 @@
 # Deno and the permissions the program needs. It prints which one it made.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p dist
+DIST=${DIST:-dist}
+mkdir -p "$DIST"
 want_deno=$(tr -d ' \n' < DENO_VERSION)
 deno --version | head -n1 | grep -q "deno $want_deno " ||
   echo "build.sh: warning: deno is not $want_deno (run ./dev setup)" >&2
@@ -29,21 +30,25 @@ compile_one() { # name entry perms...
   local extra=()
   # The reload compile worker is loaded by URL at run time: embed it.
   [[ "$name" == router ]] && extra=(--include config/compile_worker.ts)
-  deno compile --quiet --no-check=remote "${extra[@]}" "$@" --output "dist/$name" "$entry"
+  deno compile --quiet --no-check=remote "${extra[@]}" "$@" --output "$DIST/$name" "$entry"
 }
 
 bundle_one() { # name entry perms...
   local name=$1 entry=$2
   shift 2
-  deno bundle --quiet --platform=deno --output "dist/$name.bundle.js" "$entry"
-  cat > "dist/$name" <<LAUNCHER
+  deno bundle --quiet --platform=deno --output "$DIST/$name.bundle.js" "$entry"
+  # The reload compile worker is loaded by URL at run time: bundle it beside
+  # (config/compile_client.ts looks for compile_worker.js next to a bundle).
+  [[ "$name" == router ]] &&
+    deno bundle --quiet --platform=deno --output "$DIST/compile_worker.js" config/compile_worker.ts
+  cat > "$DIST/$name" <<LAUNCHER
 #!/bin/sh
 # Launcher made by build.sh (no denort runtime was available for deno compile).
 # Runs the bundle with Deno $want_deno; install it with: npm install -g deno@$want_deno
 here=\$(dirname "\$(readlink -f "\$0")")
 exec deno run --no-prompt $* "\$here/$name.bundle.js" "\$@"
 LAUNCHER
-  chmod +x "dist/$name"
+  chmod +x "$DIST/$name"
 }
 
 for p in "${programs[@]}"; do
@@ -52,12 +57,13 @@ for p in "${programs[@]}"; do
   entry=${words[1]}
   perms=("${words[@]:2}")
   [[ -f "$entry" ]] || { echo "build.sh: $entry missing, skipping $name" >&2; continue; }
-  rm -f "dist/$name" "dist/$name.bundle.js"
+  rm -f "$DIST/$name" "$DIST/$name.bundle.js"
+  [[ "$name" != router ]] || rm -f "$DIST/compile_worker.js"
   if compile_one "$name" "$entry" "${perms[@]}" 2>/tmp/build-$name.log; then
-    echo "build.sh: dist/$name: self-contained executable (deno compile), $(du -h "dist/$name" | cut -f1)"
+    echo "build.sh: $DIST/$name: self-contained executable (deno compile), $(du -h "$DIST/$name" | cut -f1)"
   else
     echo "build.sh: deno compile unavailable for $name ($(sed 's/\x1b\[[0-9;]*m//g' /tmp/build-$name.log | grep -m1 -o 'error sending request[^:]*\|error: .*' | head -c 120)); making a bundle + launcher" >&2
     bundle_one "$name" "$entry" "${perms[@]}"
-    echo "build.sh: dist/$name: launcher for dist/$name.bundle.js (needs deno $want_deno on PATH), $(du -h "dist/$name.bundle.js" | cut -f1)"
+    echo "build.sh: $DIST/$name: launcher for $DIST/$name.bundle.js (needs deno $want_deno on PATH), $(du -h "$DIST/$name.bundle.js" | cut -f1)"
   fi
 done

@@ -319,8 +319,11 @@ export function runReload(args: string[], deps: IpcCommandDeps): Promise<number>
       else {
         const closed = closeRemoved ? `, closed ${result.closed} flows` : "";
         const reused = result.rules_reused ? " (rules unchanged: compiled indexes reused)" : "";
+        const where = result.compiled_on === "main"
+          ? " (compiled on the data-plane thread: the config worker could not run)"
+          : "";
         await io.out(
-          `reloaded ${path}: ${result.rules} rules, ${result.outbounds} outbounds in ${result.took_ms} ms${closed}${reused}\n`,
+          `reloaded ${path}: ${result.rules} rules, ${result.outbounds} outbounds in ${result.took_ms} ms${closed}${reused}${where}\n`,
         );
       }
       return 0;

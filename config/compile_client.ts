@@ -28,6 +28,17 @@ import { type ConfigSource, geoipIssue, loadConfig } from "./load_config.ts";
 import { validatedRuleParser } from "./rule_parser.ts";
 import type { RouterConfig } from "./schema.ts";
 
+/**
+ * Where the config worker's module is, seen from this module's URL: beside
+ * it as `compile_worker.ts` in the source tree and in `deno compile`
+ * executables (build.sh embeds it), or as `compile_worker.js` beside a
+ * bundle (build.sh bundles it next to `router.bundle.js`).
+ */
+export function defaultWorkerUrl(moduleUrl: string): URL {
+  const bundled = new URL(moduleUrl).pathname.endsWith(".js");
+  return new URL(bundled ? "./compile_worker.js" : "./compile_worker.ts", moduleUrl);
+}
+
 /** What {@linkcode CompileWorker.load} returns (as `loadConfig()`). */
 export interface LoadedConfig {
   readonly config: RouterConfig;
@@ -37,6 +48,8 @@ export interface LoadedConfig {
    * built last: the new engine shares its indexes (nothing was compiled).
    */
   readonly reused?: boolean;
+  /** Where it was compiled: on the config worker, or on this thread (the worker could not run). */
+  readonly compiledOn: "worker" | "main";
 }
 
 /** GeoIP readers by path, reopened when the file's size or modification time changes. */
@@ -129,7 +142,7 @@ export class CompileWorker {
   constructor(opts: CompileWorkerOptions = {}) {
     this.#geo = opts.geoip ?? new GeoIpCache();
     this.#onFallback = opts.onFallback;
-    this.#url = opts.workerUrl ?? new URL("./compile_worker.ts", import.meta.url);
+    this.#url = opts.workerUrl ?? defaultWorkerUrl(import.meta.url);
     this.#start();
   }
 
@@ -206,7 +219,7 @@ export class CompileWorker {
   async #onThisThread(source: ConfigSource): Promise<LoadedConfig> {
     const loaded = await loadConfig(source);
     this.#last = null;
-    return loaded;
+    return { ...loaded, compiledOn: "main" };
   }
 
   #ask(source: ConfigSource, prev: number | undefined): Promise<JobReply> {
@@ -269,7 +282,7 @@ export class CompileWorker {
         throw new Error(`config worker reused job ${reply.reused}, not asked for`);
       }
       const engine = Engine.fromWire({ ...last.wire, final: c.route.final }, last.table, geoip);
-      return { config: this.#withRules(c, engine), engine, reused: true };
+      return { config: this.#withRules(c, engine), engine, reused: true, compiledOn: "worker" };
     }
     const parse = validatedRuleParser({
       inbounds: new Set(c.inbounds.map((x) => x.tag)),
@@ -287,7 +300,7 @@ export class CompileWorker {
         table.complete(slot.tail);
       } else slot.table = table;
     }
-    return { config: this.#withRules(c, engine), engine };
+    return { config: this.#withRules(c, engine), engine, compiledOn: "worker" };
   }
 
   /** `c` with `route.rules` the engine's rule list, materialised only if someone reads it. */

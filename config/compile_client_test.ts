@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { flow, type FlowInit } from "../rules/_testing.ts";
 import { RuleStats } from "../rules/rule_stats.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
-import { CompileWorker, GeoIpCache } from "./compile_client.ts";
+import { CompileWorker, defaultWorkerUrl, GeoIpCache } from "./compile_client.ts";
 import {
   compileJob,
   CompileMemo,
@@ -60,6 +60,7 @@ async function withWorker(fn: (w: CompileWorker) => Promise<void>): Promise<void
   const w = new CompileWorker({ onFallback: (e) => fallbacks.push(e) });
   try {
     await fn(w);
+    assert.equal((await w.load(FIXTURE)).compiledOn, "worker");
     assert.deepEqual(fallbacks, [], "the worker itself must not fail");
   } finally {
     w.close();
@@ -199,13 +200,14 @@ Deno.test("CompileWorker.load() falls back to the calling thread when the worker
     workerUrl: new URL("data:application/javascript,throw new Error('no worker here')"),
   });
   try {
-    const { engine } = await w.load(FIXTURE);
+    const { engine, compiledOn } = await w.load(FIXTURE);
     assert.deepEqual(engine.match(flow({ domain: "raw.githubusercontent.com" })), {
       outbound: "proxy",
       rule: 5,
     });
+    assert.equal(compiledOn, "main");
     assert.equal(fallbacks.length, 1);
-    await w.load(FIXTURE); // not retried: no second failure
+    assert.equal((await w.load(FIXTURE)).compiledOn, "main"); // not retried: no second failure
     assert.equal(fallbacks.length, 1);
   } finally {
     w.close();
@@ -410,4 +412,15 @@ Deno.test("CompileMemo keeps rules arrays up to MEMO_MAX_BYTES, and only reusabl
   assert.equal(memo.of(2), null, "too big to keep");
   memo.remember(3, { ...small, context: null });
   assert.equal(memo.of(3), null, "rules with rule-set files are never reused");
+});
+
+Deno.test("defaultWorkerUrl() finds the worker module beside the source, or beside a bundle", () => {
+  assert.equal(
+    defaultWorkerUrl("file:///repo/config/compile_client.ts").href,
+    "file:///repo/config/compile_worker.ts",
+  );
+  assert.equal(
+    defaultWorkerUrl("file:///opt/router/dist/router.bundle.js").href,
+    "file:///opt/router/dist/compile_worker.js",
+  );
 });

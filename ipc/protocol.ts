@@ -296,6 +296,12 @@ export interface ReloadResult {
    * indexes were reused (absent from older routers).
    */
   rules_reused?: boolean;
+  /**
+   * Where the config was compiled: `"worker"` (the config worker thread) or
+   * `"main"` (the data-plane thread, paced: the worker could not run).
+   * Absent from older routers.
+   */
+  compiled_on?: "worker" | "main";
 }
 
 /** Params of `route.test`: a flow as text. */

@@ -47,6 +47,7 @@ interface LoadedForReload {
   readonly config: RouterConfig;
   readonly engine: Engine;
   readonly reused?: boolean;
+  readonly compiledOn?: "worker" | "main";
 }
 
 /** Options of {@linkcode createIpcHandlers}. */
@@ -135,6 +136,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
         closed: summary.closed,
         rules_reused: loaded.reused === true,
+        compiled_on: loaded.compiledOn ?? "main",
       };
     } catch (e) {
       reloadFailures++;
