@@ -37,7 +37,10 @@ export function danteConfig(port: number, external: readonly string[]): string {
     "user.unprivileged: nobody",
     "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }",
     "socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }",
-    ...(external.some((a) => a.includes(":")) ? ["socks pass { from: 0.0.0.0/0 to: ::/0 }"] : []),
+    // IPv6 targets; UDP replies are matched from the target to the client.
+    ...(external.some((a) => a.includes(":"))
+      ? ["socks pass { from: 0.0.0.0/0 to: ::/0 }", "socks pass { from: ::/0 to: 0.0.0.0/0 }"]
+      : []),
     "",
   ].join("\n");
 }

@@ -255,7 +255,7 @@ Deno.test("UDP TPROXY: 20,000 sessions of churn from many source ports keep the 
   }
 });
 
-Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIATE", async () => {
+Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIATE, v4 and v6", async () => {
   const lab = await Lab.create();
   let router: Started | null = null;
   const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
@@ -264,9 +264,11 @@ Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIAT
     await lab.applyTproxy();
     const viaSocks = ep(a.extra4[1]!, 7002);
     const direct = ep(a.extra4[0]!, 7002);
-    await echoServer(lab, [viaSocks, direct]);
+    const viaSocks6 = ep(a.extra6[1]!, 7002);
+    const direct6 = ep(a.extra6[0]!, 7002);
+    await echoServer(lab, [viaSocks, direct, viaSocks6, direct6]);
     const port = 1080;
-    await startDante(lab, dir, port, [a.routerWan4]);
+    await startDante(lab, dir, port, [a.routerWan4, a.routerWan6]);
     router = await startRouter(lab, {
       log: { level: "info" },
       inbounds: [inbound({ sniff: false })],
@@ -275,19 +277,28 @@ Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIAT
         { type: "socks", tag: "dante", server: "127.0.0.1", server_port: port },
       ],
       route: {
-        rules: [{ ip_cidr: [`${a.extra4[1]}/32`], outbound: "dante" }],
+        rules: [{ ip_cidr: [`${a.extra4[1]}/32`, `${a.extra6[1]}/128`], outbound: "dante" }],
         final: "direct",
         default_mark: 255,
       },
     });
-    const r = await multi(lab, [viaSocks, direct], "via-dante", 3);
-    const byFrom = new Map(r.replies.map((x) => [x.from, JSON.parse(x.text) as { peer: string }]));
-    assert.deepEqual([...byFrom.keys()].sort(), [direct, viaSocks].sort());
-    const socksPeer = byFrom.get(viaSocks)!.peer;
-    assert.ok(socksPeer.startsWith(`${a.routerWan4}:`), `dante relayed from ${socksPeer}`);
+    for (
+      const [socksTo, directTo, relay] of [
+        [viaSocks, direct, `${a.routerWan4}:`],
+        [viaSocks6, direct6, `[${a.routerWan6}]:`],
+      ] as const
+    ) {
+      const r = await multi(lab, [socksTo, directTo], "via-dante", 3);
+      const byFrom = new Map(
+        r.replies.map((x) => [x.from, JSON.parse(x.text) as { peer: string }]),
+      );
+      assert.deepEqual([...byFrom.keys()].sort(), [directTo, socksTo].sort(), JSON.stringify(r));
+      const socksPeer = byFrom.get(socksTo)!.peer;
+      assert.ok(socksPeer.startsWith(relay), `dante relayed ${socksTo} from ${socksPeer}`);
+    }
     const st = await udpStatus(router.ipc);
-    assert.equal(st.outbounds["dante"], 1);
-    assert.equal(st.outbounds["direct"], 1);
+    assert.equal(st.outbounds["dante"], 2);
+    assert.equal(st.outbounds["direct"], 2);
     // A second round on the same session reuses the association.
     const again = await multi(lab, [viaSocks], "again", 3);
     assert.equal(again.replies.length, 1);
