@@ -24,7 +24,7 @@ import { CompileWorker } from "../config/compile_client.ts";
 import { parseConfig } from "../config/parse_config.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import type { FlowMeta } from "../core/types.ts";
-import { Engine } from "../rules/engine.ts";
+import { Engine, ruleTableOf } from "../rules/engine.ts";
 import type { GeoIpLookup } from "../rules/item_geoip.ts";
 import { benchGeoIp } from "./bench_geoip.ts";
 import { generateConfig, generateFlows } from "./gen_rules.ts";
@@ -202,6 +202,30 @@ async function main(): Promise<void> {
     flows.filter((f) => f.domain === undefined),
     "per flow, IP only (CIDR / GeoIP / final)",
   );
+  // A reload that edited one rule gets a patched engine (config/rule_patch.ts): the new
+  // rule in a small index looked up after the others. Worst case: the first rule edited,
+  // so every flow that no earlier rule decides looks there too.
+  const config = parseConfig(JSON.parse(bigText), { baseDir: Deno.cwd() });
+  const rules = config.route.rules, final = config.route.final;
+  const edited = parseConfig({
+    ...big.config,
+    route: {
+      ...(big.config.route as Record<string, unknown>),
+      rules: [
+        { domain: ["edited.example"], outbound: rules[0]!.outbound },
+        ...(big.config.route as { rules: unknown[] }).rules.slice(1),
+      ],
+    },
+  }, { baseDir: Deno.cwd() }).route.rules;
+  const patched = Engine.patch(
+    Engine.compileWire({ rules, final }),
+    { prefix: 0, removed: 1, added: 1 },
+    Engine.compileWire({ rules: edited.slice(0, 1), final }),
+    ruleTableOf(edited),
+    final,
+    geoip,
+  );
+  percentiles(patched, flows, "patched engine (first rule edited), uniform mix");
 }
 
 // `deno bench bench/` also loads this file; only run when executed directly.

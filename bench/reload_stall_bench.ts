@@ -15,10 +15,16 @@
  * next request); its round-trip time is the event-loop lag of the router:
  * whatever blocks the router's thread delays the reply. Another connection
  * asks for `reload {path}` of the 10k-rule set and the large synthetic set
- * (bench/gen_rules.ts), N times each, twice: alternating between two files
- * whose rules differ (every reload compiles them), then between two files
- * with the same rules and an outbound edited (the config worker reuses the
- * compiled rules: `config/rule_scan.ts`, `parseConfigSameRules`). It reports the reload's
+ * (bench/gen_rules.ts), N times each, three ways: alternating between two
+ * files whose rules are in opposite orders (every reload compiles every
+ * rule); files that each differ from the first in one rule (the config
+ * worker compiles that rule alone and the data-plane thread patches it in:
+ * `config/rule_patch.ts`, `Engine.patch`); files that each replace one more
+ * rule than the last, at another place (a patch is made against the last
+ * file compiled in full, so the stretch grows until a full compile);
+ * and alternating between two files
+ * with the same rules and an outbound edited (the compiled rules are reused:
+ * `config/rule_scan.ts`, `parseConfigSameRules`). It reports the reload's
  * `took_ms` (server side), the client-side wall time, and the ping
  * round trips during the reloads (max, p99, count above 10 ms) next to the
  * same figures while idle.
@@ -37,10 +43,12 @@ const SETS: Record<string, GenOptions> = {
 };
 
 /**
- * The config of set `gen`. Variants "a" and "b" differ in their first rule
- * (so each reload from one to the other compiles the rules); "c" has the
- * rules of "a" and an outbound edited (a reload between "a" and "c" leaves
- * the rules unchanged).
+ * The config of set `gen`. Variant "a"; "r" has the rules of "a" in reverse
+ * order (a reload between "a" and "r" compiles every rule); "e<k>" differs
+ * from "a" in its first rule (a reload from "a" to it compiles that rule
+ * alone: `config/rule_patch.ts`); "c" has the rules of "a" and an outbound
+ * edited (a reload between "a" and "c" leaves the rules unchanged); "x<k>"
+ * is "x<k-1>" ("a" for k = 0) with one more rule replaced, elsewhere.
  */
 function configText(gen: GenOptions, port: number, sock: string, variant: string): string {
   const c = generateConfig(gen).config as {
@@ -56,14 +64,27 @@ function configText(gen: GenOptions, port: number, sock: string, variant: string
       ...(variant === "c" && o.tag === "direct" ? { connect_timeout: "7s" } : {}),
     }
   );
-  const first = variant === "b" ? "variant-b.example" : "variant-a.example";
+  const first = variant.startsWith("e") ? `edit-${variant}.example` : "variant-a.example";
   c.route.rules.unshift({ domain: [first], outbound: "direct" });
+  if (variant === "r") c.route.rules.reverse();
+  if (variant.startsWith("x")) {
+    // Edits that add up: x<k> has those of x<k-1> and one more rule replaced, elsewhere.
+    for (let j = 0; j <= Number(variant.slice(1)); j++) {
+      const at = (j * 7919 + 104729) % c.route.rules.length;
+      c.route.rules[at] = { domain: [`moved-${j}.example`], outbound: "direct" };
+    }
+  }
   return JSON.stringify({
     log: { level: "warn" },
     inbounds: [{ type: "tproxy", tag: "tproxy-in", listen: "127.0.0.1", listen_port: port }],
     ...c,
     ipc: { path: sock },
   });
+}
+
+/** The "a" file of set `name`. */
+function v0(files: Record<string, Record<string, string>>, name: string): string {
+  return files[name]!.a!;
 }
 
 function freePort(): number {
@@ -129,7 +150,8 @@ async function main(): Promise<void> {
   const files: Record<string, Record<string, string>> = {};
   for (const name of values.sets.split(",")) {
     files[name] = {};
-    for (const v of ["a", "b", "c"]) {
+    const each = (p: string) => Array.from({ length: reloads }, (_, k) => `${p}${k}`);
+    for (const v of ["a", "r", "c", ...each("e"), ...each("x")]) {
       const f = files[name]![v] = join(dir, `${name}-${v}.json`);
       await Deno.writeTextFile(f, configText(SETS[name]!, port, sock, v));
     }
@@ -169,21 +191,33 @@ async function main(): Promise<void> {
     await sleep(1000);
     await idle.stop();
     console.log(lagLine("idle", idle.samples.map((s) => s.rtt)));
-    const rounds: [string, string, string[]][] = [];
+    // Per round: the file of reload i (after a warm-up reload of "a").
+    const rounds: [string, string, (i: number) => string][] = [];
     for (const [name, v] of Object.entries(files)) {
-      rounds.push([name, "rules changed at every reload", [v.b!, v.a!]]);
-      rounds.push([name, "rules unchanged (an outbound edited)", [v.c!, v.a!]]);
+      rounds.push([
+        name,
+        "every rule compiled (a and its rules reversed, alternating)",
+        (i) => i % 2 ? v.a! : v.r!,
+      ]);
+      rounds.push([name, "one rule edited (a different first rule each time)", (i) => v[`e${i}`]!]);
+      rounds.push([
+        name,
+        "one more rule edited each time, at another place (edits add up)",
+        (i) => v[`x${i}`]!,
+      ]);
+      rounds.push([name, "rules unchanged (an outbound edited)", (i) => i % 2 ? v.a! : v.c!]);
     }
-    for (const [name, what, alternate] of rounds) {
-      // Warm-up (JIT, first allocation of the heap); then from the other file.
-      await ctl.reload({ path: alternate[1]! });
-      const took: number[] = [], wall: number[] = [];
+    for (const [name, what, fileOf] of rounds) {
+      // Warm-up (JIT, first allocation of the heap); then the round's files.
+      await ctl.reload({ path: v0(files, name) });
+      const took: number[] = [], wall: number[] = [], compiled: number[] = [];
       const p = pinger(probe);
       const windows: [number, number][] = [];
       for (let i = 0; i < reloads; i++) {
         await sleep(200);
         const t0 = performance.now();
-        const r = await ctl.reload({ path: alternate[i % 2]! });
+        const r = await ctl.reload({ path: fileOf(i) });
+        compiled.push(r.rules_compiled ?? NaN);
         const t1 = performance.now();
         windows.push([t0, t1]);
         took.push(r.took_ms);
@@ -199,7 +233,7 @@ async function main(): Promise<void> {
           Math.min(...took).toFixed(1)
         }, max ${Math.max(...took).toFixed(1)}); client wall median ${
           quantile(wall, 0.5).toFixed(1)
-        } ms; ${reloads} reloads`,
+        } ms; ${reloads} reloads, rules compiled per reload: ${[...new Set(compiled)].join(", ")}`,
       );
       console.log(lagLine(`${name}: event-loop lag during reloads`, during));
       if (values.detail) {

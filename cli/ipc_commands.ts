@@ -318,7 +318,11 @@ export function runReload(args: string[], deps: IpcCommandDeps): Promise<number>
       if (values.json) await io.out(JSON.stringify({ path, ...result }) + "\n");
       else {
         const closed = closeRemoved ? `, closed ${result.closed} flows` : "";
-        const reused = result.rules_reused ? " (rules unchanged: compiled indexes reused)" : "";
+        const reused = result.rules_reused
+          ? " (rules unchanged: compiled indexes reused)"
+          : result.rules_compiled !== undefined && result.rules_compiled < result.rules
+          ? ` (${result.rules_compiled} new rules compiled, the others' indexes reused)`
+          : "";
         const where = result.compiled_on === "main"
           ? " (compiled on the data-plane thread: the config worker could not run)"
           : "";

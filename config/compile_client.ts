@@ -18,7 +18,7 @@
  */
 
 import { resolve } from "node:path";
-import { Engine, type EngineWire } from "../rules/engine.ts";
+import { Engine, type EngineWire, patchedRuleTable, type PatchShape } from "../rules/engine.ts";
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
@@ -48,6 +48,12 @@ export interface LoadedConfig {
    * built last: the new engine shares its indexes (nothing was compiled).
    */
   readonly reused?: boolean;
+  /**
+   * Set when only a stretch of the route rules changed since the engine this
+   * worker built last: those rules were compiled alone and put after its
+   * indexes (`Engine.patch`); the others were not compiled again.
+   */
+  readonly patched?: PatchShape;
   /** Where it was compiled: on the config worker, or on this thread (the worker could not run). */
   readonly compiledOn: "worker" | "main";
 }
@@ -109,11 +115,20 @@ function locateRules(file: Uint8Array): Int32Array | null {
   return arrayMemberSpans(decoder.decode(file), ["route", "rules"]);
 }
 
-/** The engine data of a job built from a full reply, kept to reuse (see {@linkcode JobReused}). */
-interface Last {
+/** The engine data of a job built from a full reply: what patches are made against. */
+interface Base {
   readonly id: number;
   readonly wire: EngineWire;
   readonly table: WireRuleTable;
+}
+
+/** The last job's engine data, kept to reuse (see {@linkcode JobReused}). */
+interface Last {
+  readonly id: number;
+  /** Its engine again, with this final outbound and GeoIP reader. */
+  rebuild(final: string, geoip: GeoIpLookup | undefined): Engine;
+  /** The base it was patched from, or itself for a full reply. */
+  readonly base: Base;
 }
 
 /** A failure of the worker itself (not of the config it was given). */
@@ -281,18 +296,31 @@ export class CompileWorker {
       if (last?.id !== reply.reused) {
         throw new Error(`config worker reused job ${reply.reused}, not asked for`);
       }
-      const engine = Engine.fromWire({ ...last.wire, final: c.route.final }, last.table, geoip);
+      const engine = last.rebuild(c.route.final, geoip);
       return { config: this.#withRules(c, engine), engine, reused: true, compiledOn: "worker" };
     }
-    const parse = validatedRuleParser({
-      inbounds: new Set(c.inbounds.map((x) => x.tag)),
-      outbounds: new Set(c.outbounds.map((x) => x.tag)),
-      ruleSets: new Set(c.route.rule_set.map((x) => x.tag)),
-      hasGeoip: c.route.geoip !== null,
-    });
-    const table = new WireRuleTable(reply.rules, parse, locateRules);
+    if ("patched" in reply) {
+      const base = last?.base;
+      if (base?.id !== reply.patched) {
+        throw new Error(`config worker patched job ${reply.patched}, not asked for`);
+      }
+      const added = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);
+      const table = patchedRuleTable(base.table, reply.shape, added);
+      const { shape, wire, renumbered } = reply;
+      const rebuild = (final: string, geoip: GeoIpLookup | undefined) =>
+        Engine.patch(base.wire, shape, wire, table, final, geoip, renumbered);
+      const engine = rebuild(c.route.final, geoip);
+      this.#last = { id: reply.id, rebuild, base };
+      return { config: this.#withRules(c, engine), engine, patched: shape, compiledOn: "worker" };
+    }
+    const table = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);
     const engine = Engine.fromWire(reply.wire, table, geoip);
-    this.#last = { id: reply.id, wire: reply.wire, table };
+    const base: Base = { id: reply.id, wire: reply.wire, table };
+    this.#last = {
+      id: reply.id,
+      rebuild: (final, geoip) => Engine.fromWire({ ...base.wire, final }, base.table, geoip),
+      base,
+    };
     const slot = this.#tails.get(reply.id);
     if (slot) {
       if (slot.tail) {
@@ -301,6 +329,16 @@ export class CompileWorker {
       } else slot.table = table;
     }
     return { config: this.#withRules(c, engine), engine, compiledOn: "worker" };
+  }
+
+  /** Parses a rule of `c` as written (for a wire table's rule list, on first access). */
+  #ruleParser(c: RouterConfig) {
+    return validatedRuleParser({
+      inbounds: new Set(c.inbounds.map((x) => x.tag)),
+      outbounds: new Set(c.outbounds.map((x) => x.tag)),
+      ruleSets: new Set(c.route.rule_set.map((x) => x.tag)),
+      hasGeoip: c.route.geoip !== null,
+    });
   }
 
   /** `c` with `route.rules` the engine's rule list, materialised only if someone reads it. */

@@ -13,7 +13,14 @@
  */
 
 import { dirname, resolve } from "node:path";
-import { Engine, type EngineWire, wireTransferList } from "../rules/engine.ts";
+import {
+  Engine,
+  type EngineWire,
+  type PatchShape,
+  type RenumberedParts,
+  renumberParts,
+  wireTransferList,
+} from "../rules/engine.ts";
 import { NO_PAUSE } from "../rules/pacing.ts";
 import {
   buildRuleHead,
@@ -39,7 +46,8 @@ import {
   rulesIdentity,
 } from "./rule_scan.ts";
 import type { RuleSetSpec } from "../rules/spec.ts";
-import type { RouterConfig } from "./schema.ts";
+import { parseConfigPatch, type PatchBase } from "./rule_patch.ts";
+import { REJECT_DROP_TAG, REJECT_TAG, type RouterConfig } from "./schema.ts";
 
 /** A request to the config worker. */
 export interface JobRequest {
@@ -131,8 +139,27 @@ export interface JobReused {
   readonly ms: JobTimings;
 }
 
+/**
+ * A successful job whose route rules are those of job `patched` (which the
+ * caller holds) with rules `[prefix, prefix + removed)` replaced by
+ * `added` new ones, compiled alone into `wire` and `rules` (see
+ * `Engine.patch`; `config.route.rules` is empty).
+ */
+export interface JobPatched {
+  readonly id: number;
+  readonly ok: true;
+  readonly patched: number;
+  readonly shape: PatchShape;
+  /** The base's parts renumbered for `shape` (`renumberParts`, done here: it walks every node). */
+  readonly renumbered: RenumberedParts;
+  readonly config: RouterConfig;
+  readonly wire: EngineWire;
+  readonly rules: RuleWire;
+  readonly ms: JobTimings;
+}
+
 /** A reply of the config worker. */
-export type JobReply = JobDone | JobReused | JobFailed;
+export type JobReply = JobDone | JobReused | JobPatched | JobFailed;
 
 /** Rules arrays longer than this (bytes) are not remembered: the copy would cost that much RSS. */
 export const MEMO_MAX_BYTES = 16 << 20;
@@ -146,10 +173,64 @@ export const MEMO_MAX_BYTES = 16 << 20;
 export class CompileMemo {
   #id = -1;
   #identity: RulesIdentity | null = null;
+  /** The last job compiled in full from a file with `whole` (see {@linkcode remember}): what patches are made against. */
+  #base: PatchBase | null = null;
+  #baseId = -1;
 
-  /** Remembers job `id`'s rules (copied: the file's buffer is transferred; not beyond {@linkcode MEMO_MAX_BYTES}). */
-  remember(id: number, identity: RulesIdentity): void {
-    if (identity.context === null || identity.rules.length > MEMO_MAX_BYTES) return this.forget();
+  /**
+   * Remembers job `id`'s rules (copied: the file's buffer is transferred; not
+   * beyond {@linkcode MEMO_MAX_BYTES}). With the whole `file` (its rules
+   * array is `identity.rules`) and the rules' outbounds, later files that
+   * edit a few rules can be read as patches of it (`rule_patch.ts`).
+   */
+  remember(
+    id: number,
+    identity: RulesIdentity,
+    whole?: { readonly file: Uint8Array; readonly rules: RuleWire; readonly wire: EngineWire },
+  ): void {
+    const size = whole?.file.length ?? identity.rules.length;
+    if (identity.context === null || size > MEMO_MAX_BYTES) return this.forget();
+    this.#id = id;
+    if (!whole) {
+      this.#identity = { ...identity, rules: identity.rules.slice() };
+      this.#base = null;
+      this.#baseId = -1;
+      return;
+    }
+    const file = whole.file.slice();
+    const open = identity.rules.byteOffset - whole.file.byteOffset;
+    const close = open + identity.rules.length;
+    this.#identity = { ...identity, rules: file.subarray(open, close) };
+    const rejects: { rule: number; tag: string }[] = [];
+    const { tags, outbound } = whole.rules;
+    const rejectIds = new Set(
+      tags.flatMap((t, k) => t === REJECT_TAG || t === REJECT_DROP_TAG ? [k] : []),
+    );
+    if (rejectIds.size > 0) {
+      for (let i = 0; i < outbound.length; i++) {
+        if (rejectIds.has(outbound[i]!)) rejects.push({ rule: i, tag: tags[outbound[i]!]! });
+      }
+    }
+    const { image, complex, complexFirst } = whole.wire;
+    const parts = {
+      image: {
+        ...image,
+        nodeInfo: image.nodeInfo.slice(),
+        always: image.always.slice(),
+        minTop: image.minTop.slice(),
+      },
+      complex: complex.slice(),
+      complexFirst: complexFirst.slice(),
+    };
+    this.#base = { file, open, close, context: identity.context, rejects, parts, spans: null };
+    this.#baseId = id;
+  }
+
+  /**
+   * Remembers job `id`, a patch of the base: a later file with the same
+   * rules reuses it; patches are still made against the base.
+   */
+  rememberPatch(id: number, identity: RulesIdentity): void {
     this.#id = id;
     this.#identity = { ...identity, rules: identity.rules.slice() };
   }
@@ -158,11 +239,23 @@ export class CompileMemo {
   forget(): void {
     this.#id = -1;
     this.#identity = null;
+    this.#base = null;
+    this.#baseId = -1;
   }
 
   /** The identity of job `id`'s rules, if that is the job remembered. */
   of(id: number | undefined): RulesIdentity | null {
     return id !== undefined && id === this.#id ? this.#identity : null;
+  }
+
+  /**
+   * The base to read a new file as a patch of, and its job id, when job `id`
+   * is the last one remembered (its caller then also holds the base).
+   */
+  baseOf(id: number | undefined): { readonly id: number; readonly base: PatchBase } | null {
+    return id !== undefined && id === this.#id && this.#base !== null
+      ? { id: this.#baseId, base: this.#base }
+      : null;
   }
 }
 
@@ -218,16 +311,40 @@ export async function compileJob(
           const ms = { parse: performance.now() - t0, compile: 0 };
           return { reply: { id, ok: true, reused: req.prev!, config: same, ms }, transfer: [] };
         }
+        const of = memo?.baseOf(req.prev);
+        const patch = of ? parseConfigPatch(bytes, of.base, { baseDir }) : null;
+        if (of && patch !== null) {
+          const rules = patch.config.route.rules;
+          return await compileParsed(id, patch.config, t0, deps, (config, ruleSets) => {
+            const t1 = performance.now();
+            const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
+            const ruleWire = buildRuleWire(rules, { text: patch.text, spans: patch.spans });
+            const renumbered = renumberParts(of.base.parts, patch.shape);
+            memo!.rememberPatch(id, patch.identity); // before the file's buffer goes
+            const reply: JobPatched = {
+              id,
+              ok: true,
+              patched: of.id,
+              shape: patch.shape,
+              renumbered,
+              config: { ...config, route: { ...config.route, rules: [] } },
+              wire,
+              rules: ruleWire,
+              ms: { parse: t1 - t0, compile: performance.now() - t1 },
+            };
+            return { reply, transfer: wireTransferList([wire, ruleWire, renumbered]) };
+          });
+        }
         const fast = bytes.length >= (deps.scanMinBytes ?? SCAN_MIN_BYTES)
           ? parseConfigBytes(bytes, { baseDir })
           : null;
         if (fast !== null) {
           const rules = fast.rules;
-          const remember = () => memo?.remember(id, fast.identity);
+          const file = bytes;
           return await compileParsed(id, fast.config, t0, deps, (config, ruleSets, done) => {
             const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
-            remember(); // before the file's buffer goes with the reply
             if (rules.length < DEFER_TAIL_MIN_RULES) {
+              memo?.remember(id, fast.identity, { file, rules: rules.wire, wire });
               return {
                 reply: done(wire, rules.wire),
                 transfer: wireTransferList([wire, rules.wire]),
@@ -235,6 +352,7 @@ export async function compileJob(
             }
             // Fingerprints (not needed to route) follow in a tail.
             const head = rules.headWire();
+            memo?.remember(id, fast.identity, { file, rules: head, wire });
             const tail = () => {
               const t = rules.tailWire();
               return { reply: { id, tail: t }, transfer: wireTransferList(t) };
@@ -266,14 +384,16 @@ export async function compileJob(
   return await compileParsed(id, config, t0, deps, (config, ruleSets, done) => {
     const rules = config.route.rules;
     const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
-    if (bytes !== undefined && memo) {
-      const identity = rulesIdentity(bytes, config);
-      if (identity) memo.remember(id, identity); // before the file's buffer goes with the reply
-    }
+    const identity = bytes !== undefined && memo ? rulesIdentity(bytes, config) : null;
+    // Before the file's buffer goes with the reply.
+    const remember = (ruleWire: RuleWire) => {
+      if (identity) memo!.remember(id, identity, { file: bytes!, rules: ruleWire, wire });
+    };
     // Rule texts for `explain`: the file's own bytes when one char is one byte.
     const ascii = text !== undefined && bytes !== undefined && bytes.length === text.length;
     if (ascii && rules.length >= DEFER_TAIL_MIN_RULES) {
       const head = buildRuleHead(rules, bytes!);
+      remember(head);
       // The file's buffer goes with the head: the tail only brings offsets.
       const transfer = wireTransferList([wire, head]);
       const tail = () => {
@@ -288,6 +408,7 @@ export async function compileJob(
       if (spans) source = { text: bytes!, spans };
     }
     const ruleWire = buildRuleWire(rules, source);
+    remember(ruleWire);
     return { reply: done(wire, ruleWire), transfer: wireTransferList([wire, ruleWire]) };
   });
 }

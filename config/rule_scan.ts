@@ -121,7 +121,7 @@ function nameEnd(b: Uint8Array, from: number): number {
  * the text ends first. Does not validate: what it skips is validated by
  * `JSON.parse` later.
  */
-function skipValue(b: Uint8Array, i: number): number {
+export function skipValue(b: Uint8Array, i: number): number {
   const c = b[i];
   if (c === QUOTE) {
     for (let j = i + 1; j < b.length; j++) {
@@ -299,7 +299,7 @@ class RulesScanner {
 }
 
 /** Where `route.rules` is: the index of its `[` and just past its `]`. */
-interface Located {
+export interface Located {
   readonly open: number;
   readonly close: number;
 }
@@ -338,7 +338,7 @@ function members(
  * `onRules(at)` walks the array whose `[` is at `at` and returns the index
  * past its `]`, or -1 to give up. Null when not found or given up.
  */
-function locate(b: Uint8Array, onRules: (at: number) => number): Located | null {
+export function locate(b: Uint8Array, onRules: (at: number) => number): Located | null {
   let start = 0;
   if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) start = 3; // BOM: TextDecoder drops it
   start = skipWs(b, start);
@@ -387,7 +387,7 @@ function parseHead(bytes: Uint8Array, loc: Located, opts: ParseOptions): RouterC
  * has rule-set files (their content is not part of the config: such rules
  * are never taken as unchanged).
  */
-function rulesContext(head: RouterConfig): string | null {
+export function rulesContext(head: RouterConfig): string | null {
   if (head.route.rule_set.some((s) => s.type === "local")) return null;
   return JSON.stringify([
     head.outbounds.map((o) => o.tag),

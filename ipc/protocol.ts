@@ -297,6 +297,12 @@ export interface ReloadResult {
    */
   rules_reused?: boolean;
   /**
+   * How many route rules this reload compiled: all of them, 0 when they were
+   * unchanged, or only the new ones when a few were edited (the others' compiled
+   * indexes were reused). Absent from older routers.
+   */
+  rules_compiled?: number;
+  /**
    * Where the config was compiled: `"worker"` (the config worker thread) or
    * `"main"` (the data-plane thread, paced: the worker could not run).
    * Absent from older routers.

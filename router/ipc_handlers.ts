@@ -47,6 +47,7 @@ interface LoadedForReload {
   readonly config: RouterConfig;
   readonly engine: Engine;
   readonly reused?: boolean;
+  readonly patched?: { readonly added: number };
   readonly compiledOn?: "worker" | "main";
 }
 
@@ -136,6 +137,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
         closed: summary.closed,
         rules_reused: loaded.reused === true,
+        rules_compiled: loaded.reused ? 0 : loaded.patched?.added ?? summary.rules,
         compiled_on: loaded.compiledOn ?? "main",
       };
     } catch (e) {

@@ -162,6 +162,153 @@ class ListRuleTable implements RuleTable {
   }
 }
 
+/**
+ * How a rule list was edited: rules `[prefix, prefix + removed)` of the old
+ * list were replaced by `added` new ones; the rules before and after are
+ * the same (see {@linkcode Engine.patch}).
+ */
+export interface PatchShape {
+  readonly prefix: number;
+  readonly removed: number;
+  readonly added: number;
+}
+
+/** A {@linkcode RuleTable} over parsed rules (for tests and callers holding `RouteRule`s). */
+export function ruleTableOf(rules: readonly RouteRule[]): RuleTable {
+  return new ListRuleTable(rules);
+}
+
+/** Rules `[from, from + count)` of `table`, renumbered from 0. */
+class SliceRuleTable implements RuleTable {
+  constructor(readonly table: RuleTable, readonly from: number, readonly count: number) {}
+  outbound(i: number): string {
+    return this.table.outbound(this.from + i);
+  }
+  raw(i: number): unknown {
+    return this.table.raw(this.from + i);
+  }
+  fingerprint(i: number): number {
+    return this.table.fingerprint(this.from + i);
+  }
+  get rules(): readonly RouteRule[] {
+    return this.table.rules.slice(this.from, this.from + this.count);
+  }
+}
+
+/** What {@linkcode Engine.patch} changes in the base's parts, renumbered by {@linkcode renumberParts}. */
+export interface RenumberedParts {
+  readonly nodeInfo: Int32Array;
+  readonly always: Int32Array;
+  readonly minTop: Int32Array;
+  readonly complex: Int32Array;
+  readonly complexFirst: Int32Array;
+  /** Per entry of `complex`: its index in the base's `complex`. */
+  readonly complexKept: Int32Array;
+}
+
+/**
+ * The parts of `base` with its rules renumbered for `shape`: rules after
+ * the edited stretch move by `added - removed`; the removed rules' nodes
+ * lose their rule (never proposed, never proven: they cannot match) and
+ * leave `always` and `complex`. `base` is not modified.
+ */
+export function renumberParts(
+  base: Pick<EngineWire, "image" | "complex" | "complexFirst">,
+  shape: PatchShape,
+): RenumberedParts {
+  const { prefix: P, removed: R, added: A } = shape;
+  const renumber = (t: number) => t < P ? t : t < P + R ? -1 : t - R + A;
+  const info = base.image.nodeInfo.slice();
+  for (let n = 0; n < info.length; n++) {
+    const v = info[n]!, t = renumber(v >>> 3);
+    info[n] = t < 0 ? 0 : (t << 3) | (v & 7);
+  }
+  const always: number[] = [];
+  for (const i of base.image.always) if (renumber(i) >= 0) always.push(renumber(i));
+  const minTop = base.image.minTop.map((v) => v === NONE || v < P ? v : v < P + R ? P : v - R + A);
+  const complex: number[] = [], complexFirst: number[] = [], kept: number[] = [];
+  for (let k = 0; k < base.complex.length; k++) {
+    const t = renumber(base.complex[k]!);
+    if (t < 0) continue;
+    complex.push(t);
+    complexFirst.push(base.complexFirst[k]!);
+    kept.push(k);
+  }
+  return {
+    nodeInfo: info,
+    always: Int32Array.from(always),
+    minTop,
+    complex: Int32Array.from(complex),
+    complexFirst: Int32Array.from(complexFirst),
+    complexKept: Int32Array.from(kept),
+  };
+}
+
+/**
+ * The rule table of a patched list: `base`'s rules with rules
+ * `[prefix, prefix + removed)` replaced by `added`'s (see {@linkcode Engine.patch}).
+ */
+export function patchedRuleTable(base: RuleTable, shape: PatchShape, added: RuleTable): RuleTable {
+  return new PatchedRuleTable(base, shape, added);
+}
+
+class PatchedRuleTable implements RuleTable {
+  readonly count: number;
+  readonly #base: RuleTable;
+  readonly #added: RuleTable;
+  readonly #P: number;
+  readonly #A: number;
+  readonly #shift: number;
+  #rules: readonly RouteRule[] | null = null;
+
+  constructor(base: RuleTable, shape: PatchShape, added: RuleTable) {
+    if (added.count !== shape.added || shape.prefix + shape.removed > base.count) {
+      throw new RangeError(
+        `patch ${JSON.stringify(shape)} does not fit ${base.count} + ${added.count} rules`,
+      );
+    }
+    this.#base = base;
+    this.#added = added;
+    this.#P = shape.prefix;
+    this.#A = shape.added;
+    this.#shift = shape.removed - shape.added;
+    this.count = base.count - shape.removed + shape.added;
+  }
+  outbound(i: number): string {
+    const k = i - this.#P;
+    return k < 0
+      ? this.#base.outbound(i)
+      : k < this.#A
+      ? this.#added.outbound(k)
+      : this.#base.outbound(i + this.#shift);
+  }
+  raw(i: number): unknown {
+    const k = i - this.#P;
+    return k < 0
+      ? this.#base.raw(i)
+      : k < this.#A
+      ? this.#added.raw(k)
+      : this.#base.raw(i + this.#shift);
+  }
+  fingerprint(i: number): number {
+    const k = i - this.#P;
+    return k < 0
+      ? this.#base.fingerprint(i)
+      : k < this.#A
+      ? this.#added.fingerprint(k)
+      : this.#base.fingerprint(i + this.#shift);
+  }
+  get ready(): Promise<void> | null {
+    const a = this.#base.ready ?? null, b = this.#added.ready ?? null;
+    return a === null && b === null ? null : Promise.all([a, b]).then(() => {});
+  }
+  get rules(): readonly RouteRule[] {
+    if (this.#rules) return this.#rules;
+    const b = this.#base.rules, P = this.#P, A = this.#A;
+    return this.#rules = [...b.slice(0, P), ...this.#added.rules, ...b.slice(P + A + this.#shift)];
+  }
+}
+
 /** Everything the constructor needs; built by {@linkcode buildParts}. */
 interface Parts {
   readonly top: (Matcher | null)[];
@@ -195,6 +342,9 @@ export class Engine {
   #candLen = 0;
   /** Lowest rule proven by a pure index hit during the current lookup. */
   #best = NONE;
+  /** A patched engine's new rules (see {@linkcode Engine.patch}), numbered from {@linkcode #overlayAt}. */
+  #overlay: Engine | null = null;
+  #overlayAt = 0;
   readonly #hits: Float64Array;
   #finalHits = 0;
 
@@ -213,7 +363,10 @@ export class Engine {
     const info = this.#nodeInfo[node]!;
     if ((info & 3) === W_SRC) this.#propose(info >>> 3);
   };
-  readonly #stampPort = (node: number): void => this.#propose(this.#nodeInfo[node]! >>> 3);
+  readonly #stampPort = (node: number): void => {
+    const info = this.#nodeInfo[node]!;
+    if ((info & 3) === W_PORT) this.#propose(info >>> 3); // not a rule removed by a patch
+  };
 
   /**
    * Compiles `opts` in one go. Rule specs must come from the config parser
@@ -302,6 +455,61 @@ export class Engine {
     );
   }
 
+  /**
+   * An engine for a rule list that differs from the one `base` was compiled
+   * from only in a stretch (`shape`), without recompiling the unchanged
+   * rules: `base`'s indexes are reused as they are, their rule numbers
+   * shifted and the removed rules' entries disabled (a copy of the small
+   * per-node table), and the `added` rules, compiled alone into `added`
+   * (its rules numbered from 0), are looked up after them, only for flows
+   * no rule before the stretch matched. Decides exactly as an engine
+   * compiled from the whole new list; `table` describes that list and
+   * `final` is its final outbound. `base` and `added` are not modified.
+   * `renumbered` ({@linkcode renumberParts} of `base` and `shape`) may come
+   * from another thread: it is the one step that walks every node.
+   */
+  static patch(
+    base: EngineWire,
+    shape: PatchShape,
+    added: EngineWire,
+    table: RuleTable,
+    final: string,
+    geoip?: GeoIpLookup,
+    renumbered: RenumberedParts = renumberParts(base, shape),
+  ): Engine {
+    const { prefix: P, removed: R, added: A } = shape;
+    if (
+      !(P >= 0 && R >= 0 && A >= 0) || P + R > base.ruleCount || added.ruleCount !== A ||
+      table.count !== base.ruleCount - R + A ||
+      renumbered.nodeInfo.length !== base.image.nodeInfo.length
+    ) {
+      throw new RangeError(
+        `patch ${
+          JSON.stringify(shape)
+        } does not fit ${base.ruleCount} + ${added.ruleCount} rules into ${table.count}`,
+      );
+    }
+    const { nodeInfo, always, minTop, complex, complexFirst, complexKept } = renumbered;
+    const engine = Engine.fromWire(
+      {
+        ...base,
+        image: { ...base.image, nodeInfo, always, minTop },
+        final,
+        ruleCount: table.count,
+        complex,
+        complexFirst,
+        complexSpecs: Array.from(complexKept, (k) => base.complexSpecs[k]!),
+      },
+      table,
+      geoip,
+    );
+    if (A > 0) {
+      engine.#overlay = Engine.fromWire(added, new SliceRuleTable(table, P, A), geoip);
+      engine.#overlayAt = P;
+    }
+    return engine;
+  }
+
   /** The route rules this engine was built from (for a wire-built engine: built on first access). */
   get rules(): readonly RouteRule[] {
     return this.#table.rules;
@@ -367,6 +575,11 @@ export class Engine {
         best = i;
         break;
       }
+    }
+    // A patched engine: its new rules, when no rule before them matched.
+    if (this.#overlay !== null && best > this.#overlayAt) {
+      const o = this.#overlay.#first(flow);
+      if (o >= 0 && o + this.#overlayAt < best) best = o + this.#overlayAt;
     }
     return best === NONE ? -1 : best;
   }

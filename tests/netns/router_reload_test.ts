@@ -167,6 +167,47 @@ routerLabTest(
       },
     );
 
+    await t.step(
+      "a reload that edits one rule compiles that rule alone; decisions follow it",
+      async () => {
+        const fillers = Array.from({ length: 28 }, (_, i) => ({
+          domain_suffix: [`filler${i}.example`],
+          outbound: "block",
+        }));
+        const cfg = (blocked: string) =>
+          rl.config({
+            // An outbound more than before: the rules' context changed, so this first
+            // reload compiles every rule; the next one is compared with it.
+            outbounds: [...OUTBOUNDS, { type: "direct", tag: "spare" }],
+            route: {
+              final: "direct",
+              rules: [
+                { port: [1], outbound: "block" },
+                { ip_cidr: [`${blocked}/32`], outbound: "block" },
+                ...fillers,
+              ],
+            },
+          });
+        await rl.writeConfig("b.json", cfg(a.extra4[1]!));
+        const full = await ipc.reload({ path: bPath });
+        assert.deepEqual([full.rules, full.rules_compiled], [30, 30]);
+        assertPasses(await echoTo(a.extra4[0]!));
+        assertReset(await echoTo(a.extra4[1]!));
+
+        await rl.writeConfig("b.json", cfg(a.extra4[0]!));
+        const r = await ipc.reload({ path: bPath });
+        assert.equal(r.rules, 30);
+        assert.equal(r.rules_reused, false);
+        assert.equal(r.rules_compiled, 1, "the other rules' compiled indexes were reused");
+        assertReset(await echoTo(a.extra4[0]!));
+        assertPasses(await echoTo(a.extra4[1]!));
+        const t2 = await ipc.routeTest({ dst: `${a.extra4[0]}:80` });
+        assert.deepEqual([t2.outbound, t2.rule], ["block", 1]);
+        const t3 = await ipc.routeTest({ dst: `${a.extra4[1]}:80`, domain: "x.filler27.example" });
+        assert.deepEqual([t3.outbound, t3.rule], ["block", 29]);
+      },
+    );
+
     await t.step("the flows open across all reloads complete with the right hash", async () => {
       const mid = await connected();
       assert.equal(mid.length, 2, "still open after SIGHUP");
@@ -181,7 +222,7 @@ routerLabTest(
         assert.ok(r.sent >= mid.find((c) => c.src === r.local)!.bytes_up);
       }
       const stats = await ipc.stats();
-      assert.equal(stats.reloads, 3, "CLI reload + SIGHUP + IPC reload");
+      assert.equal(stats.reloads, 5, "CLI reload + SIGHUP + 3 IPC reloads");
       assert.equal(stats.reload_failures, 2, "CLI + IPC invalid configs");
     });
 

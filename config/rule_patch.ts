@@ -1,0 +1,231 @@
+/**
+ * Reloads that edit a few route rules without recompiling the others. The
+ * config worker keeps the file it last compiled in full (the "base"); a new
+ * file whose bytes differ from it only inside the `route.rules` array (and
+ * anywhere before it: outbounds, inbounds, …) is compared with it byte for
+ * byte (natively, `Buffer.compare`) from both ends of the array. The rules
+ * before and after the edited stretch are the base's own, character for
+ * character; only the rules in between are parsed, validated and compiled
+ * (into a small engine the data-plane thread puts after the base's
+ * indexes: `Engine.patch`).
+ *
+ * Anything unusual — the array cannot be found where expected, the edited
+ * stretch is not a plain run of `,`-separated values, a rule is invalid,
+ * the outbound/inbound tags or inline rule sets changed, too many rules
+ * changed — gives null, and the caller compiles the file in full, which
+ * also reports errors exactly as usual.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import type { EngineWire, PatchShape } from "../rules/engine.ts";
+import type { RouteRule } from "../rules/spec.ts";
+import { skipWs } from "../rules/scanned_rules.ts";
+import { ConfigError } from "./config_error.ts";
+import { implicitOutbounds, parseConfig, type ParseOptions } from "./parse_config.ts";
+import { locate, rulesContext, type RulesIdentity, skipValue } from "./rule_scan.ts";
+import type { RouterConfig } from "./schema.ts";
+
+/** At most this many new rules are compiled as a patch; more: a full compile. */
+export const PATCH_MAX_ADDED = 1024;
+
+const COMMA = 44, CLOSE_BRACKET = 93;
+const decoder = new TextDecoder();
+
+/** What the worker keeps of the file it compiled in full. */
+export interface PatchBase {
+  /** A copy of the file's bytes. */
+  readonly file: Uint8Array;
+  /** `route.rules`: the index of its `[` and just past its `]`. */
+  readonly open: number;
+  readonly close: number;
+  /** `rulesContext` of the config (never null here). */
+  readonly context: string;
+  /** Rules routed to an implicit reject outbound: their indexes and tags. */
+  readonly rejects: readonly { readonly rule: number; readonly tag: string }[];
+  /** The compiled parts that a patch renumbers (copies of the base engine's). */
+  readonly parts: Pick<EngineWire, "image" | "complex" | "complexFirst">;
+  /** Member spans of the rules array (`[start, end]` per rule, file offsets); found on first use. */
+  spans: Int32Array | null;
+}
+
+/** A config read as a patch of its base. */
+export interface Patched {
+  /** The config; its outbounds exactly as a full parse gives them, its `route.rules` the new rules only. */
+  readonly config: RouterConfig;
+  readonly shape: PatchShape;
+  /** The identity of the new file's rules (to tell a later file with the same ones). */
+  readonly identity: RulesIdentity;
+  /** The new rules' texts, one after the other, and their spans in it. */
+  readonly text: Uint8Array;
+  readonly spans: Int32Array;
+}
+
+/**
+ * Member spans of the JSON array `[open, close)` of `b`: `[start, end]` per
+ * member. Null when it is not a plain array of values (the caller compiled
+ * the file, so it is valid JSON: null means a bug, and gives a full compile).
+ */
+export function memberSpans(b: Uint8Array, open: number, close: number): Int32Array | null {
+  const out: number[] = [];
+  let i = skipWs(b, open + 1);
+  if (i === close - 1) return new Int32Array(0);
+  for (;;) {
+    const e = skipValue(b, i);
+    if (e < 0 || e >= close) return null;
+    out.push(i, e);
+    i = skipWs(b, e);
+    if (b[i] === COMMA) i = skipWs(b, i + 1);
+    else if (b[i] === CLOSE_BRACKET && i === close - 1) return Int32Array.from(out);
+    else return null;
+  }
+}
+
+/** Length of the longest common prefix of `a` and `b` (binary search over native compares). */
+function commonPrefix(a: Uint8Array, b: Uint8Array): number {
+  let lo = 0, hi = Math.min(a.length, b.length);
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (Buffer.compare(a.subarray(0, mid), b.subarray(0, mid)) === 0) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Length of the longest common suffix of `a` and `b`. */
+function commonSuffix(a: Uint8Array, b: Uint8Array): number {
+  let lo = 0, hi = Math.min(a.length, b.length);
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (Buffer.compare(a.subarray(a.length - mid), b.subarray(b.length - mid)) === 0) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * The members of `b[from, to)`, a stretch of an array between two members
+ * (or its brackets), or null unless it is exactly what belongs there: a
+ * leading `,` when a member precedes it and any follows, members separated
+ * by `,`, and a trailing `,` when members are in it and one follows.
+ */
+function stretchMembers(
+  b: Uint8Array,
+  from: number,
+  to: number,
+  before: boolean,
+  after: boolean,
+): number[] | null {
+  const items: number[] = []; // -1 for a comma, else start, end pairs
+  let i = skipWs(b, from);
+  while (i < to) {
+    if (b[i] === COMMA) {
+      items.push(-1);
+      i = skipWs(b, i + 1);
+      continue;
+    }
+    const e = skipValue(b, i);
+    if (e < 0 || e > to) return null;
+    items.push(i, e);
+    i = skipWs(b, e);
+  }
+  if (i !== to) return null;
+  const spans: number[] = [];
+  let k = 0;
+  const comma = () => items[k] === -1 ? (k++, true) : false;
+  const members = items.filter((x) => x !== -1).length / 2;
+  if (before && (members > 0 || after) && !comma()) return null;
+  for (let m = 0; m < members; m++) {
+    if (m > 0 && !comma()) return null;
+    if (items[k] === -1 || k >= items.length) return null;
+    spans.push(items[k]!, items[k + 1]!);
+    k += 2;
+  }
+  if (after && members > 0 && !comma()) return null;
+  return k === items.length ? spans : null;
+}
+
+/**
+ * `bytes` (a config file) read as a patch of `base`, or null (then compile
+ * it in full: see the module doc).
+ */
+export function parseConfigPatch(
+  bytes: Uint8Array,
+  base: PatchBase,
+  opts: ParseOptions,
+  maxAdded = PATCH_MAX_ADDED,
+): Patched | null {
+  const old = base.file;
+  // Everything after the rules array must be the base's: that fixes where the array ends.
+  const tailLen = old.length - base.close;
+  const close = bytes.length - tailLen;
+  if (close <= 0 || Buffer.compare(bytes.subarray(close), old.subarray(base.close)) !== 0) {
+    return null;
+  }
+  const loc = locate(bytes, (at) => at < close && bytes[close - 1] === CLOSE_BRACKET ? close : -1);
+  if (loc === null) return null;
+  const spans = base.spans ??= memberSpans(old, base.open, base.close);
+  if (spans === null) return null;
+  const oldArr = old.subarray(base.open, base.close), newArr = bytes.subarray(loc.open, close);
+  const shift = newArr.length - oldArr.length;
+  const n = spans.length / 2;
+  const pre = commonPrefix(oldArr, newArr);
+  // Rules wholly inside the common prefix / suffix are the base's.
+  let P = 0;
+  while (P < n && spans[2 * P + 1]! - base.open <= pre) P++;
+  // The suffix may not reach into the prefix's rules (or the `[`).
+  const kept = P > 0 ? spans[2 * P - 1]! - base.open : 1;
+  const suf = Math.min(commonSuffix(oldArr, newArr), Math.min(oldArr.length, newArr.length) - kept);
+  let S = 0;
+  while (S < n - P && spans[2 * (n - 1 - S)]! - base.open >= oldArr.length - suf) S++;
+  const from = P > 0 ? spans[2 * P - 1]! - base.open + loc.open : loc.open + 1;
+  const to = (S > 0 ? spans[2 * (n - S)]! - base.open : oldArr.length - 1) + shift + loc.open;
+  if (from > to) return null;
+  const added = stretchMembers(bytes, from, to, P > 0, S > 0);
+  if (added === null || added.length / 2 > maxAdded) return null;
+  const A = added.length / 2, R = n - P - S;
+
+  // The new rules, alone in the config: parsed and validated in its context.
+  let len = Math.max(0, A - 1); // the commas
+  for (let m = 0; m < A; m++) len += added[2 * m + 1]! - added[2 * m]!;
+  const text = new Uint8Array(len);
+  const relSpans = new Int32Array(2 * A);
+  for (let m = 0, at = 0; m < A; m++) {
+    if (m > 0) text[at++] = COMMA;
+    relSpans[2 * m] = at;
+    text.set(bytes.subarray(added[2 * m]!, added[2 * m + 1]!), at);
+    at += added[2 * m + 1]! - added[2 * m]!;
+    relSpans[2 * m + 1] = at;
+  }
+  let config: RouterConfig;
+  try {
+    config = parseConfig(
+      JSON.parse(
+        decoder.decode(bytes.subarray(0, loc.open)) + "[" + decoder.decode(text) + "]" +
+          decoder.decode(bytes.subarray(close)),
+      ),
+      opts,
+    );
+  } catch (e) {
+    if (e instanceof SyntaxError || e instanceof ConfigError) return null;
+    throw e;
+  }
+  const declared = config.outbounds.filter((o) => !(o.type === "block" && o.implicit));
+  if (rulesContext({ ...config, outbounds: declared }) !== base.context) return null;
+  // Implicit reject outbounds: those the new rules use and those the kept rules use.
+  const used = new Set(config.route.rules.map((r: RouteRule) => r.outbound));
+  for (const { rule, tag } of base.rejects) if (rule < P || rule >= P + R) used.add(tag);
+  const implicit = implicitOutbounds(used);
+  return {
+    config: { ...config, outbounds: [...declared, ...implicit] },
+    shape: { prefix: P, removed: R, added: A },
+    identity: {
+      rules: bytes.subarray(loc.open, close),
+      context: base.context,
+      rejects: implicit.map((o) => o.tag),
+    },
+    text,
+    spans: relSpans,
+  };
+}

@@ -1,0 +1,217 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { formatIp } from "../core/ip.ts";
+import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
+import { Rand, randomConfig, randomFlow, randomRule } from "../tests/reference/random_rules.ts";
+import { Engine } from "../rules/engine.ts";
+import { CompileWorker } from "./compile_client.ts";
+import { ConfigError } from "./config_error.ts";
+import { loadConfig } from "./load_config.ts";
+import { memberSpans, parseConfigPatch, type PatchBase } from "./rule_patch.ts";
+import { rulesContext } from "./rule_scan.ts";
+import { parseConfig } from "./parse_config.ts";
+
+const enc = new TextEncoder();
+
+Deno.test("memberSpans() splits an array into its members, whitespace and strings respected", () => {
+  const text = enc.encode(`x [ {"a":"],}"} ,\n[1,[2]], "s\\"" ,3 ] y`);
+  const open = text.indexOf(91), close = text.lastIndexOf(93) + 1;
+  const spans = memberSpans(text, open, close)!;
+  const dec = new TextDecoder();
+  const got = [];
+  for (let i = 0; i < spans.length; i += 2) {
+    got.push(dec.decode(text.subarray(spans[i], spans[i + 1])));
+  }
+  assert.deepEqual(got, [`{"a":"],}"}`, "[1,[2]]", `"s\\""`, "3"]);
+  assert.equal(memberSpans(enc.encode("[ ]"), 0, 3)!.length, 0);
+  assert.equal(memberSpans(enc.encode("[1 2]"), 0, 5), null);
+});
+
+/** A base for {@linkcode parseConfigPatch} from a config text (as the worker would remember it). */
+function baseOf(text: string): PatchBase {
+  const file = enc.encode(text);
+  const config = parseConfig(JSON.parse(text), { baseDir: "/" });
+  const open = text.indexOf("[", text.indexOf('"rules"'));
+  let close = open, depth = 0;
+  for (; close < text.length; close++) {
+    if (text[close] === "[") depth++;
+    else if (text[close] === "]" && --depth === 0) break;
+  }
+  const rejects = config.route.rules.flatMap((r, rule) =>
+    r.outbound.startsWith("@") ? [{ rule, tag: r.outbound }] : []
+  );
+  const parts = Engine.compileWire({ rules: config.route.rules, final: config.route.final });
+  return {
+    file,
+    open,
+    close: close + 1,
+    context: rulesContext(config)!,
+    rejects,
+    parts,
+    spans: null,
+  };
+}
+
+const cfg = (rules: unknown[], extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }],
+    ...extra,
+    route: { rules, final: "direct" },
+    log: { level: "info" },
+  });
+
+Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must not patch", () => {
+  const rules = [1, 2, 3, 4].map((i) => ({ domain: [`r${i}.example`], outbound: "block" }));
+  const base = baseOf(cfg(rules));
+  const patch = (text: string) => parseConfigPatch(enc.encode(text), base, { baseDir: "/" });
+  const added = { domain_suffix: ["new.example"], outbound: "direct" };
+
+  assert.deepEqual(patch(cfg([rules[0], added, rules[2], rules[3]]))?.shape, {
+    prefix: 1,
+    removed: 1,
+    added: 1,
+  });
+  assert.deepEqual(patch(cfg([added, ...rules]))?.shape, { prefix: 0, removed: 0, added: 1 });
+  assert.deepEqual(patch(cfg([...rules, added]))?.shape, { prefix: 4, removed: 0, added: 1 });
+  assert.deepEqual(patch(cfg([rules[0], rules[3]]))?.shape, { prefix: 1, removed: 2, added: 0 });
+  assert.deepEqual(patch(cfg([]))?.shape, { prefix: 0, removed: 4, added: 0 });
+  // Only an outbound changed: the rule's text differs in its last bytes.
+  const retarget = { ...rules[1], outbound: "direct" };
+  assert.deepEqual(patch(cfg([rules[0], retarget, rules[2], rules[3]]))?.shape, {
+    prefix: 1,
+    removed: 1,
+    added: 1,
+  });
+  assert.deepEqual(patch(cfg([...rules.slice(0, 3), { ...rules[3], outbound: "direct" }]))?.shape, {
+    prefix: 3,
+    removed: 1,
+    added: 1,
+  });
+  // Only the first key changed: the texts differ in their first bytes.
+  const rekeyed = { domain_suffix: ["r3.example"], outbound: "block" };
+  assert.deepEqual(patch(cfg([rules[0], rules[1], rekeyed, rules[3]]))?.shape, {
+    prefix: 2,
+    removed: 1,
+    added: 1,
+  });
+  const p = patch(cfg([rules[0], added, added, rules[3]]))!;
+  assert.deepEqual(p.shape, { prefix: 1, removed: 2, added: 2 });
+  assert.equal(p.config.route.rules.length, 2);
+  assert.equal(
+    new TextDecoder().decode(p.text.subarray(p.spans[2], p.spans[3])),
+    JSON.stringify(added),
+  );
+  // The outbounds may change too (they come before the rules)…
+  const more = cfg([rules[0], added], {
+    outbounds: [{ type: "direct", tag: "direct", connect_timeout: "3s" }, {
+      type: "block",
+      tag: "block",
+    }],
+  });
+  assert.deepEqual(patch(more)?.shape, { prefix: 1, removed: 3, added: 1 });
+  // …but not their tags (the rules were validated against them),
+  const renamed = cfg(rules, {
+    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }, {
+      type: "block",
+      tag: "b2",
+    }],
+  });
+  assert.equal(patch(renamed), null);
+  // nor what follows the array, nor an invalid new rule, nor broken JSON.
+  assert.equal(patch(cfg(rules).replace('"info"', '"debug"')), null);
+  assert.equal(patch(cfg([rules[0], { domain: ["x"], outbound: "nowhere" }])), null);
+  assert.equal(patch(cfg(rules).replace("},{", "},,{")), null);
+  assert.equal(patch(cfg(rules).replace("},{", "} {")), null);
+  assert.equal(patch(cfg(rules).replace("},{", "},1,{")), null); // a value, but not a rule
+});
+
+/** A random edit of `rules`: one rule's outbound, or a stretch replaced by 0..4 new random rules. */
+function edit(r: Rand, rules: unknown[], tags: readonly string[]): unknown[] {
+  if (rules.length > 0 && r.chance(0.3)) {
+    // Only a rule's outbound: its text differs in its last bytes.
+    const k = r.int(rules.length), rule = { ...(rules[k] as Record<string, unknown>) };
+    delete rule.action;
+    rule.outbound = rule.outbound === "direct" ? "proxy" : "direct";
+    return rules.map((x, i) => i === k ? rule : x);
+  }
+  const P = r.int(rules.length + 1), R = r.int(Math.min(4, rules.length - P) + 1);
+  const added = Array.from({ length: r.int(5) }, () => {
+    const rule = randomRule(r, tags, 2) as Record<string, unknown>;
+    return r.chance(0.15)
+      ? { ...rule, action: "reject" }
+      : { ...rule, outbound: r.pick(["direct", "proxy"]) };
+  });
+  return [...rules.slice(0, P), ...added, ...rules.slice(P + R)];
+}
+
+Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain and list outbounds like a full load", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vr-patch-" });
+  const mmdb = join(dir, "country.mmdb");
+  await Deno.writeFile(mmdb, writeCountryMmdb({ "1.0.0.0/8": "CN", "2001:db8::/32": "US" }));
+  const path = join(dir, "c.json");
+  const w = new CompileWorker();
+  const r = new Rand(0x7a7c);
+  let patched = 0, loads = 0, cases = 0;
+  try {
+    for (let c = 0; c < 60; c++) {
+      const raw = randomConfig(r, 40) as {
+        route: { rules: unknown[]; geoip: { path: string }; rule_set: { tag: string }[] };
+      };
+      raw.route.geoip.path = mmdb;
+      const tags = raw.route.rule_set.map((s) => s.tag);
+      const indent = r.pick([0, 1, 2]);
+      const write = (rules: unknown[]) =>
+        Deno.writeTextFile(
+          path,
+          JSON.stringify({ ...raw, route: { ...raw.route, rules } }, null, indent),
+        );
+      await write(raw.route.rules);
+      await w.load(path); // the base
+      let rules = raw.route.rules;
+      for (let e = 0; e < 4; e++) {
+        // Edits pile up on the base (each reload is compared with the last full compile).
+        rules = edit(r, rules, tags);
+        await write(rules);
+        let want: Awaited<ReturnType<typeof loadConfig>>;
+        try {
+          want = await loadConfig(path);
+        } catch (err) {
+          assert.ok(err instanceof ConfigError, String(err));
+          await assert.rejects(
+            () => w.load(path),
+            (e2) => e2 instanceof ConfigError && e2.message === err.message,
+          );
+          continue;
+        }
+        const got = await w.load(path);
+        loads++;
+        if (got.patched) patched++;
+        assert.deepEqual(got.config.outbounds, want.config.outbounds);
+        assert.equal(got.engine.ruleCount, want.engine.ruleCount);
+        for (let i = 0; i < want.engine.ruleCount; i++) {
+          assert.equal(got.engine.outboundOf(i), want.engine.outboundOf(i));
+          assert.equal(got.engine.fingerprint(i), want.engine.fingerprint(i));
+        }
+        for (let f = 0; f < 30; f++) {
+          const flow = randomFlow(r);
+          const a = got.engine.explain(flow), b = want.engine.explain(flow);
+          if (a.rule !== b.rule || a.outbound !== b.outbound) {
+            assert.fail(
+              `config ${c} edit ${e} (${
+                JSON.stringify(got.patched ?? "full")
+              }): worker ${a.rule} ${a.outbound} != full ${b.rule} ${b.outbound}; ` +
+                `flow ${formatIp(flow.destination.addr)}:${flow.destination.port} ${flow.domain}`,
+            );
+          }
+          assert.deepEqual(a.rule_json, b.rule_json);
+          cases++;
+        }
+      }
+    }
+  } finally {
+    w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.ok(patched > loads / 2, `${patched} of ${loads} reloads were patches`);
+  assert.ok(cases > 5_000, `${cases} flows`);
+});
