@@ -191,30 +191,47 @@ async function main(): Promise<void> {
     await sleep(1000);
     await idle.stop();
     console.log(lagLine("idle", idle.samples.map((s) => s.rtt)));
-    // Per round: the file of reload i (after a warm-up reload of "a").
-    const rounds: [string, string, (i: number) => string][] = [];
+    // Per round: the file of reload i (after a warm-up reload of "a"), and the gap between reloads.
+    const rounds: [string, string, (i: number) => string, number][] = [];
     for (const [name, v] of Object.entries(files)) {
       rounds.push([
         name,
         "every rule compiled (a and its rules reversed, alternating)",
         (i) => i % 2 ? v.a! : v.r!,
+        200,
       ]);
-      rounds.push([name, "one rule edited (a different first rule each time)", (i) => v[`e${i}`]!]);
       rounds.push([
         name,
-        "one more rule edited each time, at another place (edits add up)",
-        (i) => v[`x${i}`]!,
+        "one rule edited (a different first rule each time)",
+        (i) => v[`e${i}`]!,
+        200,
       ]);
-      rounds.push([name, "rules unchanged (an outbound edited)", (i) => i % 2 ? v.a! : v.c!]);
+      // Edits that add up: 200 ms apart the worker has no idle second to compile the last
+      // patched file in full (REBASE_IDLE_MS), so the stretch against the last full compile
+      // grows until it is compiled in full; 1.5 s apart it has.
+      for (const gap of [200, 1500]) {
+        rounds.push([
+          name,
+          `one more rule edited each time, elsewhere (edits add up), ${gap} ms apart`,
+          (i) => v[`x${i}`]!,
+          gap,
+        ]);
+      }
+      rounds.push([
+        name,
+        "rules unchanged (an outbound edited)",
+        (i) => i % 2 ? v.a! : v.c!,
+        200,
+      ]);
     }
-    for (const [name, what, fileOf] of rounds) {
+    for (const [name, what, fileOf, gap] of rounds) {
       // Warm-up (JIT, first allocation of the heap); then the round's files.
       await ctl.reload({ path: v0(files, name) });
       const took: number[] = [], wall: number[] = [], compiled: number[] = [];
       const p = pinger(probe);
       const windows: [number, number][] = [];
       for (let i = 0; i < reloads; i++) {
-        await sleep(200);
+        await sleep(gap);
         const t0 = performance.now();
         const r = await ctl.reload({ path: fileOf(i) });
         compiled.push(r.rules_compiled ?? NaN);
@@ -236,6 +253,12 @@ async function main(): Promise<void> {
         } ms; ${reloads} reloads, rules compiled per reload: ${[...new Set(compiled)].join(", ")}`,
       );
       console.log(lagLine(`${name}: event-loop lag during reloads`, during));
+      if (gap > 200) {
+        // The worker's compiles between reloads must not stall the data plane either.
+        console.log(
+          lagLine(`${name}: event-loop lag over the whole round`, p.samples.map((x) => x.rtt)),
+        );
+      }
       if (values.detail) {
         for (const s of p.samples) {
           if (s.rtt <= 10) continue;

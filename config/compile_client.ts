@@ -22,7 +22,7 @@ import { Engine, type EngineWire, patchedRuleTable, type PatchShape } from "../r
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
-import type { JobReply, JobRequest, JobTail } from "./compile_job.ts";
+import type { JobDone, JobReply, JobRequest, JobTail } from "./compile_job.ts";
 import { arrayMemberSpans } from "./json_cooperative.ts";
 import { type ConfigSource, geoipIssue, loadConfig } from "./load_config.ts";
 import { validatedRuleParser } from "./rule_parser.ts";
@@ -38,6 +38,9 @@ export function defaultWorkerUrl(moduleUrl: string): URL {
   const bundled = new URL(moduleUrl).pathname.endsWith(".js");
   return new URL(bundled ? "./compile_worker.js" : "./compile_worker.ts", moduleUrl);
 }
+
+/** Default of {@linkcode CompileWorkerOptions.rebaseIdleMs}. */
+export const REBASE_IDLE_MS = 1000;
 
 /** What {@linkcode CompileWorker.load} returns (as `loadConfig()`). */
 export interface LoadedConfig {
@@ -98,6 +101,13 @@ export interface CompileWorkerOptions {
   readonly onFallback?: (error: Error) => void;
   /** The worker's module (default `compile_worker.ts` beside this file; tests replace it). */
   readonly workerUrl?: URL;
+  /**
+   * After a reload that patched a few rules in, the worker compiles that
+   * config in full once it has been idle this long (ms; default
+   * {@linkcode REBASE_IDLE_MS}; 0: never), so the next reload is compared
+   * with it rather than with the last full compile.
+   */
+  readonly rebaseIdleMs?: number;
 }
 
 /** A deferred rule table and its tail, whichever arrives first waits for the other. */
@@ -152,21 +162,26 @@ export class CompileWorker {
   /** True once the worker answered; a worker that fails before that is not restarted. */
   #answered = false;
   #disabled = false;
+  readonly #rebaseIdleMs: number;
+  /** A rebase that came before its (patched) job was built; see {@linkcode #takeRebase}. */
+  #rebased: Last | null = null;
 
   /** Starts the worker now (so it is loaded and warm by the first reload). */
   constructor(opts: CompileWorkerOptions = {}) {
     this.#geo = opts.geoip ?? new GeoIpCache();
     this.#onFallback = opts.onFallback;
     this.#url = opts.workerUrl ?? defaultWorkerUrl(import.meta.url);
+    this.#rebaseIdleMs = opts.rebaseIdleMs ?? REBASE_IDLE_MS;
     this.#start();
   }
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(this.#url, { type: "module" });
-    w.onmessage = (ev: MessageEvent<JobReply | JobTail>) => {
+    w.onmessage = (ev: MessageEvent<JobReply | JobTail | { rebase: JobDone }>) => {
       this.#answered = true;
       if ("tail" in ev.data) return this.#takeTail(ev.data);
+      if ("rebase" in ev.data) return this.#takeRebase(ev.data.rebase);
       const p = this.#pending.get(ev.data.id);
       if (!p) return;
       this.#pending.delete(ev.data.id);
@@ -195,11 +210,34 @@ export class CompileWorker {
     } else slot.tail = msg.tail;
   }
 
+  /**
+   * The worker compiled the last (patched) job's file in full: keep it as the
+   * base of later patches. The engine in use stays (it decides the same).
+   */
+  #takeRebase(reply: JobDone): void {
+    const table = new WireRuleTable(reply.rules, this.#ruleParser(reply.config), locateRules);
+    if (reply.rules.fingerprints === null) this.#tails.set(reply.id, { table });
+    const full = this.#full(reply.id, reply.wire, table);
+    // Its job may still be being built here (GeoIP is opened asynchronously): then it takes it.
+    if (this.#last?.id === reply.id) this.#last = full;
+    else this.#rebased = full;
+  }
+
+  #full(id: number, wire: EngineWire, table: WireRuleTable): Last {
+    const base: Base = { id, wire, table };
+    return {
+      id,
+      rebuild: (final, geoip) => Engine.fromWire({ ...wire, final }, table, geoip),
+      base,
+    };
+  }
+
   /** Rejects every pending load and drops the worker (a new one starts on the next load). */
   #fail(e: Error): void {
     this.#worker?.terminate();
     this.#worker = null;
     this.#last = null;
+    this.#rebased = null;
     if (!this.#answered) this.#disabled = true;
     for (const slot of this.#tails.values()) slot.table?.abandon();
     this.#tails.clear();
@@ -220,9 +258,16 @@ export class CompileWorker {
     if (this.#closed) throw new Error("CompileWorker is closed");
     if (this.#disabled) return await this.#onThisThread(source);
     let reply: JobReply;
-    const last = this.#last;
+    let last = this.#last;
     try {
       reply = await this.#ask(source, last?.id);
+      // A rebase (same job id, a new base) may have come in meanwhile: take it.
+      if (this.#last !== null && this.#last.id === last?.id) last = this.#last;
+      if (!this.#holds(reply, last)) {
+        // Our record and the worker's disagree (never seen; defensive): compile in full.
+        last = null;
+        reply = await this.#ask(source, undefined);
+      }
     } catch (e) {
       if (!(e instanceof WorkerFailure)) throw e;
       this.#onFallback?.(e);
@@ -231,9 +276,18 @@ export class CompileWorker {
     return await this.#receive(reply, last);
   }
 
+  /** Whether `last` has what a reuse or patch `reply` refers to. */
+  #holds(reply: JobReply, last: Last | null): boolean {
+    if (!reply.ok) return true;
+    if ("reused" in reply) return last?.id === reply.reused;
+    if ("patched" in reply) return last?.base.id === reply.patched;
+    return true;
+  }
+
   async #onThisThread(source: ConfigSource): Promise<LoadedConfig> {
     const loaded = await loadConfig(source);
     this.#last = null;
+    this.#rebased = null;
     return { ...loaded, compiledOn: "main" };
   }
 
@@ -245,6 +299,7 @@ export class CompileWorker {
         ? resolve(source)
         : { inline: source.inline, baseDir: resolve(source.baseDir ?? ".") },
       ...(prev !== undefined && typeof source === "string" ? { prev } : {}),
+      rebaseIdleMs: this.#rebaseIdleMs,
     };
     const worker = this.#start();
     return new Promise<JobReply>((resolve, reject) => {
@@ -310,17 +365,15 @@ export class CompileWorker {
       const rebuild = (final: string, geoip: GeoIpLookup | undefined) =>
         Engine.patch(base.wire, shape, wire, table, final, geoip, renumbered);
       const engine = rebuild(c.route.final, geoip);
-      this.#last = { id: reply.id, rebuild, base };
+      const rebased = this.#rebased;
+      this.#rebased = null;
+      this.#last = rebased?.id === reply.id ? rebased : { id: reply.id, rebuild, base };
       return { config: this.#withRules(c, engine), engine, patched: shape, compiledOn: "worker" };
     }
     const table = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);
     const engine = Engine.fromWire(reply.wire, table, geoip);
-    const base: Base = { id: reply.id, wire: reply.wire, table };
-    this.#last = {
-      id: reply.id,
-      rebuild: (final, geoip) => Engine.fromWire({ ...base.wire, final }, base.table, geoip),
-      base,
-    };
+    this.#last = this.#full(reply.id, reply.wire, table);
+    this.#rebased = null;
     const slot = this.#tails.get(reply.id);
     if (slot) {
       if (slot.tail) {

@@ -46,7 +46,7 @@ import {
   rulesIdentity,
 } from "./rule_scan.ts";
 import type { RuleSetSpec } from "../rules/spec.ts";
-import { parseConfigPatch, type PatchBase } from "./rule_patch.ts";
+import { memberSpans, parseConfigPatch, type PatchBase } from "./rule_patch.ts";
 import { REJECT_DROP_TAG, REJECT_TAG, type RouterConfig } from "./schema.ts";
 
 /** A request to the config worker. */
@@ -58,6 +58,12 @@ export interface JobRequest {
    * config's route rules are the same, the reply is a {@linkcode JobReused}.
    */
   readonly prev?: number;
+  /**
+   * After a patch (see {@linkcode JobPatched}), compile the patched file in
+   * full once the worker has been idle this long (ms), so that the next
+   * reload is compared with it (see {@linkcode rebaseJob}); 0: never.
+   */
+  readonly rebaseIdleMs?: number;
 }
 
 /** Timings of a job in the worker, ms. */
@@ -176,6 +182,9 @@ export class CompileMemo {
   /** The last job compiled in full from a file with `whole` (see {@linkcode remember}): what patches are made against. */
   #base: PatchBase | null = null;
   #baseId = -1;
+  /** The last job when it was a patch: its file, to compile in full later ({@linkcode rebaseJob}). */
+  #patched: { readonly id: number; readonly path: string; readonly bytes: Uint8Array } | null =
+    null;
 
   /**
    * Remembers job `id`'s rules (copied: the file's buffer is transferred; not
@@ -230,9 +239,30 @@ export class CompileMemo {
    * Remembers job `id`, a patch of the base: a later file with the same
    * rules reuses it; patches are still made against the base.
    */
-  rememberPatch(id: number, identity: RulesIdentity): void {
+  rememberPatch(
+    id: number,
+    identity: RulesIdentity,
+    file: { readonly path: string; readonly bytes: Uint8Array },
+  ): void {
     this.#id = id;
     this.#identity = { ...identity, rules: identity.rules.slice() };
+    this.#patched = { id, ...file };
+  }
+
+  /**
+   * Finds the base's rule spans now (the first patch would otherwise): for
+   * an idle worker, after it posted a full reply.
+   */
+  prepareBase(): void {
+    const b = this.#base;
+    if (b !== null && b.spans === null) b.spans = memberSpans(b.file, b.open, b.close);
+  }
+
+  /** The last job's file when that job was a patch not yet compiled in full. */
+  get patched(): { readonly id: number; readonly path: string; readonly bytes: Uint8Array } | null {
+    return this.#patched !== null && this.#patched.id === this.#id && this.#baseId !== this.#id
+      ? this.#patched
+      : null;
   }
 
   /** Forgets the last job. */
@@ -241,6 +271,7 @@ export class CompileMemo {
     this.#identity = null;
     this.#base = null;
     this.#baseId = -1;
+    this.#patched = null;
   }
 
   /** The identity of job `id`'s rules, if that is the job remembered. */
@@ -315,12 +346,13 @@ export async function compileJob(
         const patch = of ? parseConfigPatch(bytes, of.base, { baseDir }) : null;
         if (of && patch !== null) {
           const rules = patch.config.route.rules;
+          const current = { path: source, bytes };
           return await compileParsed(id, patch.config, t0, deps, (config, ruleSets) => {
             const t1 = performance.now();
             const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
             const ruleWire = buildRuleWire(rules, { text: patch.text, spans: patch.spans });
             const renumbered = renumberParts(of.base.parts, patch.shape);
-            memo!.rememberPatch(id, patch.identity); // before the file's buffer goes
+            memo!.rememberPatch(id, patch.identity, current);
             const reply: JobPatched = {
               id,
               ok: true,
@@ -411,6 +443,29 @@ export async function compileJob(
     remember(ruleWire);
     return { reply: done(wire, ruleWire), transfer: wireTransferList([wire, ruleWire]) };
   });
+}
+
+/**
+ * Compiles in full the file of the last job when that job was a patch: its
+ * reply ({@linkcode JobDone}, with that job's id) gives the caller a new base
+ * for later patches, so that each reload is compared with the one before
+ * and not with an ever older file. The file's bytes are those the patch was
+ * made from (the file may have changed on disk since). Null when there is
+ * nothing to do or it fails (the old base stays).
+ */
+export async function rebaseJob(
+  memo: CompileMemo,
+  deps: Pick<CompileDeps, "readFile"> = {},
+): Promise<JobResult | null> {
+  const p = memo.patched;
+  if (p === null) return null;
+  const read = deps.readFile ?? Deno.readFile;
+  const r = await compileJob(
+    { id: p.id, source: p.path },
+    { ...deps, readFile: (path) => path === p.path ? Promise.resolve(p.bytes) : read(path) },
+    memo,
+  );
+  return r.reply.ok && "wire" in r.reply && !("patched" in r.reply) ? r : null;
 }
 
 /**

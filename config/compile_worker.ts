@@ -1,30 +1,64 @@
 /**
  * Entry point of the config worker (a Deno `Worker`, started once by
  * {@linkcode CompileWorker} and reused so its JIT stays warm): for each
- * {@linkcode JobRequest} it runs {@linkcode compileJob} and posts the reply
+ * {@linkcode JobRequest} it runs {@linkcode compileJob} and posts its reply
  * with the engine's typed arrays transferred, then, for a big rule list, the
- * reply's tail (rule spans and fingerprints, not needed to route). Only meant
- * to be loaded as a worker.
+ * reply's tail (rule spans and fingerprints, not needed to route). After a
+ * patch reply it compiles the patched file in full once it has been idle
+ * for the request's `rebaseIdleMs`, and posts that as `{rebase: JobDone}`
+ * (then its tail): the caller's new base ({@linkcode rebaseJob}). Jobs run
+ * one at a time. Only meant to be loaded as a worker.
  *
  * @module
  */
 
 /// <reference lib="deno.worker" />
 
-import { compileJob, CompileMemo, type JobRequest } from "./compile_job.ts";
+import {
+  compileJob,
+  CompileMemo,
+  type JobRequest,
+  type JobResult,
+  rebaseJob,
+} from "./compile_job.ts";
 import { lowerThreadPriority } from "./thread_priority.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
 // The last job's route rules, to skip them when a reload leaves them unchanged.
 const memo = new CompileMemo();
+/** Jobs (and rebases) one after the other: they share the memo. */
+let queue: Promise<void> = niced.then(() => {});
+let rebaseTimer: ReturnType<typeof setTimeout> | undefined;
 
-self.onmessage = async (ev: MessageEvent<JobRequest>) => {
-  await niced;
-  const { reply, transfer, tail } = await compileJob(ev.data, {}, memo);
-  self.postMessage(reply, transfer);
-  if (tail) {
-    const t = tail();
+function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
+  self.postMessage(wrap(r.reply), r.transfer);
+  if (r.tail) {
+    const t = r.tail();
     self.postMessage(t.reply, t.transfer);
   }
+}
+
+self.onmessage = (ev: MessageEvent<JobRequest>) => {
+  clearTimeout(rebaseTimer);
+  rebaseTimer = undefined;
+  const req = ev.data;
+  queue = queue.then(async () => {
+    const r = await compileJob(req, {}, memo);
+    post(r);
+    if (r.reply.ok && "wire" in r.reply && !("patched" in r.reply)) memo.prepareBase();
+    const idle = req.rebaseIdleMs ?? 0;
+    if ("patched" in r.reply && idle > 0) {
+      rebaseTimer = setTimeout(() => {
+        rebaseTimer = undefined;
+        queue = queue.then(async () => {
+          const rb = await rebaseJob(memo);
+          if (rb) {
+            post(rb, (reply) => ({ rebase: reply }));
+            memo.prepareBase();
+          }
+        });
+      }, idle);
+    }
+  });
 };

@@ -4,6 +4,7 @@ import { formatIp } from "../core/ip.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { Rand, randomConfig, randomFlow, randomRule } from "../tests/reference/random_rules.ts";
 import { Engine } from "../rules/engine.ts";
+import { flow } from "../rules/_testing.ts";
 import { CompileWorker } from "./compile_client.ts";
 import { ConfigError } from "./config_error.ts";
 import { loadConfig } from "./load_config.ts";
@@ -149,7 +150,8 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
   const mmdb = join(dir, "country.mmdb");
   await Deno.writeFile(mmdb, writeCountryMmdb({ "1.0.0.0/8": "CN", "2001:db8::/32": "US" }));
   const path = join(dir, "c.json");
-  const w = new CompileWorker();
+  // Rebases as soon as the worker is idle: they interleave with the loads.
+  const w = new CompileWorker({ rebaseIdleMs: 1 });
   const r = new Rand(0x7a7c);
   let patched = 0, loads = 0, cases = 0;
   try {
@@ -214,4 +216,41 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
   }
   assert.ok(patched > loads / 2, `${patched} of ${loads} reloads were patches`);
   assert.ok(cases > 5_000, `${cases} flows`);
+});
+
+Deno.test("CompileWorker rebases on an idle worker: the next reload is compared with the last, not the first", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vr-rebase-" });
+  const path = join(dir, "c.json");
+  const w = new CompileWorker({ rebaseIdleMs: 20 });
+  const rules = Array.from(
+    { length: 60 },
+    (_, i) => ({ domain: [`r${i}.example`], outbound: "block" }),
+  );
+  const write = (edits: number[]) =>
+    Deno.writeTextFile(
+      path,
+      cfg(rules.map((x, i) => edits.includes(i) ? { ...x, outbound: "direct" } : x)),
+    );
+  const check = async (want: unknown) => {
+    const got = await w.load(path), full = await loadConfig(path);
+    assert.deepEqual(got.patched ?? null, want);
+    for (let i = 0; i < 60; i++) {
+      const f = flow({ domain: `r${i}.example` });
+      assert.deepEqual(got.engine.match(f), full.engine.match(f));
+    }
+  };
+  try {
+    await write([]);
+    await check(null); // full
+    await write([5]);
+    await check({ prefix: 5, removed: 1, added: 1 });
+    await new Promise((r) => setTimeout(r, 400)); // idle: the worker compiles [5] in full
+    await write([5, 50]);
+    await check({ prefix: 50, removed: 1, added: 1 }); // against [5], not the first file
+    await write([5, 10, 50]); // at once: no rebase of [5, 50] yet, compared with [5]
+    await check({ prefix: 10, removed: 41, added: 41 });
+  } finally {
+    w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
