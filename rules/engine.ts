@@ -259,6 +259,7 @@ class PatchedRuleTable implements RuleTable {
   readonly #P: number;
   readonly #A: number;
   readonly #shift: number;
+  #k = 0;
   #rules: readonly RouteRule[] | null = null;
 
   constructor(base: RuleTable, shape: PatchShape, added: RuleTable) {
@@ -274,29 +275,24 @@ class PatchedRuleTable implements RuleTable {
     this.#shift = shape.removed - shape.added;
     this.count = base.count - shape.removed + shape.added;
   }
-  outbound(i: number): string {
+  /** The table holding rule `i`; its index there is left in `#k` (no allocation per call). */
+  #which(i: number): RuleTable {
     const k = i - this.#P;
-    return k < 0
-      ? this.#base.outbound(i)
-      : k < this.#A
-      ? this.#added.outbound(k)
-      : this.#base.outbound(i + this.#shift);
+    if (k >= 0 && k < this.#A) {
+      this.#k = k;
+      return this.#added;
+    }
+    this.#k = k < 0 ? i : i + this.#shift;
+    return this.#base;
+  }
+  outbound(i: number): string {
+    return this.#which(i).outbound(this.#k);
   }
   raw(i: number): unknown {
-    const k = i - this.#P;
-    return k < 0
-      ? this.#base.raw(i)
-      : k < this.#A
-      ? this.#added.raw(k)
-      : this.#base.raw(i + this.#shift);
+    return this.#which(i).raw(this.#k);
   }
   fingerprint(i: number): number {
-    const k = i - this.#P;
-    return k < 0
-      ? this.#base.fingerprint(i)
-      : k < this.#A
-      ? this.#added.fingerprint(k)
-      : this.#base.fingerprint(i + this.#shift);
+    return this.#which(i).fingerprint(this.#k);
   }
   get ready(): Promise<void> | null {
     const a = this.#base.ready ?? null, b = this.#added.ready ?? null;

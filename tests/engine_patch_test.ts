@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/parse_config.ts";
-import { Engine, ruleTableOf } from "../rules/engine.ts";
+import { Engine, patchedRuleTable, ruleTableOf } from "../rules/engine.ts";
 import type { RouteRule, RuleSetSpec } from "../rules/spec.ts";
 import { fakeCountry, Rand, randomConfig, randomFlow } from "./reference/random_rules.ts";
 
@@ -46,6 +46,19 @@ Deno.test("Engine.patch() decides like a full compile of the edited list on 120,
       );
       const full = new Engine({ rules: next, final, ruleSets, geoip });
       assert.equal(patched.ruleCount, next.length);
+      const table = patchedRuleTable(
+        ruleTableOf(base),
+        { prefix: P, removed: R, added: X.length },
+        ruleTableOf(X),
+      );
+      const want = ruleTableOf(next);
+      assert.equal(table.count, want.count);
+      for (let i = 0; i < next.length; i++) {
+        assert.equal(table.outbound(i), want.outbound(i));
+        assert.equal(table.raw(i), want.raw(i));
+        assert.equal(table.fingerprint(i), want.fingerprint(i));
+      }
+      assert.deepEqual(table.rules, next);
       for (let i = 0; i < FLOWS / 2; i++) {
         const flow = randomFlow(r);
         const want = full.match(flow);
