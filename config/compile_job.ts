@@ -245,7 +245,9 @@ export class CompileMemo {
     file: { readonly path: string; readonly bytes: Uint8Array },
   ): void {
     this.#id = id;
-    this.#identity = { ...identity, rules: identity.rules.slice() };
+    // A view into `file.bytes`, kept here and never transferred: a patch reply
+    // carries copies; a rebase that transfers them remembers a new identity first.
+    this.#identity = identity;
     this.#patched = { id, ...file };
   }
 
