@@ -256,8 +256,12 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     try {
       const next = structuredClone(config);
       next.route.rules.unshift({ domain_suffix: ["www.example.com"], outbound: "block" });
-      const rr = await client.reload({ config: next });
-      console.log(`   reload: ${rr.rules} rules, ${rr.outbounds} outbounds, took ${rr.took_ms} ms`);
+      // The file edited in place, as a management API does: only the new rule is compiled.
+      await Deno.writeTextFile(configPath, JSON.stringify(next, null, 2));
+      const rr = await client.reload({ path: configPath });
+      console.log(
+        `   reload: ${rr.rules} rules (${rr.rules_compiled} compiled, the others reused), ${rr.outbounds} outbounds, took ${rr.took_ms} ms`,
+      );
       const bad = await client.reload({
         config: { ...next, route: { ...next.route, rules: [{ ip_cidr: ["10.0.0.0/33"] }] } },
       }).then(() => "accepted?!", (e: Error) => e.message);
