@@ -50,3 +50,40 @@ Deno.test("cidrContains() agrees with the index on a sweep of addresses", () => 
     }
   }
 });
+
+Deno.test("CidrIndex.lookup() agrees with cidrContains() on random nested prefixes", () => {
+  // Prefixes that share long runs of bits and addresses that leave them at
+  // every possible bit, the jump table's 16 included.
+  let seed = 0x51f7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  for (let round = 0; round < 200; round++) {
+    const v6 = round % 2 === 1, len = v6 ? 16 : 4;
+    const base = Uint8Array.from({ length: len }, () => rnd(256));
+    const cidrs: Cidr[] = [];
+    for (let k = 0; k < 1 + rnd(6); k++) {
+      const addr = base.slice();
+      const prefix = rnd(len * 8 + 1);
+      const at = rnd(len);
+      if (rnd(2) === 1) addr[at] = addr[at]! ^ (1 << rnd(8)); // a sibling branch somewhere
+      cidrs.push({ addr, prefix });
+    }
+    const b = new CidrIndexBuilder();
+    cidrs.forEach((x, i) => b.add(i, [x]));
+    const index = b.build();
+    for (let t = 0; t < 60; t++) {
+      const addr = base.slice();
+      if (t > 0) {
+        const bit = rnd(len * 8); // flip one bit: leaves the shared run there
+        addr[bit >> 3] = addr[bit >> 3]! ^ (0x80 >> (bit & 7));
+      }
+      const want = cidrs.flatMap((x, i) => cidrContains(x, addr) ? [i] : []);
+      const got = new Set<number>();
+      index.lookup(addr, (n) => got.add(n));
+      assert.deepEqual(
+        [...got].sort((x, y) => x - y),
+        want,
+        `${[...addr]} in ${JSON.stringify(cidrs)}`,
+      );
+    }
+  }
+});
