@@ -321,7 +321,9 @@ export function runReload(args: string[], deps: IpcCommandDeps): Promise<number>
         const reused = result.rules_reused
           ? " (rules unchanged: compiled indexes reused)"
           : result.rules_compiled !== undefined && result.rules_compiled < result.rules
-          ? ` (${result.rules_compiled} new rules compiled, the others' indexes reused)`
+          ? ` (${result.rules_compiled} new rule${
+            result.rules_compiled === 1 ? "" : "s"
+          } compiled, the others' indexes reused)`
           : "";
         const where = result.compiled_on === "main"
           ? " (compiled on the data-plane thread: the config worker could not run)"

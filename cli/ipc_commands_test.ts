@@ -124,6 +124,25 @@ Deno.test("runReload() sends an absolute path and prints what was loaded", async
   });
 });
 
+Deno.test("runReload() says when only some rules were compiled, and when the data-plane thread compiled", async () => {
+  await withRouter(async (path) => {
+    const t = io();
+    assert.equal(await runReload(["--socket", path, "--config", "edited.json"], t.deps), 0);
+    assert.match(
+      t.out.text,
+      /3 rules, 3 outbounds in 1\.5 ms \(1 new rule compiled, the others' indexes reused\)/,
+    );
+    assert.doesNotMatch(t.out.text, /data-plane thread/);
+    const u = io();
+    assert.equal(await runReload(["--socket", path, "--config", "main.json"], u.deps), 0);
+    assert.match(
+      u.out.text,
+      /\(compiled on the data-plane thread: the config worker could not run\)/,
+    );
+    assert.doesNotMatch(u.out.text, /new rules? compiled/);
+  });
+});
+
 Deno.test("runReload() without --config reloads the file the router runs from", async () => {
   await withRouter(async (path, calls) => {
     const t = io();

@@ -77,7 +77,15 @@ export function fakeHandlers(
           `route.rules[3].ip_cidr[0]: "10.0.0.0/33": prefix out of range`,
         );
       }
-      return { rules: 3, outbounds: 3, took_ms: 1.5, closed: p.close_removed ? 2 : 0 };
+      return {
+        rules: 3,
+        outbounds: 3,
+        took_ms: 1.5,
+        closed: p.close_removed ? 2 : 0,
+        // A path naming "edited" had one rule compiled; "main" was compiled on the data plane.
+        rules_compiled: p.path?.includes("edited") ? 1 : 3,
+        compiled_on: p.path?.includes("main") ? "main" : "worker",
+      };
     },
     routeTest: (p) => {
       calls.routeTest.push(p);
