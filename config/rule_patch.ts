@@ -147,6 +147,21 @@ function stretchMembers(
 }
 
 /**
+ * Whether rules validated in context `was` (see `rulesContext`) are valid
+ * as they are in context `now`: the same GeoIP presence and inline rule
+ * sets, and every outbound and inbound tag still there (tags may be added:
+ * a new outbound and the rules that use it are a patch).
+ */
+export function contextFits(was: string, now: string): boolean {
+  if (was === now) return true;
+  const [o1, i1, g1, s1] = JSON.parse(was) as [string[], string[], boolean, unknown];
+  const [o2, i2, g2, s2] = JSON.parse(now) as [string[], string[], boolean, unknown];
+  if (g1 !== g2 || JSON.stringify(s1) !== JSON.stringify(s2)) return false;
+  const outs = new Set(o2), ins = new Set(i2);
+  return o1.every((t) => outs.has(t)) && i1.every((t) => ins.has(t));
+}
+
+/**
  * `bytes` (a config file) read as a patch of `base`, or null (then compile
  * it in full: see the module doc).
  */
@@ -212,7 +227,8 @@ export function parseConfigPatch(
     throw e;
   }
   const declared = config.outbounds.filter((o) => !(o.type === "block" && o.implicit));
-  if (rulesContext({ ...config, outbounds: declared }) !== base.context) return null;
+  const context = rulesContext({ ...config, outbounds: declared });
+  if (context === null || !contextFits(base.context, context)) return null;
   // Implicit reject outbounds: those the new rules use and those the kept rules use.
   const used = new Set(config.route.rules.map((r: RouteRule) => r.outbound));
   for (const { rule, tag } of base.rejects) if (rule < P || rule >= P + R) used.add(tag);
@@ -222,7 +238,7 @@ export function parseConfigPatch(
     shape: { prefix: P, removed: R, added: A },
     identity: {
       rules: bytes.subarray(loc.open, close),
-      context: base.context,
+      context,
       rejects: implicit.map((o) => o.tag),
     },
     text,

@@ -8,7 +8,7 @@ import { flow } from "../rules/_testing.ts";
 import { CompileWorker } from "./compile_client.ts";
 import { ConfigError } from "./config_error.ts";
 import { loadConfig } from "./load_config.ts";
-import { memberSpans, parseConfigPatch, type PatchBase } from "./rule_patch.ts";
+import { contextFits, memberSpans, parseConfigPatch, type PatchBase } from "./rule_patch.ts";
 import { rulesContext } from "./rule_scan.ts";
 import { parseConfig } from "./parse_config.ts";
 
@@ -110,14 +110,17 @@ Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must
     }],
   });
   assert.deepEqual(patch(more)?.shape, { prefix: 1, removed: 3, added: 1 });
-  // …but not their tags (the rules were validated against them),
-  const renamed = cfg(rules, {
-    outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }, {
-      type: "block",
-      tag: "b2",
-    }],
-  });
-  assert.equal(patch(renamed), null);
+  // …and gain tags, with rules that use them (the other rules stay valid),
+  const outbounds = [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }];
+  const wider = patch(
+    cfg([...rules, { domain: ["w.example"], outbound: "wg" }], {
+      outbounds: [...outbounds, { type: "direct", tag: "wg" }],
+    }),
+  );
+  assert.deepEqual(wider?.shape, { prefix: 4, removed: 0, added: 1 });
+  assert.deepEqual(wider?.config.outbounds.map((o) => o.tag), ["direct", "block", "wg"]);
+  // …but not lose one (a kept rule may use it).
+  assert.equal(patch(cfg([rules[0]], { outbounds: [outbounds[1]] })), null);
   // nor what follows the array, nor an invalid new rule, nor broken JSON.
   assert.equal(patch(cfg(rules).replace('"info"', '"debug"')), null);
   assert.equal(patch(cfg([rules[0], { domain: ["x"], outbound: "nowhere" }])), null);
@@ -253,4 +256,16 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
     w.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("contextFits(): tags may be added, not removed; GeoIP and inline rule sets must stay", () => {
+  const ctx = (o: string[], i: string[], geoip: boolean, sets: unknown[] = []) =>
+    JSON.stringify([o, i, geoip, sets]);
+  const was = ctx(["a", "b"], ["in"], false);
+  assert.ok(contextFits(was, was));
+  assert.ok(contextFits(was, ctx(["b", "c", "a"], ["in", "in2"], false)));
+  assert.ok(!contextFits(was, ctx(["a"], ["in"], false)));
+  assert.ok(!contextFits(was, ctx(["a", "b"], [], false)));
+  assert.ok(!contextFits(was, ctx(["a", "b"], ["in"], true)));
+  assert.ok(!contextFits(was, ctx(["a", "b"], ["in"], false, [{ tag: "s", type: "inline" }])));
 });
