@@ -176,10 +176,15 @@ routerLabTest(
         }));
         const cfg = (blocked: string) =>
           rl.config({
-            // An outbound more than before: the rules' context changed, so this first
-            // reload compiles every rule; the next one is compared with it.
-            outbounds: [...OUTBOUNDS, { type: "direct", tag: "spare" }],
+            outbounds: OUTBOUNDS,
             route: {
+              // A rule set the rules were not checked against before: the first reload
+              // below compiles every rule; the next one is compared with it.
+              rule_set: [{
+                type: "inline",
+                tag: "unused",
+                rules: [{ domain: ["unused.example"] }],
+              }],
               final: "direct",
               rules: [
                 { port: [1], outbound: "block" },
