@@ -255,7 +255,12 @@ export function formatStatus(st: StatusResult): string {
   }
   if (st.last_reload) {
     const r = st.last_reload;
-    lines.push(`reload:   ${r.at} ${r.ok ? "ok" : `FAILED: ${r.error ?? "unknown error"}`}`);
+    const how = r.took_ms !== undefined
+      ? ` in ${r.took_ms} ms, ${r.rules_compiled ?? "?"} rule${
+        r.rules_compiled === 1 ? "" : "s"
+      } compiled`
+      : "";
+    lines.push(`reload:   ${r.at} ${r.ok ? `ok${how}` : `FAILED: ${r.error ?? "unknown error"}`}`);
   }
   lines.push(`outbounds (${st.outbounds.length}):`);
   const rows = [["TAG", "TYPE", "STATE", "FLOWS", "DETAIL"]];

@@ -76,6 +76,7 @@ Deno.test("runStatus() prints a human summary with uptime, flows, rules and outb
     assert.match(text, /flows: +12 active \(8 tcp, 4 udp\), 3456 since start/);
     assert.match(text, /wg-us +direct\/wireguard +up +7/);
     assert.match(text, /xray-jp +socks\/xray +down +0 +refused/);
+    assert.match(text, /reload: +2026-01-01T01:00:00\.000Z ok in 4\.2 ms, 1 rule compiled/);
     assert.equal(t.err.text, "");
   });
 });

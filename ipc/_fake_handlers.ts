@@ -30,7 +30,7 @@ export const FAKE_STATUS: StatusResult = {
     { tag: "wg-us", type: "direct", kind: "wireguard", state: "up", flows: 7 },
     { tag: "xray-jp", type: "socks", kind: "xray", state: "down", flows: 0, detail: "refused" },
   ],
-  last_reload: { at: "2026-01-01T01:00:00.000Z", ok: true },
+  last_reload: { at: "2026-01-01T01:00:00.000Z", ok: true, took_ms: 4.2, rules_compiled: 1 },
 };
 
 /** The rules the fake route tester knows, by index. */

@@ -237,6 +237,10 @@ export interface LastReload {
   ok: boolean;
   /** Why it failed (field path and reason). */
   error?: string;
+  /** A successful reload's duration, ms (absent from older routers). */
+  took_ms?: number;
+  /** Rules it compiled (see {@linkcode ReloadResult.rules_compiled}). */
+  rules_compiled?: number;
 }
 
 /** The UDP session table of one inbound, in `status` and `stats`. */

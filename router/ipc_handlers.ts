@@ -129,15 +129,17 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       if (typeof source === "string") opts.configPath = source;
       else opts.configPath = null;
       reloads++;
-      lastReload = { at: new Date().toISOString(), ok: true };
+      const took_ms = Math.round((performance.now() - t0) * 1000) / 1000;
+      const rules_compiled = loaded.reused ? 0 : loaded.patched?.added ?? summary.rules;
+      lastReload = { at: new Date().toISOString(), ok: true, took_ms, rules_compiled };
       opts.onReload?.();
       return {
         rules: summary.rules,
         outbounds: summary.outbounds,
-        took_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+        took_ms,
         closed: summary.closed,
         rules_reused: loaded.reused === true,
-        rules_compiled: loaded.reused ? 0 : loaded.patched?.added ?? summary.rules,
+        rules_compiled,
         compiled_on: loaded.compiledOn ?? "main",
       };
     } catch (e) {

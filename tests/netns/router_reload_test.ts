@@ -204,6 +204,7 @@ routerLabTest(
         assert.equal(r.rules, 30);
         assert.equal(r.rules_reused, false);
         assert.equal(r.rules_compiled, 1, "the other rules' compiled indexes were reused");
+        assert.equal((await ipc.status()).last_reload?.rules_compiled, 1);
         assertReset(await echoTo(a.extra4[0]!));
         assertPasses(await echoTo(a.extra4[1]!));
         const t2 = await ipc.routeTest({ dst: `${a.extra4[0]}:80` });
