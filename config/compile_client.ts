@@ -40,7 +40,7 @@ export function defaultWorkerUrl(moduleUrl: string): URL {
 }
 
 /** Default of {@linkcode CompileWorkerOptions.rebaseIdleMs}. */
-export const REBASE_IDLE_MS = 1000;
+export const REBASE_IDLE_MS = 100;
 
 /** What {@linkcode CompileWorker.load} returns (as `loadConfig()`). */
 export interface LoadedConfig {
@@ -104,8 +104,9 @@ export interface CompileWorkerOptions {
   /**
    * After a reload that patched a few rules in, the worker compiles that
    * config in full once it has been idle this long (ms; default
-   * {@linkcode REBASE_IDLE_MS}; 0: never), so the next reload is compared
-   * with it rather than with the last full compile.
+   * {@linkcode REBASE_IDLE_MS}; 0: never) or three times its last full
+   * compile if longer (at most 2 s), so the next reload is compared with it
+   * rather than with the last full compile.
    */
   readonly rebaseIdleMs?: number;
 }

@@ -30,6 +30,8 @@ const memo = new CompileMemo();
 /** Jobs (and rebases) one after the other: they share the memo. */
 let queue: Promise<void> = niced.then(() => {});
 let rebaseTimer: ReturnType<typeof setTimeout> | undefined;
+/** How long the last full compile took, ms: a rebase waits a few times that (see below). */
+let lastFullMs = 0;
 
 function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
   self.postMessage(wrap(r.reply), r.transfer);
@@ -46,8 +48,13 @@ self.onmessage = (ev: MessageEvent<JobRequest>) => {
   queue = queue.then(async () => {
     const r = await compileJob(req, {}, memo);
     post(r);
-    if (r.reply.ok && "wire" in r.reply && !("patched" in r.reply)) memo.prepareBase();
-    const idle = req.rebaseIdleMs ?? 0;
+    if (r.reply.ok && "wire" in r.reply && !("patched" in r.reply)) {
+      lastFullMs = r.reply.ms.parse + r.reply.ms.compile;
+      memo.prepareBase();
+    }
+    // A rebase is a full compile, and a reload that comes meanwhile waits for it: wait
+    // longer for big rule lists, so reloads a few hundred ms apart do not queue behind one.
+    const idle = req.rebaseIdleMs ? Math.min(2000, Math.max(req.rebaseIdleMs, 3 * lastFullMs)) : 0;
     if ("patched" in r.reply && idle > 0) {
       rebaseTimer = setTimeout(() => {
         rebaseTimer = undefined;
