@@ -1,18 +1,19 @@
 /**
  * Reloads that edit a few route rules without recompiling the others. The
- * config worker keeps the file it last compiled in full (the "base"); a new
- * file whose bytes differ from it only inside the `route.rules` array (and
- * anywhere before it: outbounds, inbounds, …) is compared with it byte for
- * byte (natively, `Buffer.compare`) from both ends of the array. The rules
+ * config worker keeps the file it last compiled in full (the "base"); the
+ * `route.rules` array of a new file is compared with the base's byte for
+ * byte (natively, `Buffer.compare`) from both ends. The rest of the file is
+ * parsed as usual (outbounds and inbounds may change and be added, not
+ * removed: see {@linkcode contextFits}). The rules
  * before and after the edited stretch are the base's own, character for
  * character; only the rules in between are parsed, validated and compiled
  * (into a small engine the data-plane thread puts after the base's
  * indexes: `Engine.patch`).
  *
- * Anything unusual — the array cannot be found where expected, the edited
- * stretch is not a plain run of `,`-separated values, a rule is invalid,
- * the outbound/inbound tags or inline rule sets changed, too many rules
- * changed — gives null, and the caller compiles the file in full, which
+ * Anything unusual — the array cannot be found, the edited stretch is not a
+ * plain run of `,`-separated values, a rule is invalid, an outbound or
+ * inbound tag is gone, GeoIP presence or the inline rule sets changed, too
+ * many rules changed — gives null, and the caller compiles the file in full, which
  * also reports errors exactly as usual.
  *
  * @module
@@ -173,13 +174,15 @@ export function parseConfigPatch(
 ): Patched | null {
   const old = base.file;
   // Everything after the rules array must be the base's: that fixes where the array ends.
+  // Where the rules array ends: where the base's did from the end of the file when what
+  // follows it is the same (no walk); else found by walking the array's bytes.
   const tailLen = old.length - base.close;
-  const close = bytes.length - tailLen;
-  if (close <= 0 || Buffer.compare(bytes.subarray(close), old.subarray(base.close)) !== 0) {
-    return null;
-  }
-  const loc = locate(bytes, (at) => at < close && bytes[close - 1] === CLOSE_BRACKET ? close : -1);
+  const guess = bytes.length - tailLen;
+  const sameTail = guess > 0 && bytes[guess - 1] === CLOSE_BRACKET &&
+    Buffer.compare(bytes.subarray(guess), old.subarray(base.close)) === 0;
+  const loc = locate(bytes, (at) => sameTail && at < guess ? guess : skipValue(bytes, at));
   if (loc === null) return null;
+  const close = loc.close;
   const spans = base.spans ??= memberSpans(old, base.open, base.close);
   if (spans === null) return null;
   const oldArr = old.subarray(base.open, base.close), newArr = bytes.subarray(loc.open, close);

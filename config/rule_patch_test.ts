@@ -121,8 +121,14 @@ Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must
   assert.deepEqual(wider?.config.outbounds.map((o) => o.tag), ["direct", "block", "wg"]);
   // …but not lose one (a kept rule may use it).
   assert.equal(patch(cfg([rules[0]], { outbounds: [outbounds[1]] })), null);
-  // nor what follows the array, nor an invalid new rule, nor broken JSON.
-  assert.equal(patch(cfg(rules).replace('"info"', '"debug"')), null);
+  // What follows the array may change too (its end is then found by walking it),
+  const later = patch(
+    cfg([rules[0], added, rules[2], rules[3]]).replace('"final":"direct"', '"final":"block"'),
+  );
+  assert.deepEqual(later?.shape, { prefix: 1, removed: 1, added: 1 });
+  assert.equal(later?.config.route.final, "block");
+  assert.equal(patch(cfg(rules).replace('"info"', '"debug"'))?.config.log.level, "debug");
+  // but not an invalid new rule, nor broken JSON.
   assert.equal(patch(cfg([rules[0], { domain: ["x"], outbound: "nowhere" }])), null);
   assert.equal(patch(cfg(rules).replace("},{", "},,{")), null);
   assert.equal(patch(cfg(rules).replace("},{", "} {")), null);
@@ -165,10 +171,11 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
       raw.route.geoip.path = mmdb;
       const tags = raw.route.rule_set.map((s) => s.tag);
       const indent = r.pick([0, 1, 2]);
-      const write = (rules: unknown[]) =>
+      // `final` comes after the rules: changing it changes what follows the array.
+      const write = (rules: unknown[], final = "direct") =>
         Deno.writeTextFile(
           path,
-          JSON.stringify({ ...raw, route: { ...raw.route, rules } }, null, indent),
+          JSON.stringify({ ...raw, route: { ...raw.route, rules, final } }, null, indent),
         );
       await write(raw.route.rules);
       await w.load(path); // the base
@@ -176,7 +183,7 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
       for (let e = 0; e < 4; e++) {
         // Edits pile up on the base (each reload is compared with the last full compile).
         rules = edit(r, rules, tags);
-        await write(rules);
+        await write(rules, r.chance(0.25) ? "proxy" : "direct");
         let want: Awaited<ReturnType<typeof loadConfig>>;
         try {
           want = await loadConfig(path);
