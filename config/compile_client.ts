@@ -166,6 +166,7 @@ export class CompileWorker {
   readonly #rebaseIdleMs: number;
   /** A rebase that came before its (patched) job was built; see {@linkcode #takeRebase}. */
   #rebased: Last | null = null;
+  #rebases = 0;
 
   /** Starts the worker now (so it is loaded and warm by the first reload). */
   constructor(opts: CompileWorkerOptions = {}) {
@@ -216,6 +217,7 @@ export class CompileWorker {
    * base of later patches. The engine in use stays (it decides the same).
    */
   #takeRebase(reply: JobDone): void {
+    this.#rebases++;
     const table = new WireRuleTable(reply.rules, this.#ruleParser(reply.config), locateRules);
     if (reply.rules.fingerprints === null) this.#tails.set(reply.id, { table });
     const full = this.#full(reply.id, reply.wire, table);
@@ -244,6 +246,11 @@ export class CompileWorker {
     this.#tails.clear();
     for (const p of this.#pending.values()) p.reject(e);
     this.#pending.clear();
+  }
+
+  /** Rebases received from the worker (see {@linkcode CompileWorkerOptions.rebaseIdleMs}). */
+  get rebases(): number {
+    return this.#rebases;
   }
 
   /** Number of loads in flight. */

@@ -231,7 +231,7 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
 Deno.test("CompileWorker rebases on an idle worker: the next reload is compared with the last, not the first", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vr-rebase-" });
   const path = join(dir, "c.json");
-  const w = new CompileWorker({ rebaseIdleMs: 20 });
+  const w = new CompileWorker({ rebaseIdleMs: 300 });
   const rules = Array.from(
     { length: 60 },
     (_, i) => ({ domain: [`r${i}.example`], outbound: "block" }),
@@ -254,10 +254,12 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
     await check(null); // full
     await write([5]);
     await check({ prefix: 5, removed: 1, added: 1 });
-    await new Promise((r) => setTimeout(r, 400)); // idle: the worker compiles [5] in full
+    // Idle: the worker compiles [5] in full and sends it.
+    for (let i = 0; i < 500 && w.rebases === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(w.rebases, 1);
     await write([5, 50]);
     await check({ prefix: 50, removed: 1, added: 1 }); // against [5], not the first file
-    await write([5, 10, 50]); // at once: no rebase of [5, 50] yet, compared with [5]
+    await write([5, 10, 50]); // at once (well within 300 ms): no rebase of [5, 50] yet, compared with [5]
     await check({ prefix: 10, removed: 41, added: 41 });
   } finally {
     w.close();
