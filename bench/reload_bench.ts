@@ -219,7 +219,7 @@ async function main(): Promise<void> {
   }, { baseDir: Deno.cwd() }).route.rules;
   const patched = Engine.patch(
     Engine.compileWire({ rules, final }),
-    { prefix: 0, removed: 1, added: 1 },
+    [{ prefix: 0, removed: 1, added: 1 }],
     Engine.compileWire({ rules: edited.slice(0, 1), final }),
     ruleTableOf(edited),
     final,

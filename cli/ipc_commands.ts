@@ -326,7 +326,7 @@ export function runReload(args: string[], deps: IpcCommandDeps): Promise<number>
         const reused = result.rules_reused
           ? " (rules unchanged: compiled indexes reused)"
           : result.rules_compiled !== undefined && result.rules_compiled < result.rules
-          ? ` (${result.rules_compiled} new rule${
+          ? ` (${result.rules_compiled} rule${
             result.rules_compiled === 1 ? "" : "s"
           } compiled, the others' indexes reused)`
           : "";

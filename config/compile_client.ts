@@ -18,7 +18,7 @@
  */
 
 import { resolve } from "node:path";
-import { Engine, type EngineWire, patchedRuleTable, type PatchShape } from "../rules/engine.ts";
+import { Engine, type EngineWire, patchedRuleTable, type PatchStretches } from "../rules/engine.ts";
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
@@ -52,11 +52,17 @@ export interface LoadedConfig {
    */
   readonly reused?: boolean;
   /**
-   * Set when only a stretch of the route rules changed since the engine this
-   * worker built last: those rules were compiled alone and put after its
-   * indexes (`Engine.patch`); the others were not compiled again.
+   * Set when only some route rules changed since the engine this worker
+   * built in full last: the rules it lacks were compiled alone and put after
+   * its indexes (`Engine.patch`); the others were not compiled again.
+   * `added`: how many rules this reload brought; `compiled`: how many were
+   * compiled (with those of earlier patches since that engine).
    */
-  readonly patched?: PatchShape;
+  readonly patched?: {
+    readonly stretches: PatchStretches;
+    readonly added: number;
+    readonly compiled: number;
+  };
   /** Where it was compiled: on the config worker, or on this thread (the worker could not run). */
   readonly compiledOn: "worker" | "main";
 }
@@ -368,15 +374,16 @@ export class CompileWorker {
         throw new Error(`config worker patched job ${reply.patched}, not asked for`);
       }
       const added = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);
-      const table = patchedRuleTable(base.table, reply.shape, added);
-      const { shape, wire, renumbered } = reply;
+      const { stretches, wire, renumbered } = reply;
+      const table = patchedRuleTable(base.table, stretches, added);
       const rebuild = (final: string, geoip: GeoIpLookup | undefined) =>
-        Engine.patch(base.wire, shape, wire, table, final, geoip, renumbered);
+        Engine.patch(base.wire, stretches, wire, table, final, geoip, renumbered);
       const engine = rebuild(c.route.final, geoip);
       const rebased = this.#rebased;
       this.#rebased = null;
       this.#last = rebased?.id === reply.id ? rebased : { id: reply.id, rebuild, base };
-      return { config: this.#withRules(c, engine), engine, patched: shape, compiledOn: "worker" };
+      const patched = { stretches, added: reply.added, compiled: wire.ruleCount };
+      return { config: this.#withRules(c, engine), engine, patched, compiledOn: "worker" };
     }
     const table = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);
     const engine = Engine.fromWire(reply.wire, table, geoip);

@@ -16,7 +16,7 @@ import { dirname, resolve } from "node:path";
 import {
   Engine,
   type EngineWire,
-  type PatchShape,
+  type PatchStretches,
   type RenumberedParts,
   renumberParts,
   wireTransferList,
@@ -46,7 +46,13 @@ import {
   rulesIdentity,
 } from "./rule_scan.ts";
 import type { RuleSetSpec } from "../rules/spec.ts";
-import { memberSpans, parseConfigPatch, type PatchBase } from "./rule_patch.ts";
+import {
+  baseAsCurrent,
+  memberSpans,
+  parseConfigPatch,
+  type PatchBase,
+  type PatchCurrent,
+} from "./rule_patch.ts";
 import { REJECT_DROP_TAG, REJECT_TAG, type RouterConfig } from "./schema.ts";
 
 /** A request to the config worker. */
@@ -146,17 +152,19 @@ export interface JobReused {
 }
 
 /**
- * A successful job whose route rules are those of job `patched` (which the
- * caller holds) with rules `[prefix, prefix + removed)` replaced by
- * `added` new ones, compiled alone into `wire` and `rules` (see
- * `Engine.patch`; `config.route.rules` is empty).
+ * A successful job whose route rules are those of job `patched` (the base,
+ * which the caller holds) with its `stretches` replaced by the rules
+ * compiled alone into `wire` and `rules`, in order (see `Engine.patch`;
+ * `config.route.rules` is empty).
  */
 export interface JobPatched {
   readonly id: number;
   readonly ok: true;
   readonly patched: number;
-  readonly shape: PatchShape;
-  /** The base's parts renumbered for `shape` (`renumberParts`, done here: it walks every node). */
+  readonly stretches: PatchStretches;
+  /** How many of those rules are new since the last job (the others came with earlier patches). */
+  readonly added: number;
+  /** The base's parts renumbered for `stretches` (`renumberParts`, done here: it walks every node). */
   readonly renumbered: RenumberedParts;
   readonly config: RouterConfig;
   readonly wire: EngineWire;
@@ -183,6 +191,8 @@ export class CompileMemo {
   #base: PatchBase | null = null;
   #baseId = -1;
   /** The last job when it was a patch: its file, to compile in full later ({@linkcode rebaseJob}). */
+  /** The last patched file (null: the base), what the next file is compared with. */
+  #current: PatchCurrent | null = null;
   #patched: { readonly id: number; readonly path: string; readonly bytes: Uint8Array } | null =
     null;
 
@@ -230,9 +240,11 @@ export class CompileMemo {
       },
       complex: complex.slice(),
       complexFirst: complexFirst.slice(),
+      ruleCount: whole.wire.ruleCount,
     };
     this.#base = { file, open, close, context: identity.context, rejects, parts, spans: null };
     this.#baseId = id;
+    this.#current = null;
   }
 
   /**
@@ -243,8 +255,10 @@ export class CompileMemo {
     id: number,
     identity: RulesIdentity,
     file: { readonly path: string; readonly bytes: Uint8Array },
+    current: PatchCurrent,
   ): void {
     this.#id = id;
+    this.#current = current;
     // A view into `file.bytes`, kept here and never transferred: a patch reply
     // carries copies; a rebase that transfers them remembers a new identity first.
     this.#identity = identity;
@@ -274,6 +288,7 @@ export class CompileMemo {
     this.#base = null;
     this.#baseId = -1;
     this.#patched = null;
+    this.#current = null;
   }
 
   /** The identity of job `id`'s rules, if that is the job remembered. */
@@ -285,10 +300,12 @@ export class CompileMemo {
    * The base to read a new file as a patch of, and its job id, when job `id`
    * is the last one remembered (its caller then also holds the base).
    */
-  baseOf(id: number | undefined): { readonly id: number; readonly base: PatchBase } | null {
-    return id !== undefined && id === this.#id && this.#base !== null
-      ? { id: this.#baseId, base: this.#base }
-      : null;
+  baseOf(
+    id: number | undefined,
+  ): { readonly id: number; readonly base: PatchBase; readonly current: PatchCurrent } | null {
+    if (id === undefined || id !== this.#id || this.#base === null) return null;
+    const current = this.#current ?? baseAsCurrent(this.#base);
+    return current ? { id: this.#baseId, base: this.#base, current } : null;
   }
 }
 
@@ -345,7 +362,7 @@ export async function compileJob(
           return { reply: { id, ok: true, reused: req.prev!, config: same, ms }, transfer: [] };
         }
         const of = memo?.baseOf(req.prev);
-        const patch = of ? parseConfigPatch(bytes, of.base, { baseDir }) : null;
+        const patch = of ? parseConfigPatch(bytes, of.base, of.current, { baseDir }) : null;
         if (of && patch !== null) {
           const rules = patch.config.route.rules;
           const current = { path: source, bytes };
@@ -353,13 +370,14 @@ export async function compileJob(
             const t1 = performance.now();
             const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
             const ruleWire = buildRuleWire(rules, { text: patch.text, spans: patch.spans });
-            const renumbered = renumberParts(of.base.parts, patch.shape);
-            memo!.rememberPatch(id, patch.identity, current);
+            const renumbered = renumberParts(of.base.parts, patch.stretches);
+            memo!.rememberPatch(id, patch.identity, current, patch.current);
             const reply: JobPatched = {
               id,
               ok: true,
               patched: of.id,
-              shape: patch.shape,
+              stretches: patch.stretches,
+              added: patch.added,
               renumbered,
               config: { ...config, route: { ...config.route, rules: [] } },
               wire,

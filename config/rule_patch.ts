@@ -20,7 +20,7 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { EngineWire, PatchShape } from "../rules/engine.ts";
+import type { EngineWire, PatchShape, PatchStretches } from "../rules/engine.ts";
 import type { RouteRule } from "../rules/spec.ts";
 import { skipWs } from "../rules/scanned_rules.ts";
 import { ConfigError } from "./config_error.ts";
@@ -46,7 +46,7 @@ export interface PatchBase {
   /** Rules routed to an implicit reject outbound: their indexes and tags. */
   readonly rejects: readonly { readonly rule: number; readonly tag: string }[];
   /** The compiled parts that a patch renumbers (copies of the base engine's). */
-  readonly parts: Pick<EngineWire, "image" | "complex" | "complexFirst">;
+  readonly parts: Pick<EngineWire, "image" | "complex" | "complexFirst" | "ruleCount">;
   /** Member spans of the rules array (`[start, end]` per rule, file offsets); found on first use. */
   spans: Int32Array | null;
 }
@@ -55,12 +55,17 @@ export interface PatchBase {
 export interface Patched {
   /** The config; its outbounds exactly as a full parse gives them, its `route.rules` the new rules only. */
   readonly config: RouterConfig;
-  readonly shape: PatchShape;
+  /** Which rules of the base were replaced by the rules in `text`, in order. */
+  readonly stretches: PatchStretches;
+  /** Rules new since `current` (those this reload brought; `text` also has older edits). */
+  readonly added: number;
   /** The identity of the new file's rules (to tell a later file with the same ones). */
   readonly identity: RulesIdentity;
-  /** The new rules' texts, one after the other, and their spans in it. */
+  /** The rules the base does not have, one after the other, and their spans in it. */
   readonly text: Uint8Array;
   readonly spans: Int32Array;
+  /** The new file, to compare the next one with. */
+  readonly current: PatchCurrent;
 }
 
 /**
@@ -81,6 +86,22 @@ export function memberSpans(b: Uint8Array, open: number, close: number): Int32Ar
     else if (b[i] === CLOSE_BRACKET && i === close - 1) return Int32Array.from(out);
     else return null;
   }
+}
+
+/** How many of `0, 1, …, n - 1` pass `ok`, which holds for a leading run of them only. */
+function countWhile(n: number, ok: (i: number) => boolean): number {
+  let lo = 0, hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ok(mid)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Adds `d` to `a[from, to)`. */
+function addTo(a: Int32Array, from: number, to: number, d: number): void {
+  if (d !== 0) { for (let i = from; i < to; i++) a[i] = a[i]! + d; }
 }
 
 /** Length of the longest common prefix of `a` and `b` (binary search over native compares). */
@@ -163,57 +184,119 @@ export function contextFits(was: string, now: string): boolean {
 }
 
 /**
+ * The file a patch is made from: the base itself, or the last patched file
+ * (what {@linkcode parseConfigPatch} returns as `current`).
+ */
+export interface PatchCurrent {
+  readonly file: Uint8Array;
+  /** Its `route.rules`: the index of its `[` and just past its `]`. */
+  readonly open: number;
+  readonly close: number;
+  /** Member spans of the rules array (`[start, end]` per rule, file offsets). */
+  readonly spans: Int32Array;
+  /** Per rule: its index in the base, or -1 for a rule the base does not have. */
+  readonly src: Int32Array;
+}
+
+/** The base as a {@linkcode PatchCurrent} (null when its rules cannot be split). */
+export function baseAsCurrent(base: PatchBase): PatchCurrent | null {
+  const spans = base.spans ??= memberSpans(base.file, base.open, base.close);
+  if (spans === null) return null;
+  const src = new Int32Array(spans.length / 2);
+  for (let i = 0; i < src.length; i++) src[i] = i;
+  return { file: base.file, open: base.open, close: base.close, spans, src };
+}
+
+/**
  * `bytes` (a config file) read as a patch of `base`, or null (then compile
- * it in full: see the module doc).
+ * it in full: see the module doc). It is compared with `current` (the base,
+ * or the last patched file) and the difference composed with `current`'s
+ * own: the result says which stretches of the base's rules were replaced,
+ * and carries every rule the base does not have (old edits and new).
  */
 export function parseConfigPatch(
   bytes: Uint8Array,
   base: PatchBase,
+  current: PatchCurrent,
   opts: ParseOptions,
   maxAdded = PATCH_MAX_ADDED,
 ): Patched | null {
-  const old = base.file;
-  // Everything after the rules array must be the base's: that fixes where the array ends.
-  // Where the rules array ends: where the base's did from the end of the file when what
-  // follows it is the same (no walk); else found by walking the array's bytes.
-  const tailLen = old.length - base.close;
+  const old = current.file;
+  // Where the rules array ends: where the current one did from the end of the file when
+  // what follows it is the same (no walk); else found by walking the array's bytes.
+  const tailLen = old.length - current.close;
   const guess = bytes.length - tailLen;
   const sameTail = guess > 0 && bytes[guess - 1] === CLOSE_BRACKET &&
-    Buffer.compare(bytes.subarray(guess), old.subarray(base.close)) === 0;
+    Buffer.compare(bytes.subarray(guess), old.subarray(current.close)) === 0;
   const loc = locate(bytes, (at) => sameTail && at < guess ? guess : skipValue(bytes, at));
   if (loc === null) return null;
   const close = loc.close;
-  const spans = base.spans ??= memberSpans(old, base.open, base.close);
-  if (spans === null) return null;
-  const oldArr = old.subarray(base.open, base.close), newArr = bytes.subarray(loc.open, close);
+  const spans = current.spans;
+  const oldArr = old.subarray(current.open, current.close);
+  const newArr = bytes.subarray(loc.open, close);
   const shift = newArr.length - oldArr.length;
   const n = spans.length / 2;
   const pre = commonPrefix(oldArr, newArr);
-  // Rules wholly inside the common prefix / suffix are the base's.
-  let P = 0;
-  while (P < n && spans[2 * P + 1]! - base.open <= pre) P++;
+  // Rules wholly inside the common prefix / suffix are the current file's (spans ascend:
+  // binary searches).
+  const P = countWhile(n, (i) => spans[2 * i + 1]! - current.open <= pre);
   // The suffix may not reach into the prefix's rules (or the `[`).
-  const kept = P > 0 ? spans[2 * P - 1]! - base.open : 1;
+  const kept = P > 0 ? spans[2 * P - 1]! - current.open : 1;
   const suf = Math.min(commonSuffix(oldArr, newArr), Math.min(oldArr.length, newArr.length) - kept);
-  let S = 0;
-  while (S < n - P && spans[2 * (n - 1 - S)]! - base.open >= oldArr.length - suf) S++;
-  const from = P > 0 ? spans[2 * P - 1]! - base.open + loc.open : loc.open + 1;
-  const to = (S > 0 ? spans[2 * (n - S)]! - base.open : oldArr.length - 1) + shift + loc.open;
+  const S = countWhile(n - P, (j) => spans[2 * (n - 1 - j)]! - current.open >= oldArr.length - suf);
+  const from = P > 0 ? spans[2 * P - 1]! - current.open + loc.open : loc.open + 1;
+  const to = (S > 0 ? spans[2 * (n - S)]! - current.open : oldArr.length - 1) + shift + loc.open;
   if (from > to) return null;
-  const added = stretchMembers(bytes, from, to, P > 0, S > 0);
-  if (added === null || added.length / 2 > maxAdded) return null;
-  const A = added.length / 2, R = n - P - S;
+  const fresh = stretchMembers(bytes, from, to, P > 0, S > 0);
+  if (fresh === null) return null;
+  const A = fresh.length / 2;
 
-  // The new rules, alone in the config: parsed and validated in its context.
-  let len = Math.max(0, A - 1); // the commas
-  for (let m = 0; m < A; m++) len += added[2 * m + 1]! - added[2 * m]!;
+  // The new file's rules: the current prefix, the fresh ones, the current suffix.
+  const total = P + A + S;
+  const src = new Int32Array(total), newSpans = new Int32Array(2 * total);
+  src.set(current.src.subarray(0, P));
+  src.fill(-1, P, P + A);
+  src.set(current.src.subarray(n - S), P + A);
+  newSpans.set(spans.subarray(0, 2 * P));
+  newSpans.set(fresh, 2 * P);
+  newSpans.set(spans.subarray(2 * (n - S)), 2 * (P + A));
+  addTo(newSpans, 0, 2 * P, loc.open - current.open);
+  addTo(newSpans, 2 * (P + A), 2 * total, close - current.close);
+  // Against the base: the stretches between the base rules kept, and every rule it lacks.
+  const baseCount = base.parts.ruleCount;
+  const stretches: PatchShape[] = [];
+  const addedAt: number[] = [];
+  let expect = 0, pending = 0;
+  for (let i = 0; i < total; i++) {
+    const b = src[i]!;
+    if (b < 0) {
+      pending++;
+      addedAt.push(i);
+      continue;
+    }
+    if (b !== expect || pending > 0) {
+      stretches.push({ prefix: expect, removed: b - expect, added: pending });
+    }
+    expect = b + 1;
+    pending = 0;
+  }
+  if (expect < baseCount || pending > 0) {
+    stretches.push({ prefix: expect, removed: baseCount - expect, added: pending });
+  }
+  if (addedAt.length > maxAdded) return null;
+
+  // The rules the base lacks, alone in the config: parsed and validated in its context.
+  const A2 = addedAt.length;
+  let len = Math.max(0, A2 - 1); // the commas
+  for (const i of addedAt) len += newSpans[2 * i + 1]! - newSpans[2 * i]!;
   const text = new Uint8Array(len);
-  const relSpans = new Int32Array(2 * A);
-  for (let m = 0, at = 0; m < A; m++) {
+  const relSpans = new Int32Array(2 * A2);
+  for (let m = 0, at = 0; m < A2; m++) {
+    const i = addedAt[m]!;
     if (m > 0) text[at++] = COMMA;
     relSpans[2 * m] = at;
-    text.set(bytes.subarray(added[2 * m]!, added[2 * m + 1]!), at);
-    at += added[2 * m + 1]! - added[2 * m]!;
+    text.set(bytes.subarray(newSpans[2 * i]!, newSpans[2 * i + 1]!), at);
+    at += newSpans[2 * i + 1]! - newSpans[2 * i]!;
     relSpans[2 * m + 1] = at;
   }
   let config: RouterConfig;
@@ -232,13 +315,16 @@ export function parseConfigPatch(
   const declared = config.outbounds.filter((o) => !(o.type === "block" && o.implicit));
   const context = rulesContext({ ...config, outbounds: declared });
   if (context === null || !contextFits(base.context, context)) return null;
-  // Implicit reject outbounds: those the new rules use and those the kept rules use.
+  // Implicit reject outbounds: those the added rules use and those the kept base rules use.
   const used = new Set(config.route.rules.map((r: RouteRule) => r.outbound));
-  for (const { rule, tag } of base.rejects) if (rule < P || rule >= P + R) used.add(tag);
+  for (const { rule, tag } of base.rejects) {
+    if (!stretches.some((x) => rule >= x.prefix && rule < x.prefix + x.removed)) used.add(tag);
+  }
   const implicit = implicitOutbounds(used);
   return {
     config: { ...config, outbounds: [...declared, ...implicit] },
-    shape: { prefix: P, removed: R, added: A },
+    stretches,
+    added: A,
     identity: {
       rules: bytes.subarray(loc.open, close),
       context,
@@ -246,5 +332,6 @@ export function parseConfigPatch(
     },
     text,
     spans: relSpans,
+    current: { file: bytes, open: loc.open, close, spans: newSpans, src },
   };
 }

@@ -8,7 +8,13 @@ import { flow } from "../rules/_testing.ts";
 import { CompileWorker } from "./compile_client.ts";
 import { ConfigError } from "./config_error.ts";
 import { loadConfig } from "./load_config.ts";
-import { contextFits, memberSpans, parseConfigPatch, type PatchBase } from "./rule_patch.ts";
+import {
+  baseAsCurrent,
+  contextFits,
+  memberSpans,
+  parseConfigPatch,
+  type PatchBase,
+} from "./rule_patch.ts";
 import { rulesContext } from "./rule_scan.ts";
 import { parseConfig } from "./parse_config.ts";
 
@@ -64,39 +70,55 @@ const cfg = (rules: unknown[], extra: Record<string, unknown> = {}) =>
 Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must not patch", () => {
   const rules = [1, 2, 3, 4].map((i) => ({ domain: [`r${i}.example`], outbound: "block" }));
   const base = baseOf(cfg(rules));
-  const patch = (text: string) => parseConfigPatch(enc.encode(text), base, { baseDir: "/" });
+  const patch = (text: string) =>
+    parseConfigPatch(enc.encode(text), base, baseAsCurrent(base)!, { baseDir: "/" });
   const added = { domain_suffix: ["new.example"], outbound: "direct" };
 
-  assert.deepEqual(patch(cfg([rules[0], added, rules[2], rules[3]]))?.shape, {
+  assert.deepEqual(patch(cfg([rules[0], added, rules[2], rules[3]]))?.stretches[0], {
     prefix: 1,
     removed: 1,
     added: 1,
   });
-  assert.deepEqual(patch(cfg([added, ...rules]))?.shape, { prefix: 0, removed: 0, added: 1 });
-  assert.deepEqual(patch(cfg([...rules, added]))?.shape, { prefix: 4, removed: 0, added: 1 });
-  assert.deepEqual(patch(cfg([rules[0], rules[3]]))?.shape, { prefix: 1, removed: 2, added: 0 });
-  assert.deepEqual(patch(cfg([]))?.shape, { prefix: 0, removed: 4, added: 0 });
+  assert.deepEqual(patch(cfg([added, ...rules]))?.stretches[0], {
+    prefix: 0,
+    removed: 0,
+    added: 1,
+  });
+  assert.deepEqual(patch(cfg([...rules, added]))?.stretches[0], {
+    prefix: 4,
+    removed: 0,
+    added: 1,
+  });
+  assert.deepEqual(patch(cfg([rules[0], rules[3]]))?.stretches[0], {
+    prefix: 1,
+    removed: 2,
+    added: 0,
+  });
+  assert.deepEqual(patch(cfg([]))?.stretches[0], { prefix: 0, removed: 4, added: 0 });
   // Only an outbound changed: the rule's text differs in its last bytes.
   const retarget = { ...rules[1], outbound: "direct" };
-  assert.deepEqual(patch(cfg([rules[0], retarget, rules[2], rules[3]]))?.shape, {
+  assert.deepEqual(patch(cfg([rules[0], retarget, rules[2], rules[3]]))?.stretches[0], {
     prefix: 1,
     removed: 1,
     added: 1,
   });
-  assert.deepEqual(patch(cfg([...rules.slice(0, 3), { ...rules[3], outbound: "direct" }]))?.shape, {
-    prefix: 3,
-    removed: 1,
-    added: 1,
-  });
+  assert.deepEqual(
+    patch(cfg([...rules.slice(0, 3), { ...rules[3], outbound: "direct" }]))?.stretches[0],
+    {
+      prefix: 3,
+      removed: 1,
+      added: 1,
+    },
+  );
   // Only the first key changed: the texts differ in their first bytes.
   const rekeyed = { domain_suffix: ["r3.example"], outbound: "block" };
-  assert.deepEqual(patch(cfg([rules[0], rules[1], rekeyed, rules[3]]))?.shape, {
+  assert.deepEqual(patch(cfg([rules[0], rules[1], rekeyed, rules[3]]))?.stretches[0], {
     prefix: 2,
     removed: 1,
     added: 1,
   });
   const p = patch(cfg([rules[0], added, added, rules[3]]))!;
-  assert.deepEqual(p.shape, { prefix: 1, removed: 2, added: 2 });
+  assert.deepEqual(p.stretches[0], { prefix: 1, removed: 2, added: 2 });
   assert.equal(p.config.route.rules.length, 2);
   assert.equal(
     new TextDecoder().decode(p.text.subarray(p.spans[2], p.spans[3])),
@@ -109,7 +131,7 @@ Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must
       tag: "block",
     }],
   });
-  assert.deepEqual(patch(more)?.shape, { prefix: 1, removed: 3, added: 1 });
+  assert.deepEqual(patch(more)?.stretches[0], { prefix: 1, removed: 3, added: 1 });
   // …and gain tags, with rules that use them (the other rules stay valid),
   const outbounds = [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }];
   const wider = patch(
@@ -117,7 +139,7 @@ Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must
       outbounds: [...outbounds, { type: "direct", tag: "wg" }],
     }),
   );
-  assert.deepEqual(wider?.shape, { prefix: 4, removed: 0, added: 1 });
+  assert.deepEqual(wider?.stretches[0], { prefix: 4, removed: 0, added: 1 });
   assert.deepEqual(wider?.config.outbounds.map((o) => o.tag), ["direct", "block", "wg"]);
   // …but not lose one (a kept rule may use it).
   assert.equal(patch(cfg([rules[0]], { outbounds: [outbounds[1]] })), null);
@@ -125,7 +147,7 @@ Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must
   const later = patch(
     cfg([rules[0], added, rules[2], rules[3]]).replace('"final":"direct"', '"final":"block"'),
   );
-  assert.deepEqual(later?.shape, { prefix: 1, removed: 1, added: 1 });
+  assert.deepEqual(later?.stretches[0], { prefix: 1, removed: 1, added: 1 });
   assert.equal(later?.config.route.final, "block");
   assert.equal(patch(cfg(rules).replace('"info"', '"debug"'))?.config.log.level, "debug");
   // but not an invalid new rule, nor broken JSON.
@@ -154,15 +176,18 @@ function edit(r: Rand, rules: unknown[], tags: readonly string[]): unknown[] {
   return [...rules.slice(0, P), ...added, ...rules.slice(P + R)];
 }
 
-Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain and list outbounds like a full load", async () => {
+/**
+ * Random configs, each edited 4 times in a row (edits pile up), loaded by
+ * the worker and by loadConfig(): same decisions, texts, outbounds, errors.
+ */
+async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "vr-patch-" });
   const mmdb = join(dir, "country.mmdb");
   await Deno.writeFile(mmdb, writeCountryMmdb({ "1.0.0.0/8": "CN", "2001:db8::/32": "US" }));
   const path = join(dir, "c.json");
-  // Rebases as soon as the worker is idle: they interleave with the loads.
-  const w = new CompileWorker({ rebaseIdleMs: 1 });
-  const r = new Rand(0x7a7c);
-  let patched = 0, loads = 0, cases = 0;
+  const w = new CompileWorker({ rebaseIdleMs });
+  const r = new Rand(seed);
+  let patched = 0, loads = 0, cases = 0, multi = 0;
   try {
     for (let c = 0; c < 60; c++) {
       const raw = randomConfig(r, 40) as {
@@ -198,6 +223,7 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
         const got = await w.load(path);
         loads++;
         if (got.patched) patched++;
+        if ((got.patched?.stretches.length ?? 0) > 1) multi++;
         assert.deepEqual(got.config.outbounds, want.config.outbounds);
         assert.equal(got.engine.ruleCount, want.engine.ruleCount);
         for (let i = 0; i < want.engine.ruleCount; i++) {
@@ -226,6 +252,16 @@ Deno.test("CompileWorker.load() of edited files: patched reloads decide, explain
   }
   assert.ok(patched > loads / 2, `${patched} of ${loads} reloads were patches`);
   assert.ok(cases > 5_000, `${cases} flows`);
+  if (rebaseIdleMs === 0) assert.ok(multi > 20, `${multi} patches of several stretches`);
+}
+
+Deno.test("CompileWorker.load() of edited files, rebasing as soon as idle: patched reloads decide, explain and list outbounds like a full load", async () => {
+  // Rebases interleave with the loads.
+  await randomEdits(1, 0x7a7c);
+});
+
+Deno.test("CompileWorker.load() of edited files, never rebasing: edits compose into several stretches, same results", async () => {
+  await randomEdits(0, 0x5c0b);
 });
 
 Deno.test("CompileWorker rebases on an idle worker: the next reload is compared with the last, not the first", async () => {
@@ -243,7 +279,7 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
     );
   const check = async (want: unknown) => {
     const got = await w.load(path), full = await loadConfig(path);
-    assert.deepEqual(got.patched ?? null, want);
+    assert.deepEqual(got.patched?.stretches ?? null, want);
     for (let i = 0; i < 60; i++) {
       const f = flow({ domain: `r${i}.example` });
       assert.deepEqual(got.engine.match(f), full.engine.match(f));
@@ -253,14 +289,15 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
     await write([]);
     await check(null); // full
     await write([5]);
-    await check({ prefix: 5, removed: 1, added: 1 });
+    await check([{ prefix: 5, removed: 1, added: 1 }]);
     // Idle: the worker compiles [5] in full and sends it.
     for (let i = 0; i < 500 && w.rebases === 0; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(w.rebases, 1);
     await write([5, 50]);
-    await check({ prefix: 50, removed: 1, added: 1 }); // against [5], not the first file
-    await write([5, 10, 50]); // at once (well within 300 ms): no rebase of [5, 50] yet, compared with [5]
-    await check({ prefix: 10, removed: 41, added: 41 });
+    await check([{ prefix: 50, removed: 1, added: 1 }]); // against [5], not the first file
+    await write([5, 10, 50]); // at once (well within 300 ms): no rebase of [5, 50] yet
+    // Compared with [5, 50] and composed with its edit: two stretches against [5].
+    await check([{ prefix: 10, removed: 1, added: 1 }, { prefix: 50, removed: 1, added: 1 }]);
   } finally {
     w.close();
     await Deno.remove(dir, { recursive: true });

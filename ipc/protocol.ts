@@ -302,8 +302,8 @@ export interface ReloadResult {
   rules_reused?: boolean;
   /**
    * How many route rules this reload compiled: all of them, 0 when they were
-   * unchanged, or only the new ones when a few were edited (the others' compiled
-   * indexes were reused). Absent from older routers.
+   * unchanged, or, when a few were edited, only those the last full compile
+   * lacks (the others' compiled indexes were reused). Absent from older routers.
    */
   rules_compiled?: number;
   /**

@@ -47,7 +47,7 @@ interface LoadedForReload {
   readonly config: RouterConfig;
   readonly engine: Engine;
   readonly reused?: boolean;
-  readonly patched?: { readonly added: number };
+  readonly patched?: { readonly compiled: number };
   readonly compiledOn?: "worker" | "main";
 }
 
@@ -130,7 +130,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       else opts.configPath = null;
       reloads++;
       const took_ms = Math.round((performance.now() - t0) * 1000) / 1000;
-      const rules_compiled = loaded.reused ? 0 : loaded.patched?.added ?? summary.rules;
+      const rules_compiled = loaded.reused ? 0 : loaded.patched?.compiled ?? summary.rules;
       lastReload = { at: new Date().toISOString(), ok: true, took_ms, rules_compiled };
       opts.onReload?.();
       return {

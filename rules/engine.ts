@@ -164,8 +164,7 @@ class ListRuleTable implements RuleTable {
 
 /**
  * How a rule list was edited: rules `[prefix, prefix + removed)` of the old
- * list were replaced by `added` new ones; the rules before and after are
- * the same (see {@linkcode Engine.patch}).
+ * list were replaced by `added` new ones (see {@linkcode Engine.patch}).
  */
 export interface PatchShape {
   readonly prefix: number;
@@ -173,25 +172,125 @@ export interface PatchShape {
   readonly added: number;
 }
 
+/**
+ * Several {@linkcode PatchShape}s in old-list numbering, sorted and apart
+ * (`prefix + removed` of one at most the next one's `prefix`); the rules
+ * outside them are the same, in the same order.
+ */
+export type PatchStretches = readonly PatchShape[];
+
+/** The arithmetic of a {@linkcode PatchStretches} over an old list of `oldCount` rules. */
+class StretchMap {
+  /** Per stretch: start and end in the old numbering, where its new rules start in the new one. */
+  readonly starts: Int32Array;
+  readonly ends: Int32Array;
+  readonly newStarts: Int32Array;
+  /** Per stretch: how far the old rules after it moved (added - removed, up to and with it). */
+  readonly shifts: Int32Array;
+  /** Per stretch: new rules added by the stretches before it. */
+  readonly addedBefore: Int32Array;
+  /** New numbers of the added rules, in order (for the overlay). */
+  readonly added: Int32Array;
+  readonly newCount: number;
+
+  constructor(stretches: PatchStretches, oldCount: number) {
+    const k = stretches.length;
+    this.starts = new Int32Array(k);
+    this.ends = new Int32Array(k);
+    this.newStarts = new Int32Array(k);
+    this.shifts = new Int32Array(k);
+    this.addedBefore = new Int32Array(k);
+    const added: number[] = [];
+    let shift = 0, prevEnd = 0;
+    for (let j = 0; j < k; j++) {
+      const { prefix, removed, added: a } = stretches[j]!;
+      if (!(prefix >= prevEnd && removed >= 0 && a >= 0) || prefix + removed > oldCount) {
+        throw new RangeError(`stretches ${JSON.stringify(stretches)} do not fit ${oldCount} rules`);
+      }
+      this.starts[j] = prefix;
+      this.ends[j] = prefix + removed;
+      this.newStarts[j] = prefix + shift;
+      this.addedBefore[j] = added.length;
+      for (let x = 0; x < a; x++) added.push(prefix + shift + x);
+      shift += a - removed;
+      this.shifts[j] = shift;
+      prevEnd = prefix + removed;
+    }
+    this.newCount = oldCount + shift;
+    this.added = Int32Array.from(added);
+  }
+
+  /** Index of the last stretch starting at or before old rule `t`, or -1. */
+  #at(t: number): number {
+    let lo = 0, hi = this.starts.length - 1, r = -1;
+    while (lo <= hi) {
+      const m = (lo + hi) >> 1;
+      if (this.starts[m]! <= t) {
+        r = m;
+        lo = m + 1;
+      } else hi = m - 1;
+    }
+    return r;
+  }
+
+  /** New number of old rule `t`, or -1 when it was removed. */
+  renumber(t: number): number {
+    const j = this.#at(t);
+    if (j < 0) return t;
+    return t < this.ends[j]! ? -1 : t + this.shifts[j]!;
+  }
+
+  /**
+   * Where new rule `i` comes from: its index among the added rules (≥ 0), or
+   * -1 - its old number. A binary search over the stretches: nothing per rule.
+   */
+  source(i: number): number {
+    let lo = 0, hi = this.newStarts.length - 1, j = -1;
+    while (lo <= hi) {
+      const m = (lo + hi) >> 1;
+      if (this.newStarts[m]! <= i) {
+        j = m;
+        lo = m + 1;
+      } else hi = m - 1;
+    }
+    if (j < 0) return -1 - i;
+    const k = i - this.newStarts[j]!;
+    const count = (j + 1 < this.newStarts.length ? this.addedBefore[j + 1]! : this.added.length) -
+      this.addedBefore[j]!;
+    return k < count ? this.addedBefore[j]! + k : -1 - (i - this.shifts[j]!);
+  }
+
+  /** A lower bound of the new numbers of the old rules from `t` on that remain. */
+  lowerBound(t: number): number {
+    const j = this.#at(t);
+    if (j < 0) return t;
+    return t < this.ends[j]! ? this.newStarts[j]! : t + this.shifts[j]!;
+  }
+}
+
 /** A {@linkcode RuleTable} over parsed rules (for tests and callers holding `RouteRule`s). */
 export function ruleTableOf(rules: readonly RouteRule[]): RuleTable {
   return new ListRuleTable(rules);
 }
 
-/** Rules `[from, from + count)` of `table`, renumbered from 0. */
-class SliceRuleTable implements RuleTable {
-  constructor(readonly table: RuleTable, readonly from: number, readonly count: number) {}
+/** The rules of `table` at `index` (ascending), renumbered from 0. */
+class PickedRuleTable implements RuleTable {
+  constructor(readonly table: RuleTable, readonly index: Int32Array) {}
+  get count(): number {
+    return this.index.length;
+  }
   outbound(i: number): string {
-    return this.table.outbound(this.from + i);
+    return this.table.outbound(this.index[i]!);
   }
   raw(i: number): unknown {
-    return this.table.raw(this.from + i);
+    return this.table.raw(this.index[i]!);
   }
   fingerprint(i: number): number {
-    return this.table.fingerprint(this.from + i);
+    return this.table.fingerprint(this.index[i]!);
   }
   get rules(): readonly RouteRule[] {
-    return this.table.rules.slice(this.from, this.from + this.count);
+    const all = this.table.rules;
+    return Array.from(this.index, (i) => all[i]!);
   }
 }
 
@@ -207,28 +306,30 @@ export interface RenumberedParts {
 }
 
 /**
- * The parts of `base` with its rules renumbered for `shape`: rules after
- * the edited stretch move by `added - removed`; the removed rules' nodes
- * lose their rule (never proposed, never proven: they cannot match) and
- * leave `always` and `complex`. `base` is not modified.
+ * The parts of `base` with its rules renumbered for `stretches`: rules
+ * move by what the stretches before them added and removed; the removed
+ * rules' nodes lose their rule (never proposed, never proven: they cannot
+ * match) and leave `always` and `complex`. `base` is not modified.
  */
 export function renumberParts(
-  base: Pick<EngineWire, "image" | "complex" | "complexFirst">,
-  shape: PatchShape,
+  base: Pick<EngineWire, "image" | "complex" | "complexFirst" | "ruleCount">,
+  stretches: PatchStretches,
 ): RenumberedParts {
-  const { prefix: P, removed: R, added: A } = shape;
-  const renumber = (t: number) => t < P ? t : t < P + R ? -1 : t - R + A;
+  const map = new StretchMap(stretches, base.ruleCount);
   const info = base.image.nodeInfo.slice();
   for (let n = 0; n < info.length; n++) {
-    const v = info[n]!, t = renumber(v >>> 3);
+    const v = info[n]!, t = map.renumber(v >>> 3);
     info[n] = t < 0 ? 0 : (t << 3) | (v & 7);
   }
   const always: number[] = [];
-  for (const i of base.image.always) if (renumber(i) >= 0) always.push(renumber(i));
-  const minTop = base.image.minTop.map((v) => v === NONE || v < P ? v : v < P + R ? P : v - R + A);
+  for (const i of base.image.always) {
+    const t = map.renumber(i);
+    if (t >= 0) always.push(t);
+  }
+  const minTop = base.image.minTop.map((v) => v === NONE ? v : map.lowerBound(v));
   const complex: number[] = [], complexFirst: number[] = [], kept: number[] = [];
   for (let k = 0; k < base.complex.length; k++) {
-    const t = renumber(base.complex[k]!);
+    const t = map.renumber(base.complex[k]!);
     if (t < 0) continue;
     complex.push(t);
     complexFirst.push(base.complexFirst[k]!);
@@ -245,54 +346,44 @@ export function renumberParts(
 }
 
 /**
- * The rule table of a patched list: `base`'s rules with rules
- * `[prefix, prefix + removed)` replaced by `added`'s (see {@linkcode Engine.patch}).
+ * The rule table of a patched list: `base`'s rules with the `stretches`
+ * replaced by `added`'s rules, in order (see {@linkcode Engine.patch}).
  */
-export function patchedRuleTable(base: RuleTable, shape: PatchShape, added: RuleTable): RuleTable {
-  return new PatchedRuleTable(base, shape, added);
+export function patchedRuleTable(
+  base: RuleTable,
+  stretches: PatchStretches,
+  added: RuleTable,
+): RuleTable {
+  return new PatchedRuleTable(base, new StretchMap(stretches, base.count), added);
 }
 
 class PatchedRuleTable implements RuleTable {
   readonly count: number;
   readonly #base: RuleTable;
   readonly #added: RuleTable;
-  readonly #P: number;
-  readonly #A: number;
-  readonly #shift: number;
-  #k = 0;
+  readonly #map: StretchMap;
   #rules: readonly RouteRule[] | null = null;
 
-  constructor(base: RuleTable, shape: PatchShape, added: RuleTable) {
-    if (added.count !== shape.added || shape.prefix + shape.removed > base.count) {
-      throw new RangeError(
-        `patch ${JSON.stringify(shape)} does not fit ${base.count} + ${added.count} rules`,
-      );
+  constructor(base: RuleTable, map: StretchMap, added: RuleTable) {
+    if (added.count !== map.added.length) {
+      throw new RangeError(`${added.count} added rules, the stretches add ${map.added.length}`);
     }
     this.#base = base;
     this.#added = added;
-    this.#P = shape.prefix;
-    this.#A = shape.added;
-    this.#shift = shape.removed - shape.added;
-    this.count = base.count - shape.removed + shape.added;
-  }
-  /** The table holding rule `i`; its index there is left in `#k` (no allocation per call). */
-  #which(i: number): RuleTable {
-    const k = i - this.#P;
-    if (k >= 0 && k < this.#A) {
-      this.#k = k;
-      return this.#added;
-    }
-    this.#k = k < 0 ? i : i + this.#shift;
-    return this.#base;
+    this.#map = map;
+    this.count = map.newCount;
   }
   outbound(i: number): string {
-    return this.#which(i).outbound(this.#k);
+    const f = this.#map.source(i);
+    return f >= 0 ? this.#added.outbound(f) : this.#base.outbound(-1 - f);
   }
   raw(i: number): unknown {
-    return this.#which(i).raw(this.#k);
+    const f = this.#map.source(i);
+    return f >= 0 ? this.#added.raw(f) : this.#base.raw(-1 - f);
   }
   fingerprint(i: number): number {
-    return this.#which(i).fingerprint(this.#k);
+    const f = this.#map.source(i);
+    return f >= 0 ? this.#added.fingerprint(f) : this.#base.fingerprint(-1 - f);
   }
   get ready(): Promise<void> | null {
     const a = this.#base.ready ?? null, b = this.#added.ready ?? null;
@@ -300,8 +391,12 @@ class PatchedRuleTable implements RuleTable {
   }
   get rules(): readonly RouteRule[] {
     if (this.#rules) return this.#rules;
-    const b = this.#base.rules, P = this.#P, A = this.#A;
-    return this.#rules = [...b.slice(0, P), ...this.#added.rules, ...b.slice(P + A + this.#shift)];
+    const b = this.#base.rules, a = this.#added.rules, out: RouteRule[] = [];
+    for (let i = 0; i < this.count; i++) {
+      const f = this.#map.source(i);
+      out.push(f >= 0 ? a[f]! : b[-1 - f]!);
+    }
+    return this.#rules = out;
   }
 }
 
@@ -338,9 +433,9 @@ export class Engine {
   #candLen = 0;
   /** Lowest rule proven by a pure index hit during the current lookup. */
   #best = NONE;
-  /** A patched engine's new rules (see {@linkcode Engine.patch}), numbered from {@linkcode #overlayAt}. */
+  /** A patched engine's new rules (see {@linkcode Engine.patch}); rule o there is rule #overlayIndex[o] here. */
   #overlay: Engine | null = null;
-  #overlayAt = 0;
+  #overlayIndex: Int32Array = new Int32Array(0);
   readonly #hits: Float64Array;
   #finalHits = 0;
 
@@ -453,35 +548,34 @@ export class Engine {
 
   /**
    * An engine for a rule list that differs from the one `base` was compiled
-   * from only in a stretch (`shape`), without recompiling the unchanged
+   * from only in some stretches, without recompiling the unchanged
    * rules: `base`'s indexes are reused as they are, their rule numbers
    * shifted and the removed rules' entries disabled (a copy of the small
    * per-node table), and the `added` rules, compiled alone into `added`
-   * (its rules numbered from 0), are looked up after them, only for flows
-   * no rule before the stretch matched. Decides exactly as an engine
+   * (its rules numbered from 0, in order), are looked up after them, only
+   * for flows no rule before the first new one matched. Decides exactly as an engine
    * compiled from the whole new list; `table` describes that list and
    * `final` is its final outbound. `base` and `added` are not modified.
-   * `renumbered` ({@linkcode renumberParts} of `base` and `shape`) may come
+   * `renumbered` ({@linkcode renumberParts} of `base` and `stretches`) may come
    * from another thread: it is the one step that walks every node.
    */
   static patch(
     base: EngineWire,
-    shape: PatchShape,
+    stretches: PatchStretches,
     added: EngineWire,
     table: RuleTable,
     final: string,
     geoip?: GeoIpLookup,
-    renumbered: RenumberedParts = renumberParts(base, shape),
+    renumbered: RenumberedParts = renumberParts(base, stretches),
   ): Engine {
-    const { prefix: P, removed: R, added: A } = shape;
+    const map = new StretchMap(stretches, base.ruleCount);
     if (
-      !(P >= 0 && R >= 0 && A >= 0) || P + R > base.ruleCount || added.ruleCount !== A ||
-      table.count !== base.ruleCount - R + A ||
+      added.ruleCount !== map.added.length || table.count !== map.newCount ||
       renumbered.nodeInfo.length !== base.image.nodeInfo.length
     ) {
       throw new RangeError(
         `patch ${
-          JSON.stringify(shape)
+          JSON.stringify(stretches)
         } does not fit ${base.ruleCount} + ${added.ruleCount} rules into ${table.count}`,
       );
     }
@@ -499,9 +593,9 @@ export class Engine {
       table,
       geoip,
     );
-    if (A > 0) {
-      engine.#overlay = Engine.fromWire(added, new SliceRuleTable(table, P, A), geoip);
-      engine.#overlayAt = P;
+    if (map.added.length > 0) {
+      engine.#overlay = Engine.fromWire(added, new PickedRuleTable(table, map.added), geoip);
+      engine.#overlayIndex = map.added;
     }
     return engine;
   }
@@ -573,9 +667,10 @@ export class Engine {
       }
     }
     // A patched engine: its new rules, when no rule before them matched.
-    if (this.#overlay !== null && best > this.#overlayAt) {
+    if (this.#overlay !== null && best > this.#overlayIndex[0]!) {
+      // Its numbers rise with ours: its first match is its lowest here too.
       const o = this.#overlay.#first(flow);
-      if (o >= 0 && o + this.#overlayAt < best) best = o + this.#overlayAt;
+      if (o >= 0 && this.#overlayIndex[o]! < best) best = this.#overlayIndex[o]!;
     }
     return best === NONE ? -1 : best;
   }
