@@ -179,6 +179,19 @@ export interface PatchShape {
  */
 export type PatchStretches = readonly PatchShape[];
 
+/** Index of the last entry of the ascending `a` that is at most `x`, or -1. */
+function lastAtMost(a: Int32Array, x: number): number {
+  let lo = 0, hi = a.length - 1, r = -1;
+  while (lo <= hi) {
+    const m = (lo + hi) >> 1;
+    if (a[m]! <= x) {
+      r = m;
+      lo = m + 1;
+    } else hi = m - 1;
+  }
+  return r;
+}
+
 /** The arithmetic of a {@linkcode PatchStretches} over an old list of `oldCount` rules. */
 class StretchMap {
   /** Per stretch: start and end in the old numbering, where its new rules start in the new one. */
@@ -222,15 +235,7 @@ class StretchMap {
 
   /** Index of the last stretch starting at or before old rule `t`, or -1. */
   #at(t: number): number {
-    let lo = 0, hi = this.starts.length - 1, r = -1;
-    while (lo <= hi) {
-      const m = (lo + hi) >> 1;
-      if (this.starts[m]! <= t) {
-        r = m;
-        lo = m + 1;
-      } else hi = m - 1;
-    }
-    return r;
+    return lastAtMost(this.starts, t);
   }
 
   /** New number of old rule `t`, or -1 when it was removed. */
@@ -245,14 +250,7 @@ class StretchMap {
    * -1 - its old number. A binary search over the stretches: nothing per rule.
    */
   source(i: number): number {
-    let lo = 0, hi = this.newStarts.length - 1, j = -1;
-    while (lo <= hi) {
-      const m = (lo + hi) >> 1;
-      if (this.newStarts[m]! <= i) {
-        j = m;
-        lo = m + 1;
-      } else hi = m - 1;
-    }
+    const j = lastAtMost(this.newStarts, i);
     if (j < 0) return -1 - i;
     const k = i - this.newStarts[j]!;
     const count = (j + 1 < this.newStarts.length ? this.addedBefore[j + 1]! : this.added.length) -
