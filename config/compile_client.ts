@@ -55,14 +55,10 @@ export interface LoadedConfig {
    * Set when only some route rules changed since the engine this worker
    * built in full last: the rules it lacks were compiled alone and put after
    * its indexes (`Engine.patch`); the others were not compiled again.
-   * `added`: how many rules this reload brought; `compiled`: how many were
-   * compiled (with those of earlier patches since that engine).
+   * `compiled`: how many were compiled (with those of earlier patches since
+   * that engine).
    */
-  readonly patched?: {
-    readonly stretches: PatchStretches;
-    readonly added: number;
-    readonly compiled: number;
-  };
+  readonly patched?: { readonly stretches: PatchStretches; readonly compiled: number };
   /** Where it was compiled: on the config worker, or on this thread (the worker could not run). */
   readonly compiledOn: "worker" | "main";
 }
@@ -361,18 +357,13 @@ export class CompileWorker {
       geoip = await this.#openGeoIp(c.route.geoip.path, iss);
       iss.throwIfAny();
     }
+    // `last` holds what a reuse or patch refers to: load() checked it (#holds).
     if ("reused" in reply) {
-      if (last?.id !== reply.reused) {
-        throw new Error(`config worker reused job ${reply.reused}, not asked for`);
-      }
-      const engine = last.rebuild(c.route.final, geoip);
+      const engine = last!.rebuild(c.route.final, geoip);
       return { config: this.#withRules(c, engine), engine, reused: true, compiledOn: "worker" };
     }
     if ("patched" in reply) {
-      const base = last?.base;
-      if (base?.id !== reply.patched) {
-        throw new Error(`config worker patched job ${reply.patched}, not asked for`);
-      }
+      const base = last!.base;
       const added = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);
       const { stretches, wire, renumbered } = reply;
       const table = patchedRuleTable(base.table, stretches, added);
@@ -382,7 +373,7 @@ export class CompileWorker {
       const rebased = this.#rebased;
       this.#rebased = null;
       this.#last = rebased?.id === reply.id ? rebased : { id: reply.id, rebuild, base };
-      const patched = { stretches, added: reply.added, compiled: wire.ruleCount };
+      const patched = { stretches, compiled: wire.ruleCount };
       return { config: this.#withRules(c, engine), engine, patched, compiledOn: "worker" };
     }
     const table = new WireRuleTable(reply.rules, this.#ruleParser(c), locateRules);

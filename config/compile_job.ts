@@ -48,7 +48,6 @@ import {
 import type { RuleSetSpec } from "../rules/spec.ts";
 import {
   baseAsCurrent,
-  memberSpans,
   parseConfigPatch,
   type PatchBase,
   type PatchCurrent,
@@ -162,8 +161,6 @@ export interface JobPatched {
   readonly ok: true;
   readonly patched: number;
   readonly stretches: PatchStretches;
-  /** How many of those rules are new since the last job (the others came with earlier patches). */
-  readonly added: number;
   /** The base's parts renumbered for `stretches` (`renumberParts`, done here: it walks every node). */
   readonly renumbered: RenumberedParts;
   readonly config: RouterConfig;
@@ -190,11 +187,13 @@ export class CompileMemo {
   /** The last job compiled in full from a file with `whole` (see {@linkcode remember}): what patches are made against. */
   #base: PatchBase | null = null;
   #baseId = -1;
-  /** The last job when it was a patch: its file, to compile in full later ({@linkcode rebaseJob}). */
-  /** The last patched file (null: the base), what the next file is compared with. */
-  #current: PatchCurrent | null = null;
-  #patched: { readonly id: number; readonly path: string; readonly bytes: Uint8Array } | null =
-    null;
+  /** The base as the file a patch is made from (found once per base). */
+  #baseCurrent: PatchCurrent | null = null;
+  /**
+   * The last job when it was a patch (null otherwise): its file, compared with the next one and
+   * compiled in full later ({@linkcode rebaseJob}).
+   */
+  #patched: { readonly path: string; readonly current: PatchCurrent } | null = null;
 
   /**
    * Remembers job `id`'s rules (copied: the file's buffer is transferred; not
@@ -210,6 +209,8 @@ export class CompileMemo {
     const size = whole?.file.length ?? identity.rules.length;
     if (identity.context === null || size > MEMO_MAX_BYTES) return this.forget();
     this.#id = id;
+    this.#patched = null;
+    this.#baseCurrent = null;
     if (!whole) {
       this.#identity = { ...identity, rules: identity.rules.slice() };
       this.#base = null;
@@ -242,43 +243,34 @@ export class CompileMemo {
       complexFirst: complexFirst.slice(),
       ruleCount: whole.wire.ruleCount,
     };
-    this.#base = { file, open, close, context: identity.context, rejects, parts, spans: null };
+    this.#base = { file, open, close, context: identity.context, rejects, parts };
     this.#baseId = id;
-    this.#current = null;
   }
 
   /**
    * Remembers job `id`, a patch of the base: a later file with the same
    * rules reuses it; patches are still made against the base.
    */
-  rememberPatch(
-    id: number,
-    identity: RulesIdentity,
-    file: { readonly path: string; readonly bytes: Uint8Array },
-    current: PatchCurrent,
-  ): void {
+  rememberPatch(id: number, identity: RulesIdentity, path: string, current: PatchCurrent): void {
     this.#id = id;
-    this.#current = current;
-    // A view into `file.bytes`, kept here and never transferred: a patch reply
-    // carries copies; a rebase that transfers them remembers a new identity first.
+    // A view into `current.file`, kept here and never transferred: a patch reply
+    // carries copies; a rebase that transfers it remembers a new identity first.
     this.#identity = identity;
-    this.#patched = { id, ...file };
+    this.#patched = { path, current };
   }
 
   /**
-   * Finds the base's rule spans now (the first patch would otherwise): for
+   * Splits the base's rules array now (the first patch would otherwise): for
    * an idle worker, after it posted a full reply.
    */
   prepareBase(): void {
-    const b = this.#base;
-    if (b !== null && b.spans === null) b.spans = memberSpans(b.file, b.open, b.close);
+    if (this.#base !== null) this.#baseCurrent ??= baseAsCurrent(this.#base);
   }
 
-  /** The last job's file when that job was a patch not yet compiled in full. */
+  /** The last job's file when that job was a patch (not yet compiled in full). */
   get patched(): { readonly id: number; readonly path: string; readonly bytes: Uint8Array } | null {
-    return this.#patched !== null && this.#patched.id === this.#id && this.#baseId !== this.#id
-      ? this.#patched
-      : null;
+    const p = this.#patched;
+    return p ? { id: this.#id, path: p.path, bytes: p.current.file } : null;
   }
 
   /** Forgets the last job. */
@@ -288,7 +280,7 @@ export class CompileMemo {
     this.#base = null;
     this.#baseId = -1;
     this.#patched = null;
-    this.#current = null;
+    this.#baseCurrent = null;
   }
 
   /** The identity of job `id`'s rules, if that is the job remembered. */
@@ -304,7 +296,8 @@ export class CompileMemo {
     id: number | undefined,
   ): { readonly id: number; readonly base: PatchBase; readonly current: PatchCurrent } | null {
     if (id === undefined || id !== this.#id || this.#base === null) return null;
-    const current = this.#current ?? baseAsCurrent(this.#base);
+    this.prepareBase();
+    const current = this.#patched?.current ?? this.#baseCurrent;
     return current ? { id: this.#baseId, base: this.#base, current } : null;
   }
 }
@@ -365,19 +358,17 @@ export async function compileJob(
         const patch = of ? parseConfigPatch(bytes, of.base, of.current, { baseDir }) : null;
         if (of && patch !== null) {
           const rules = patch.config.route.rules;
-          const current = { path: source, bytes };
           return await compileParsed(id, patch.config, t0, deps, (config, ruleSets) => {
             const t1 = performance.now();
             const wire = Engine.compileWire({ rules, final: config.route.final, ruleSets });
             const ruleWire = buildRuleWire(rules, { text: patch.text, spans: patch.spans });
             const renumbered = renumberParts(of.base.parts, patch.stretches);
-            memo!.rememberPatch(id, patch.identity, current, patch.current);
+            memo!.rememberPatch(id, patch.identity, source, patch.current);
             const reply: JobPatched = {
               id,
               ok: true,
               patched: of.id,
               stretches: patch.stretches,
-              added: patch.added,
               renumbered,
               config: { ...config, route: { ...config.route, rules: [] } },
               wire,

@@ -47,8 +47,6 @@ export interface PatchBase {
   readonly rejects: readonly { readonly rule: number; readonly tag: string }[];
   /** The compiled parts that a patch renumbers (copies of the base engine's). */
   readonly parts: Pick<EngineWire, "image" | "complex" | "complexFirst" | "ruleCount">;
-  /** Member spans of the rules array (`[start, end]` per rule, file offsets); found on first use. */
-  spans: Int32Array | null;
 }
 
 /** A config read as a patch of its base. */
@@ -57,8 +55,6 @@ export interface Patched {
   readonly config: RouterConfig;
   /** Which rules of the base were replaced by the rules in `text`, in order. */
   readonly stretches: PatchStretches;
-  /** Rules new since `current` (those this reload brought; `text` also has older edits). */
-  readonly added: number;
   /** The identity of the new file's rules (to tell a later file with the same ones). */
   readonly identity: RulesIdentity;
   /** The rules the base does not have, one after the other, and their spans in it. */
@@ -106,24 +102,15 @@ function addTo(a: Int32Array, from: number, to: number, d: number): void {
 
 /** Length of the longest common prefix of `a` and `b` (binary search over native compares). */
 function commonPrefix(a: Uint8Array, b: Uint8Array): number {
-  let lo = 0, hi = Math.min(a.length, b.length);
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if (Buffer.compare(a.subarray(0, mid), b.subarray(0, mid)) === 0) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
+  const same = (m: number) => Buffer.compare(a.subarray(0, m), b.subarray(0, m)) === 0;
+  return countWhile(Math.min(a.length, b.length) + 1, same) - 1;
 }
 
 /** Length of the longest common suffix of `a` and `b`. */
 function commonSuffix(a: Uint8Array, b: Uint8Array): number {
-  let lo = 0, hi = Math.min(a.length, b.length);
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1;
-    if (Buffer.compare(a.subarray(a.length - mid), b.subarray(b.length - mid)) === 0) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
+  const same = (m: number) =>
+    Buffer.compare(a.subarray(a.length - m), b.subarray(b.length - m)) === 0;
+  return countWhile(Math.min(a.length, b.length) + 1, same) - 1;
 }
 
 /**
@@ -200,7 +187,7 @@ export interface PatchCurrent {
 
 /** The base as a {@linkcode PatchCurrent} (null when its rules cannot be split). */
 export function baseAsCurrent(base: PatchBase): PatchCurrent | null {
-  const spans = base.spans ??= memberSpans(base.file, base.open, base.close);
+  const spans = memberSpans(base.file, base.open, base.close);
   if (spans === null) return null;
   const src = new Int32Array(spans.length / 2);
   for (let i = 0; i < src.length; i++) src[i] = i;
@@ -324,7 +311,6 @@ export function parseConfigPatch(
   return {
     config: { ...config, outbounds: [...declared, ...implicit] },
     stretches,
-    added: A,
     identity: {
       rules: bytes.subarray(loc.open, close),
       context,

@@ -55,7 +55,6 @@ function baseOf(text: string): PatchBase {
     context: rulesContext(config)!,
     rejects,
     parts,
-    spans: null,
   };
 }
 
