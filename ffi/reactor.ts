@@ -31,9 +31,12 @@ export const EPOLLHUP = 0x010;
 export const EPOLLRDHUP = 0x2000;
 /** `EPOLLET`. */
 export const EPOLLET = 0x80000000;
+/** `EPOLLONESHOT`. */
+export const EPOLLONESHOT = 0x40000000;
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
+const EPOLL_CTL_MOD = 3;
 const EPOLL_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
@@ -84,6 +87,22 @@ interface Entry {
   wrReady: boolean;
   rd: Waiter | null;
   wr: Waiter | null;
+  /** Armed only while someone waits (see {@linkcode RegisterOptions.oneshot}). */
+  readonly oneshot: boolean;
+}
+
+/** Options of {@linkcode Reactor.register}. */
+export interface RegisterOptions {
+  /**
+   * Report events only while a wait is pending (`EPOLLONESHOT`, re-armed by
+   * each wait that is not already satisfied; one `epoll_ctl` per such wait).
+   * For sockets that are read or written in bursts without waiting — a UDP
+   * socket under load gets a readiness edge for every datagram that arrives
+   * and a write-space wake-up for every one it sends — so that the reactor
+   * does not poll for events nobody waits for. Default false: edge-triggered
+   * in + out, always armed.
+   */
+  readonly oneshot?: boolean;
 }
 
 /** Counters of a reactor, for status output and tests. */
@@ -168,30 +187,69 @@ export class Reactor {
     }
     this.#epfd = epfd;
     this.#efd = efd;
-    this.#ctlAdd(efd, WAKE_TOKEN, EPOLLIN);
+    this.#ctl(EPOLL_CTL_ADD, efd, WAKE_TOKEN, EPOLLIN);
   }
 
-  #ctlAdd(fd: number, token: number, events: number): void {
+  /** `epoll_ctl(op, fd)` with `events` and `token`: 0 or the errno. */
+  #ctlTry(op: number, fd: number, token: number, events: number): number {
     const ev = this.#epollEvent;
     const dv = new DataView(ev.buffer);
     dv.setUint32(0, events >>> 0, true);
     dv.setUint32(4, token, true);
     dv.setUint32(8, 0, true);
     const E = errnoView();
-    const r = libc().epoll_ctl(this.#epfd, EPOLL_CTL_ADD, fd, ev);
-    if (r < 0) throw new ErrnoError("epoll_ctl", E[0]!, `ADD fd=${fd}`);
+    return libc().epoll_ctl(this.#epfd, op, fd, ev) < 0 ? E[0]! : 0;
   }
 
-  /** Registers a non-blocking fd (edge-triggered, in + out + rdhup). */
-  register(fd: number): void {
+  #ctl(op: number, fd: number, token: number, events: number): void {
+    const e = this.#ctlTry(op, fd, token, events);
+    if (e !== 0) {
+      throw new ErrnoError("epoll_ctl", e, `${op === EPOLL_CTL_ADD ? "ADD" : "MOD"} fd=${fd}`);
+    }
+  }
+
+  /**
+   * Arms a oneshot entry for the directions waited on. Modifying a ready fd
+   * queues its event at once, so readiness that came before is not lost.
+   */
+  #arm(entry: Entry): void {
+    const events = (entry.rd ? EPOLLIN | EPOLLRDHUP : 0) | (entry.wr ? EPOLLOUT : 0);
+    const e = this.#ctlTry(EPOLL_CTL_MOD, entry.fd, entry.token, events | EPOLLONESHOT);
+    if (e === 0) return;
+    const err = new ErrnoError("epoll_ctl", e, `MOD fd=${entry.fd}`);
+    this.#settle(entry, "rd", err);
+    this.#settle(entry, "wr", err);
+  }
+
+  /**
+   * Registers a non-blocking fd: edge-triggered in + out + rdhup, or armed
+   * per wait with `oneshot` (see {@linkcode RegisterOptions}).
+   */
+  register(fd: number, opts: RegisterOptions = {}): void {
     if (this.#closed) throw new ClosedError("Cannot register fd: reactor is closed");
     if (this.#byFd.has(fd)) throw new Error(`Cannot register fd ${fd}: already registered`);
     this.#open();
     let token = this.#nextToken;
     this.#nextToken = token >= 0xfffffffe ? 1 : token + 1;
     while (this.#byToken.has(token)) token = token >= 0xfffffffe ? 1 : token + 1;
-    this.#ctlAdd(fd, token, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
-    const entry: Entry = { fd, token, rdReady: false, wrReady: false, rd: null, wr: null };
+    const oneshot = opts.oneshot === true;
+    // A oneshot fd starts disarmed: its owner tries its call first and waits
+    // only after "would block", and the wait arms it.
+    this.#ctl(
+      EPOLL_CTL_ADD,
+      fd,
+      token,
+      oneshot ? EPOLLONESHOT : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+    );
+    const entry: Entry = {
+      fd,
+      token,
+      rdReady: false,
+      wrReady: false,
+      rd: null,
+      wr: null,
+      oneshot,
+    };
     this.#byFd.set(fd, entry);
     this.#byToken.set(token, entry);
   }
@@ -259,6 +317,7 @@ export class Reactor {
       entry[key] = { resolve, reject };
     });
     this.#waiters++;
+    if (entry.oneshot) this.#arm(entry);
     if (!this.#running) void this.#run();
     return p;
   }
@@ -300,6 +359,8 @@ export class Reactor {
         if (entry.wr) this.#settle(entry, "wr", null);
         else entry.wrReady = true;
       }
+      // The event disarmed it: re-arm for a wait in the other direction.
+      if (entry.oneshot && (entry.rd || entry.wr)) this.#arm(entry);
     }
   }
 
@@ -310,9 +371,10 @@ export class Reactor {
       let spins = 0;
       let busySince = performance.now();
       while (this.#waiters > 0 && !this.#closed) {
-        const n = performance.now() - busySince > this.#maxBusyMs
-          ? 0
-          : L.epoll_wait(this.#epfd, this.#events, this.#maxEvents, 0);
+        // Busy for maxBusyMs since the last park: park once now (below), so
+        // that timers and the rest of the event loop get their turn.
+        const busy = performance.now() - busySince > this.#maxBusyMs;
+        const n = busy ? 0 : L.epoll_wait(this.#epfd, this.#events, this.#maxEvents, 0);
         if (n > 0) {
           this.#stats.syncPolls++;
           this.#dispatch(n);
@@ -320,13 +382,13 @@ export class Reactor {
           await undefined;
           continue;
         }
-        if (spins < this.#spinTurns && performance.now() - busySince <= this.#maxBusyMs) {
+        if (spins < this.#spinTurns && !busy) {
           spins++;
           await undefined;
           continue;
         }
         spins = 0;
-        if (this.#blockUs > 0 && L.epoll_pwait2 !== null) {
+        if (this.#blockUs > 0 && L.epoll_pwait2 !== null && !busy) {
           const b = L.epoll_pwait2(this.#epfd, this.#events, this.#maxEvents, this.#blockTs, null);
           if (b > 0) {
             this.#stats.blockPolls++;

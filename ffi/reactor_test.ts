@@ -1,7 +1,19 @@
 import assert from "node:assert/strict";
 import { ClosedError } from "./errno.ts";
 import { defaultReactor, Reactor } from "./reactor.ts";
-import { pair, TestServer } from "./_test_util.ts";
+import { LOOP4, pair, TestServer } from "./_test_util.ts";
+import { AF_INET } from "./sockaddr.ts";
+import {
+  bind,
+  close,
+  connect,
+  getsockname,
+  recv,
+  send,
+  SOCK_DGRAM,
+  socket,
+  WOULD_BLOCK,
+} from "./socket.ts";
 
 Deno.test("Reactor.readable() resolves when the peer writes", async () => {
   const reactor = new Reactor();
@@ -123,4 +135,78 @@ Deno.test("a process whose reactor has nothing to wait for exits by itself", asy
   assert.equal(new TextDecoder().decode(out.stderr), "");
   assert.equal(out.code, 0, "exited normally (not killed by the 20 s guard)");
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "1");
+});
+
+/** Two loopback UDP sockets, each connected to the other. */
+function udpPair(): [number, number] {
+  const a = socket(AF_INET, SOCK_DGRAM), b = socket(AF_INET, SOCK_DGRAM);
+  bind(a, { addr: LOOP4, port: 0 });
+  bind(b, { addr: LOOP4, port: 0 });
+  connect(a, getsockname(b));
+  connect(b, getsockname(a));
+  return [a, b];
+}
+
+/** Polls of any kind the reactor made. */
+function polls(r: Reactor): number {
+  const s = r.stats();
+  return s.syncPolls + s.blockPolls + s.parkedPolls;
+}
+
+Deno.test("Reactor oneshot: datagrams nobody waits for cost no polls; a wait on a ready fd returns", async () => {
+  const counts: Record<string, number> = {};
+  for (const oneshot of [false, true]) {
+    const reactor = new Reactor();
+    const [a, sender] = udpPair();
+    const [w, wPeer] = udpPair();
+    reactor.register(a, { oneshot });
+    reactor.register(w, { oneshot: true });
+    const never = reactor.readable(w); // keeps the loop running
+    never.catch(() => {});
+    const one = new Uint8Array(1);
+    try {
+      await new Promise((r) => setTimeout(r, 10));
+      const before = polls(reactor);
+      for (let round = 0; round < 40; round++) {
+        send(sender, one);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      counts[String(oneshot)] = polls(reactor) - before;
+      // Whatever came before, a wait now returns: the data is there.
+      await reactor.readable(a);
+      let got = 0;
+      while (recv(a, one) !== WOULD_BLOCK) got++;
+      assert.equal(got, 40);
+    } finally {
+      reactor.close();
+      for (const fd of [a, sender, w, wPeer]) close(fd);
+    }
+    await reactor.idle();
+  }
+  // Edge-triggered, each of the 40 rounds wakes the loop; oneshot, none does.
+  assert.ok(counts["false"]! >= 20, `edge-triggered: ${counts["false"]} polls`);
+  assert.ok(counts["true"]! <= 5, `oneshot: ${counts["true"]} polls`);
+});
+
+Deno.test("Reactor oneshot: read and write waits on one fd each resolve, the other stays armed", async () => {
+  const reactor = new Reactor();
+  const [a, b] = udpPair();
+  reactor.register(a, { oneshot: true });
+  const one = new Uint8Array(1);
+  try {
+    const rd = reactor.readable(a);
+    await reactor.writable(a); // a UDP socket is writable: resolves, a stays armed for reading
+    let rdDone = false;
+    void rd.then(() => rdDone = true);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(rdDone, false);
+    send(b, one);
+    await rd;
+    assert.equal(recv(a, one), 1);
+  } finally {
+    reactor.close();
+    close(a);
+    close(b);
+  }
+  await reactor.idle();
 });

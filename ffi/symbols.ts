@@ -42,6 +42,8 @@ export const SYMBOLS = {
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** int recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags, struct timespec *timeout); */
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  /** int sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags); */
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   /** int shutdown(int fd, int how); */
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   /** int close(int fd); */

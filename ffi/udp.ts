@@ -427,6 +427,216 @@ export class DatagramSender {
   }
 }
 
+const SOL_UDP = 17;
+const UDP_SEGMENT = 103;
+/** `CMSG_SPACE(sizeof(uint16_t))`. */
+const GSO_CONTROL_LEN = 24;
+/** The kernel's `UDP_MAX_SEGMENTS` (older kernels; newer ones allow 128). */
+const GSO_MAX_SEGMENTS = 64;
+/** Largest UDP payload of one GSO send (IPv4's limit; the kernel checks the exact one). */
+const GSO_MAX_BYTES = 65507;
+const TWO_32 = 2 ** 32;
+
+/**
+ * Datagrams to send on one socket in one go: each added buffer is kept as a
+ * pointer (no copy), so it must stay unchanged until {@linkcode flush} —
+ * the datagrams of a `RecvBatch` just received, say. A flush sends them as
+ * one UDP GSO send (`UDP_SEGMENT`: one trip through the stack, split by the
+ * kernel or the NIC) when they have one size (the last may be shorter),
+ * otherwise with one `sendmmsg(2)`.
+ */
+export class SendBatch {
+  /** Most datagrams one flush takes. */
+  readonly capacity: number;
+  #n = 0;
+  #bytes = 0;
+  readonly #sizes: Int32Array;
+  readonly #vec: Uint8Array;
+  readonly #vecView: DataView;
+  readonly #iovView: DataView;
+  readonly #gsoHdr: Uint8Array;
+  readonly #gsoView: DataView;
+  readonly #control: Uint8Array;
+  readonly #controlView: DataView;
+  readonly #name = new Uint8Array(new ArrayBuffer(SOCKADDR_STORAGE_LEN));
+  /** Base address of each buffer seen (looked up once per buffer). */
+  readonly #bases = new WeakMap<ArrayBufferLike, number>();
+  #gsoRefused = false;
+  #sentBytes = 0;
+
+  /** Room for `capacity` datagrams (1..1024, default {@linkcode GSO_MAX_SEGMENTS}). */
+  constructor(capacity = GSO_MAX_SEGMENTS) {
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1024) {
+      throw new RangeError(`SendBatch capacity ${capacity}: expected 1..1024`);
+    }
+    this.capacity = capacity;
+    this.#sizes = new Int32Array(capacity);
+    this.#vec = new Uint8Array(new ArrayBuffer(MMSGHDR_LEN * capacity));
+    this.#vecView = new DataView(this.#vec.buffer);
+    const iovs = new Uint8Array(new ArrayBuffer(IOVEC_LEN * capacity));
+    this.#iovView = new DataView(iovs.buffer);
+    this.#gsoHdr = new Uint8Array(new ArrayBuffer(MSGHDR_LEN));
+    this.#gsoView = new DataView(this.#gsoHdr.buffer);
+    this.#control = new Uint8Array(new ArrayBuffer(GSO_CONTROL_LEN));
+    this.#controlView = new DataView(this.#control.buffer);
+    const iovBase = ptrOf(iovs);
+    for (let i = 0; i < capacity; i++) {
+      this.#vecView.setBigUint64(i * MMSGHDR_LEN + 16, iovBase + BigInt(i * IOVEC_LEN), true);
+      this.#vecView.setBigUint64(i * MMSGHDR_LEN + 24, 1n, true);
+    }
+    // The GSO send: all the iovecs, one cmsg (level, type, u16 segment size).
+    this.#gsoView.setBigUint64(16, iovBase, true);
+    this.#gsoView.setBigUint64(32, ptrOf(this.#control), true);
+    this.#gsoView.setBigUint64(40, BigInt(GSO_CONTROL_LEN), true);
+    this.#controlView.setBigUint64(0, 18n, true); // CMSG_LEN(2)
+    this.#controlView.setInt32(8, SOL_UDP, true);
+    this.#controlView.setInt32(12, UDP_SEGMENT, true);
+  }
+
+  /** Datagrams added since the last flush. */
+  get length(): number {
+    return this.#n;
+  }
+
+  /** Bytes the last {@linkcode flush} sent. */
+  get sentBytes(): number {
+    return this.#sentBytes;
+  }
+
+  /** True when the last {@linkcode flush} found GSO refused by the socket (it fell back). */
+  get gsoRefused(): boolean {
+    return this.#gsoRefused;
+  }
+
+  /**
+   * Adds `data` (its bytes are read at the flush). Returns false, adding
+   * nothing, when the batch is full.
+   */
+  add(data: Uint8Array): boolean {
+    const i = this.#n;
+    if (i === this.capacity) return false;
+    const buf = data.buffer;
+    let base = this.#bases.get(buf);
+    if (base === undefined) {
+      base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buf))));
+      this.#bases.set(buf, base);
+    }
+    const p = base + data.byteOffset;
+    const iv = this.#iovView;
+    const o = i * IOVEC_LEN;
+    iv.setUint32(o, p % TWO_32, true);
+    iv.setUint32(o + 4, Math.floor(p / TWO_32), true);
+    iv.setUint32(o + 8, data.length, true);
+    iv.setUint32(o + 12, 0, true);
+    this.#sizes[i] = data.length;
+    this.#bytes += data.length;
+    this.#n = i + 1;
+    return true;
+  }
+
+  /** Forgets what was added. */
+  clear(): void {
+    this.#n = 0;
+    this.#bytes = 0;
+  }
+
+  /**
+   * Sends what was added on `fd` — to `sockaddr` (encoded, see
+   * {@linkcode sockaddrOf}) or, with null, to the connected peer — and
+   * clears the batch. `gso` false skips the GSO attempt (a socket that
+   * refused it before: see {@linkcode gsoRefused}). Datagrams the socket
+   * does not take are dropped, as a single `send` would drop them: on
+   * `EAGAIN` the rest of the batch, on another error (an earlier ICMP
+   * error reported now, `ENOBUFS`, `EMSGSIZE`) that datagram. Returns the
+   * number sent.
+   */
+  flush(fd: number, sockaddr: Uint8Array | null, gso = true): number {
+    const n = this.#n;
+    this.#gsoRefused = false;
+    this.#sentBytes = 0;
+    if (n === 0) return 0;
+    let nameLen = 0;
+    if (sockaddr !== null) {
+      this.#name.set(sockaddr);
+      nameLen = sockaddr.length;
+    }
+    const namePtr = nameLen > 0 ? ptrOf(this.#name) : 0n;
+    try {
+      if (gso && n > 1 && this.#uniform()) {
+        const r = this.#sendGso(fd, namePtr, nameLen);
+        if (r !== null) return r;
+      }
+      return this.#sendEach(fd, namePtr, nameLen);
+    } finally {
+      this.clear();
+    }
+  }
+
+  /** One size for all but the last (which may be shorter), and within the kernel's bounds. */
+  #uniform(): boolean {
+    const n = this.#n;
+    const size = this.#sizes[0]!;
+    if (size === 0 || n > GSO_MAX_SEGMENTS || this.#bytes > GSO_MAX_BYTES) return false;
+    for (let i = 1; i < n - 1; i++) if (this.#sizes[i] !== size) return false;
+    return this.#sizes[n - 1]! <= size;
+  }
+
+  /** The GSO send: the count sent (all or none), or null to fall back to {@linkcode #sendEach}. */
+  #sendGso(fd: number, namePtr: bigint, nameLen: number): number | null {
+    const h = this.#gsoView;
+    h.setBigUint64(0, namePtr, true);
+    h.setUint32(8, nameLen, true);
+    h.setBigUint64(24, BigInt(this.#n), true);
+    this.#controlView.setUint16(16, this.#sizes[0]!, true);
+    const E = errnoView();
+    for (;;) {
+      const r = libc().sendmsg(fd, this.#gsoHdr, MSG_NOSIGNAL);
+      if (r >= 0) {
+        this.#sentBytes = this.#bytes;
+        return this.#n;
+      }
+      const e = E[0]!;
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) return 0;
+      // EINVAL (a segment bigger than the path MTU), EIO (no checksum
+      // offload, IPsec), ENOPROTOOPT/EOPNOTSUPP (an old kernel): the socket
+      // cannot take GSO. Anything else (a pending ICMP error) is one
+      // datagram's business: the one-by-one send sorts it out.
+      this.#gsoRefused = e === Errno.EINVAL || e === Errno.EIO || e === Errno.ENOPROTOOPT ||
+        e === Errno.EOPNOTSUPP;
+      return null;
+    }
+  }
+
+  #sendEach(fd: number, namePtr: bigint, nameLen: number): number {
+    const n = this.#n;
+    const v = this.#vecView;
+    for (let i = 0; i < n; i++) {
+      const o = i * MMSGHDR_LEN;
+      v.setBigUint64(o, namePtr, true);
+      v.setUint32(o + 8, nameLen, true);
+    }
+    const E = errnoView();
+    let i = 0, sent = 0;
+    while (i < n) {
+      const vec = i === 0 ? this.#vec : this.#vec.subarray(i * MMSGHDR_LEN);
+      const r = libc().sendmmsg(fd, vec, n - i, MSG_NOSIGNAL);
+      if (r > 0) {
+        for (let k = i; k < i + r; k++) this.#sentBytes += this.#sizes[k]!;
+        i += r;
+        sent += r;
+        continue;
+      }
+      if (r === 0) break;
+      const e = E[0]!;
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) break;
+      i++; // this datagram fails: drop it, go on with the next
+    }
+    return sent;
+  }
+}
+
 /** Encodes the destination sockaddr once for {@linkcode DatagramSender.sendTo}. */
 export function sockaddrOf(ep: Endpoint): Uint8Array {
   return encodeSockaddr(ep);

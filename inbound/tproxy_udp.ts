@@ -37,6 +37,12 @@ export interface UdpDatagramSink {
   known(key: string, data: Uint8Array): boolean;
   /** The first datagram of an unknown pair, decoded. */
   fresh(key: string, d: ReceivedDatagram & { readonly destination: Endpoint }): void;
+  /**
+   * After the datagrams of one receive: the views passed to `known` and
+   * `fresh` are overwritten by the next one, so whatever the sink batched
+   * from them goes out now.
+   */
+  flush?(): void;
 }
 
 /** Options of {@linkcode UdpTproxyInbound.open}. */
@@ -51,7 +57,10 @@ export interface UdpInboundOptions {
   batch?: number;
   /** `SO_RCVBUF` of the inbound sockets in bytes (default 4 MiB; the kernel caps it). */
   rcvbuf?: number;
-  /** Longest stretch (ms) of back-to-back reads before yielding to timers (default 2). */
+  /**
+   * Longest stretch (ms) of back-to-back reads before the loop goes back to
+   * the reactor, which parks once in a while so that timers run (default 2).
+   */
   maxBusyMs?: number;
   logger?: Logger;
   reactor?: Reactor;
@@ -91,7 +100,9 @@ export class UdpTproxyInbound {
     this.#batchSize = opts.batch ?? 16;
     this.#maxBusyMs = opts.maxBusyMs ?? 2;
     this.#addresses = fds.map((fd) => getsockname(fd));
-    for (const fd of fds) this.#reactor.register(fd);
+    // Oneshot: while the loop reads, the datagrams that keep arriving must not
+    // each make the reactor poll (see RegisterOptions.oneshot).
+    for (const fd of fds) this.#reactor.register(fd, { oneshot: true });
     for (const fd of fds) this.#loops.push(this.#loop(fd));
   }
 
@@ -156,6 +167,7 @@ export class UdpTproxyInbound {
         }
         if (n === WOULD_BLOCK) break;
         for (let i = 0; i < n; i++) this.#deliver(batch, i);
+        this.#flush();
         read += n;
       }
     }
@@ -189,11 +201,27 @@ export class UdpTproxyInbound {
         continue;
       }
       for (let i = 0; i < n; i++) this.#deliver(batch, i);
+      this.#flush();
       if (performance.now() - busySince > this.#maxBusyMs) {
-        // Let timers (sniff waits, expiry sweeps) and other I/O run.
-        await new Promise((r) => setTimeout(r, 0));
+        // Let other sockets and (when the reactor parks) timers run: the wait
+        // arms the socket, which is still readable, so it returns on the
+        // reactor's next poll. A timer here would let the reactor block in
+        // its short synchronous wait first.
+        try {
+          await this.#reactor.readable(fd);
+        } catch {
+          return; // unregistered: closing
+        }
         busySince = performance.now();
       }
+    }
+  }
+
+  #flush(): void {
+    try {
+      this.#sink.flush?.();
+    } catch (e) {
+      this.#log.error("udp datagram flush failed", { error: e });
     }
   }
 

@@ -30,17 +30,16 @@ import {
   connect,
   getNofileLimit,
   getsockname,
-  recv,
   send,
   WOULD_BLOCK,
 } from "../ffi/socket.ts";
 import { connectTcp, type FdStream } from "../ffi/stream.ts";
 import {
-  DatagramSender,
-  MAX_DATAGRAM,
   openReplySocket,
   openUdpBound,
   openUdpUpstream,
+  RecvBatch,
+  SendBatch,
   sockaddrOf,
   type UdpUpstreamOptions,
 } from "../ffi/udp.ts";
@@ -132,6 +131,11 @@ type State = "sniffing" | "connecting" | "open" | "blocked" | "failed" | "closed
 interface Upstream {
   /** Sends one datagram; false when it was dropped. */
   send(data: Uint8Array): boolean;
+  /**
+   * The socket for batched sends (a direct upstream), or null (SOCKS: each
+   * datagram gets a header).
+   */
+  readonly batched: SocketUpstream | null;
   close(): void;
 }
 
@@ -162,8 +166,22 @@ export class UdpPlane {
   readonly #table: UdpSessionTable<Session>;
   readonly #replies: ReplySocketCache;
   readonly #timeouts: UdpTimeouts;
-  readonly #sender = new DatagramSender();
-  readonly #rbuf = new Uint8Array(new ArrayBuffer(MAX_DATAGRAM));
+  /**
+   * Client datagrams of the inbound's current batch, on their way to one
+   * direct upstream (`#fwdTo`): sent as one when the batch is delivered or
+   * the next datagram is for another session.
+   */
+  readonly #fwd = new SendBatch();
+  #fwdTo: SocketUpstream | null = null;
+  /** Replies of one session's current read batch, sent as one after it. */
+  readonly #rep = new SendBatch();
+  #repTo: Session | null = null;
+  #repFd = -1;
+  #repBytes = 0;
+  /** Reply sockets that refused UDP GSO (their datagrams go out with `sendmmsg`). */
+  readonly #noGso = new Set<number>();
+  /** Upstream reads, shared by every session's read loop (each batch is handled at once). */
+  readonly #upBatch = new RecvBatch(16);
   readonly #maxPending: number;
   readonly #maxPendingBytes: number;
   readonly #sniffOn: boolean;
@@ -250,6 +268,7 @@ export class UdpPlane {
         sink: {
           known: (key, data) => plane.#known(key, data),
           fresh: (key, d) => plane.#fresh(key, d.data, d.source, d.destination, d.mark, d.tos),
+          flush: () => plane.#flushForward(),
         },
       });
     } catch (e) {
@@ -329,7 +348,7 @@ export class UdpPlane {
   #handle(s: Session, data: Uint8Array): void {
     switch (s.state) {
       case "open":
-        if (!s.upstream!.send(data)) this.#table.drop();
+        this.#forward(s.upstream!, data);
         return;
       case "sniffing":
         if (!this.#hold(s, data)) return;
@@ -352,6 +371,35 @@ export class UdpPlane {
         if (s.refuse) this.#refuse(s, data);
         this.#table.drop();
     }
+  }
+
+  /**
+   * Sends a client datagram (a view into the inbound's receive batch: valid
+   * until the inbound's flush) to a session's upstream, batched per upstream.
+   */
+  #forward(up: Upstream, data: Uint8Array): void {
+    const sock = up.batched;
+    if (sock === null) {
+      if (!up.send(data)) this.#table.drop();
+      return;
+    }
+    if (this.#fwdTo !== sock) this.#flushForward();
+    this.#fwdTo = sock;
+    if (!this.#fwd.add(data)) {
+      this.#flushForward();
+      this.#fwdTo = sock;
+      this.#fwd.add(data);
+    }
+  }
+
+  /** Sends the batched client datagrams (the inbound calls it after each batch). */
+  #flushForward(): void {
+    const sock = this.#fwdTo;
+    if (sock === null) return;
+    this.#fwdTo = null;
+    const n = this.#fwd.length;
+    const sent = sock.sendBatch(this.#fwd);
+    if (sent < n) this.#table.drop(n - sent);
   }
 
   /** Holds a copy of `data`; when the bound is hit, routes at once (no name) and sends. */
@@ -474,13 +522,7 @@ export class UdpPlane {
         }
         case "direct": {
           const fd = openUdpUpstream(meta.destination, directOptions(cfg, snap, meta.destination));
-          s.upstream = new SocketUpstream(
-            fd,
-            this.#reactor,
-            this.#rbuf,
-            (data) => this.#reply(s, data),
-            (e) => this.#upstreamEnded(s, e),
-          );
+          s.upstream = new SocketUpstream(fd, this.#reactor, this.#upstreamCallbacks(s));
           this.#open(s);
           return;
         }
@@ -554,9 +596,7 @@ export class UdpPlane {
   ): Promise<void> {
     try {
       const up = await SocksUpstream.open(cfg, defaultMark, s.meta.destination, this.#reactor, {
-        buf: this.#rbuf,
-        onData: (data) => this.#reply(s, data),
-        onEnd: (e) => this.#upstreamEnded(s, e),
+        ...this.#upstreamCallbacks(s),
       });
       if (s.state !== "connecting") {
         up.close();
@@ -577,27 +617,59 @@ export class UdpPlane {
 
   // ------------------------------------------------------------ upstream side
 
-  /** A datagram from the upstream: send it to the client from the original destination. */
+  /** What a session's upstream read loop reports to. */
+  #upstreamCallbacks(s: Session): UpstreamCallbacks {
+    return {
+      batch: this.#upBatch,
+      onData: (data) => this.#reply(s, data),
+      onBatchEnd: () => this.#flushReplies(),
+      onEnd: (e) => this.#upstreamEnded(s, e),
+    };
+  }
+
+  /**
+   * A datagram from the upstream (a view into the read batch, valid until
+   * the batch ends): queued to go to the client from the original
+   * destination when the batch ends.
+   */
   #reply(s: Session, data: Uint8Array): void {
     if (s.state !== "open") return;
     this.#table.touch(s.key, s);
-    const fd = this.#replies.get(s.meta.destination, s.dstKey);
-    if (fd < 0) {
-      this.#table.drop();
-      return;
-    }
-    try {
-      if (this.#sender.sendTo(fd, data, s.clientSa) === WOULD_BLOCK) {
+    if (this.#repTo !== s) {
+      // Before the cache lookup, which may close its least recent socket.
+      this.#flushReplies();
+      const fd = this.#replies.get(s.meta.destination, s.dstKey);
+      if (fd < 0) {
         this.#table.drop();
         return;
       }
-    } catch (e) {
-      this.#table.drop();
-      this.#log.debug("udp: reply failed", { id: s.id, error: e });
-      return;
+      this.#repTo = s;
+      this.#repFd = fd;
     }
-    this.#c.datagramsDown++;
-    this.#c.bytesDown += data.length;
+    if (!this.#rep.add(data)) {
+      const fd = this.#repFd;
+      this.#flushReplies();
+      this.#repTo = s;
+      this.#repFd = fd;
+      this.#rep.add(data);
+    }
+    this.#repBytes += data.length;
+  }
+
+  /** Sends the queued replies (after each upstream read batch). */
+  #flushReplies(): void {
+    const s = this.#repTo;
+    if (s === null) return;
+    this.#repTo = null;
+    const fd = this.#repFd;
+    const n = this.#rep.length;
+    const bytes = this.#repBytes;
+    this.#repBytes = 0;
+    const sent = this.#rep.flush(fd, s.clientSa, !this.#noGso.has(fd));
+    if (this.#rep.gsoRefused) this.#noGso.add(fd);
+    if (sent < n) this.#table.drop(n - sent);
+    this.#c.datagramsDown += sent;
+    this.#c.bytesDown += sent === n ? bytes : this.#rep.sentBytes;
   }
 
   #upstreamEnded(s: Session, e: unknown): void {
@@ -612,6 +684,9 @@ export class UdpPlane {
     s.sniffer = null;
     const prev = s.state;
     s.state = "closed";
+    // Nothing queued may outlive the socket (its fd number could be reused).
+    if (this.#fwdTo !== null && this.#fwdTo === s.upstream?.batched) this.#flushForward();
+    if (this.#repTo === s) this.#flushReplies();
     s.upstream?.close();
     s.upstream = null;
     if (s.pending.length > 0) this.#table.drop(s.pending.length);
@@ -627,6 +702,8 @@ export class UdpPlane {
     this.#closed = true;
     clearInterval(this.#sweep);
     await this.#inbound?.close();
+    this.#flushForward();
+    this.#flushReplies();
     this.#table.clear("closed");
     this.#replies.clear();
     if (this.#ownRefuser) this.#refuser.close();
@@ -657,27 +734,49 @@ export function directOptions(
   return o;
 }
 
+/** Datagrams a session's upstream reads in a row before it lets other sockets run. */
+const UPSTREAM_BURST = 64;
+
+/** Where an upstream's read loop delivers. */
+interface UpstreamCallbacks {
+  /** The receive batch (shared: the loop hands each batch over before its next read). */
+  readonly batch: RecvBatch;
+  /** One datagram (a view into `batch`, valid until `onBatchEnd`). */
+  readonly onData: (data: Uint8Array) => void;
+  /** After the datagrams of one read. */
+  readonly onBatchEnd: () => void;
+  /** The socket failed (not for ICMP errors, which are survived). */
+  readonly onEnd: (e: unknown) => void;
+}
+
 /**
- * A connected UDP socket and its read loop (direct outbound). Errors from
+ * A connected UDP socket and its read loop (direct outbound; the relay
+ * socket of a SOCKS one, with `decode`). Reads with `recvmmsg`; errors from
  * ICMP (ECONNREFUSED & co.) are survived; anything else ends the session.
  */
 class SocketUpstream implements Upstream {
   readonly #fd: number;
   readonly #reactor: Reactor;
   #closed = false;
+  /** False once the socket refused UDP GSO. */
+  #gso = true;
 
   constructor(
     fd: number,
     reactor: Reactor,
-    readonly buf: Uint8Array,
-    readonly onData: (data: Uint8Array) => void,
-    readonly onEnd: (e: unknown) => void,
+    readonly cb: UpstreamCallbacks,
     readonly decode?: (data: Uint8Array) => Uint8Array | null,
   ) {
     this.#fd = fd;
     this.#reactor = reactor;
-    reactor.register(fd);
+    // Oneshot: a socket that sends without waiting gets a write-space edge per
+    // datagram, and one read in a burst an edge per datagram that arrives.
+    reactor.register(fd, { oneshot: true });
     void this.#loop();
+  }
+
+  get batched(): SocketUpstream | null {
+    return this.decode ? null : this;
   }
 
   send(data: Uint8Array): boolean {
@@ -689,31 +788,60 @@ class SocketUpstream implements Upstream {
     }
   }
 
+  /** Sends and clears `batch`: the number sent (the rest is dropped). */
+  sendBatch(batch: SendBatch): number {
+    if (this.#closed) {
+      batch.clear();
+      return 0;
+    }
+    const sent = batch.flush(this.#fd, null, this.#gso);
+    if (batch.gsoRefused) this.#gso = false;
+    return sent;
+  }
+
   async #loop(): Promise<void> {
-    const buf = this.buf;
+    const { batch, onData, onBatchEnd, onEnd } = this.cb;
+    let burst = 0;
     while (!this.#closed) {
       let n: number;
+      if (burst >= UPSTREAM_BURST) {
+        // A reply flood: let the other sockets run (the wait returns on the
+        // reactor's next poll, the socket being readable still).
+        burst = 0;
+        try {
+          await this.#reactor.readable(this.#fd);
+        } catch (e) {
+          if (!this.#closed && !isClosedError(e)) onEnd(e);
+          return;
+        }
+        if (this.#closed) return;
+      }
       try {
-        n = recv(this.#fd, buf);
+        n = batch.receive(this.#fd);
       } catch (e) {
         if (this.#closed) return;
         const code = (e as { code?: string }).code;
         if (code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH") continue;
-        this.onEnd(e);
+        onEnd(e);
         return;
       }
       if (n === WOULD_BLOCK) {
+        burst = 0;
         try {
           await this.#reactor.readable(this.#fd);
         } catch (e) {
-          if (!this.#closed && !isClosedError(e)) this.onEnd(e);
+          if (!this.#closed && !isClosedError(e)) onEnd(e);
           return;
         }
         continue;
       }
-      const view = buf.subarray(0, n);
-      const data = this.decode ? this.decode(view) : view;
-      if (data) this.onData(data);
+      burst += n;
+      for (let i = 0; i < n && !this.#closed; i++) {
+        const view = batch.data(i);
+        const data = this.decode ? this.decode(view) : view;
+        if (data) onData(data);
+      }
+      onBatchEnd();
     }
   }
 
@@ -727,6 +855,7 @@ class SocketUpstream implements Upstream {
 
 /** A SOCKS5 UDP association: a control TCP connection plus a UDP socket to its relay. */
 class SocksUpstream implements Upstream {
+  readonly batched = null;
   readonly #assoc: Socks5UdpAssociation<FdStream>;
   readonly #sock: SocketUpstream;
   readonly #header: Uint8Array;
@@ -750,7 +879,7 @@ class SocksUpstream implements Upstream {
     defaultMark: number,
     dst: Endpoint,
     reactor: Reactor,
-    cb: { buf: Uint8Array; onData: (d: Uint8Array) => void; onEnd: (e: unknown) => void },
+    cb: UpstreamCallbacks,
   ): Promise<SocksUpstream> {
     const addr = parseIp(cfg.server);
     if (!addr) {
@@ -787,7 +916,7 @@ class SocksUpstream implements Upstream {
         clientHint: hint,
       }, `${cfg.server}:${cfg.server_port}`);
       connect(fd, assoc.relay);
-      const sock = new SocketUpstream(fd, reactor, cb.buf, cb.onData, cb.onEnd, (buf) => {
+      const sock = new SocketUpstream(fd, reactor, cb, (buf) => {
         const r = decodeUdpDatagram(buf);
         return r.ok ? r.data : null;
       });
