@@ -100,7 +100,16 @@ export const routerSubject: Subject = {
     const cfg = `${dir}/router.json`;
     // ROUTER_V8_FLAGS in the environment overrides them (to compare flag sets).
     const flags = Deno.env.get("ROUTER_V8_FLAGS") ?? ROUTER_V8_FLAGS;
-    const argv = [Deno.execPath(), "run", "-A", ...(flags ? [`--v8-flags=${flags}`] : []), main];
+    // ROUTER_DENO_FLAGS adds `deno run` flags (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+    const extra = (Deno.env.get("ROUTER_DENO_FLAGS") ?? "").split(" ").filter((f) => f !== "");
+    const argv = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      ...extra,
+      ...(flags ? [`--v8-flags=${flags}`] : []),
+      main,
+    ];
     return await startTproxyProxy(lab, {
       configPath: cfg,
       config: routerConfig(TPROXY_PORT, SKIP_MARK),

@@ -7,6 +7,7 @@
  *     [--v8-flags=FLAGS]   (the router's V8 flags; default: the production ones,
  *                           ROUTER_V8_FLAGS of netns_bench.ts; "" for none)
  *     [--detail]           (list every ping over 10 ms and when it was sent)
+ *     [--only TEXT]        (run only the rounds whose description contains TEXT)
  *
  * Starts `deno run -A DIR/main.ts run --config F` (DIR defaults to this
  * repo; `--repo` points at another checkout to compare builds) with a TPROXY
@@ -138,6 +139,7 @@ async function main(): Promise<void> {
       sets: { type: "string", default: "10k,large" },
       "v8-flags": { type: "string", default: ROUTER_V8_FLAGS },
       detail: { type: "boolean" },
+      only: { type: "string" },
     },
   });
   const reloads = Number(values.reloads);
@@ -226,6 +228,7 @@ async function main(): Promise<void> {
       ]);
     }
     for (const [name, what, fileOf, gap] of rounds) {
+      if (values.only && !what.includes(values.only)) continue;
       // Warm-up (JIT, first allocation of the heap); then the round's files.
       await ctl.reload({ path: v0(files, name) });
       const took: number[] = [], wall: number[] = [], compiled: number[] = [];

@@ -34,6 +34,10 @@ export interface UdpBenchResult {
   bulk_loss_pct?: number | null;
   small_kpps?: number | null;
   small_loss_pct?: number | null;
+  rev_bulk_mbps?: number | null;
+  rev_bulk_loss_pct?: number | null;
+  rev_small_kpps?: number | null;
+  rev_small_loss_pct?: number | null;
   rr_p50_us?: number | null;
   rr_p99_us?: number | null;
 }
@@ -57,10 +61,14 @@ async function iperfUdp(
   len: number,
   rate: string,
   seconds: number,
+  reverse = false,
 ): Promise<{ mbps: number; lossPct: number; pps: number }> {
   const r = await lab.run("client", [
     "iperf3",
     "-u",
+    // -R: the server sends, so the datagrams take the reply path (upstream
+    // socket → the transparent socket answering from the original destination).
+    ...(reverse ? ["-R"] : []),
     "-c",
     host,
     "-p",
@@ -159,6 +167,16 @@ export async function runUdpBench(
           res.small_kpps = Math.round(b.pps / 100) / 10;
           res.small_loss_pct = Math.round(b.lossPct * 10) / 10;
         });
+        await step("reverse bulk", async () => {
+          const b = await iperfUdp(lab, dst, 1200, rates.bulk, seconds, true);
+          res.rev_bulk_mbps = Math.round(b.mbps);
+          res.rev_bulk_loss_pct = Math.round(b.lossPct * 10) / 10;
+        });
+        await step("reverse small", async () => {
+          const b = await iperfUdp(lab, dst, 64, rates.small, seconds, true);
+          res.rev_small_kpps = Math.round(b.pps / 100) / 10;
+          res.rev_small_loss_pct = Math.round(b.lossPct * 10) / 10;
+        });
         await step("rr", async () => {
           [res.rr_p50_us, res.rr_p99_us] = await pingpong(lab, `${dst}:7000`, seconds);
         });
@@ -177,6 +195,10 @@ export function udpTable(results: readonly UdpBenchResult[]): string {
     ["bulk_loss_pct", "loss %"],
     ["small_kpps", "64 B kpps"],
     ["small_loss_pct", "loss %"],
+    ["rev_bulk_mbps", "reply path 1200 B Mbit/s"],
+    ["rev_bulk_loss_pct", "loss %"],
+    ["rev_small_kpps", "reply path 64 B kpps"],
+    ["rev_small_loss_pct", "loss %"],
     ["rr_p50_us", "RR p50 µs"],
     ["rr_p99_us", "RR p99 µs"],
   ];
