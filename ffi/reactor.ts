@@ -133,6 +133,8 @@ export class Reactor {
   #waiters = 0;
   #running = false;
   #parked = false;
+  /** Set by {@linkcode parkSoon}: park at the next poll. */
+  #parkSoon = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
   readonly #maxEvents: number;
@@ -285,6 +287,18 @@ export class Reactor {
   }
 
   /**
+   * Makes the reactor park at its next poll (waiting on a worker thread, so
+   * that the event loop gets a turn: timers, the rest of its I/O), however
+   * long it has been busy. For a loop that kept the thread busy and now
+   * waits on its fd: `parkSoon()` then `await readable(fd)`, the wait
+   * returning right after the turn when the fd is still readable. (A
+   * `setTimeout(0)` instead is clamped to 4 ms once nested five deep.)
+   */
+  parkSoon(): void {
+    if (!this.#parked) this.#parkSoon = true;
+  }
+
+  /**
    * Rejects a pending wait on `fd` with `reason` (used for timeouts).
    * Returns false when nothing was waiting.
    */
@@ -373,7 +387,7 @@ export class Reactor {
       while (this.#waiters > 0 && !this.#closed) {
         // Busy for maxBusyMs since the last park: park once now (below), so
         // that timers and the rest of the event loop get their turn.
-        const busy = performance.now() - busySince > this.#maxBusyMs;
+        const busy = this.#parkSoon || performance.now() - busySince > this.#maxBusyMs;
         const n = busy ? 0 : L.epoll_wait(this.#epfd, this.#events, this.#maxEvents, 0);
         if (n > 0) {
           this.#stats.syncPolls++;
@@ -398,6 +412,7 @@ export class Reactor {
           }
         }
         this.#parked = true;
+        this.#parkSoon = false;
         this.#stats.parkedPolls++;
         let m: number;
         try {

@@ -57,10 +57,7 @@ export interface UdpInboundOptions {
   batch?: number;
   /** `SO_RCVBUF` of the inbound sockets in bytes (default 4 MiB; the kernel caps it). */
   rcvbuf?: number;
-  /**
-   * Longest stretch (ms) of back-to-back reads before the loop goes back to
-   * the reactor, which parks once in a while so that timers run (default 2).
-   */
+  /** Longest stretch (ms) of back-to-back reads before yielding to the event loop (default 2). */
   maxBusyMs?: number;
   logger?: Logger;
   reactor?: Reactor;
@@ -203,10 +200,10 @@ export class UdpTproxyInbound {
       for (let i = 0; i < n; i++) this.#deliver(batch, i);
       this.#flush();
       if (performance.now() - busySince > this.#maxBusyMs) {
-        // Let other sockets and (when the reactor parks) timers run: the wait
-        // arms the socket, which is still readable, so it returns on the
-        // reactor's next poll. A timer here would let the reactor block in
-        // its short synchronous wait first.
+        // Let timers (sniff waits, expiry sweeps) and other I/O run: the
+        // reactor parks once (the event loop's turn), and the wait returns
+        // right after it, the socket being readable still.
+        this.#reactor.parkSoon();
         try {
           await this.#reactor.readable(fd);
         } catch {

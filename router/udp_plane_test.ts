@@ -190,3 +190,60 @@ Deno.test("UdpPlane evicts the least recently used session at udp_max_sessions",
     await closePlane();
   }
 });
+
+Deno.test("UdpTproxyInbound under a flood lets timers run (it parks the reactor when it yields)", async () => {
+  // A reactor with nothing else to wait for: each yield of the inbound would
+  // otherwise restart the reactor's loop fresh, which then never parks.
+  const reactor = new Reactor();
+  let delivered = 0;
+  const ib = UdpTproxyInbound.open({
+    listen: "127.0.0.1",
+    port: 0,
+    reactor,
+    sink: {
+      // 20 µs a datagram: slower than the flood, so the inbound never runs dry.
+      known: () => {
+        const until = performance.now() + 0.02;
+        while (performance.now() < until) { /* busy */ }
+        delivered++;
+        return true;
+      },
+      fresh: () => {
+        delivered++;
+      },
+    },
+  });
+  // Another process floods the inbound for at most 3 s (or 3,000,000 datagrams).
+  const flood = new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import socket,sys,time\n" +
+      "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" +
+      "print('go',flush=True)\n" +
+      "end=time.time()+3\n" +
+      "for i in range(3000000):\n" +
+      "  s.sendto(b'x',('127.0.0.1',int(sys.argv[1])))\n" +
+      "  if i%1000==0 and time.time()>end: break\n",
+      String(ib.addresses[0]!.port),
+    ],
+    stdout: "piped",
+  }).spawn();
+  const reader = flood.stdout.getReader();
+  let ended = false;
+  const done = flood.status.then(() => ended = true);
+  try {
+    await reader.read(); // "go"
+    await until(() => (delivered > 1000 ? true : null), "the flood to arrive");
+    const during = await new Promise<boolean>((r) => setTimeout(() => r(!ended), 0));
+    assert.ok(during, "the timer ran only after the flood ended");
+  } finally {
+    try {
+      flood.kill();
+    } catch { /* already gone */ }
+    reader.releaseLock();
+    await flood.stdout.cancel().catch(() => {});
+    await done;
+    await ib.close();
+    reactor.close();
+  }
+});
