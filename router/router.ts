@@ -179,6 +179,7 @@ export class Router {
       const plane = UdpPlane.open({
         inbound,
         snapshot: () => this.#snap,
+        health: this.#health,
         logger: this.#log.child(`udp/${inbound.tag}`),
         ...(this.#reactor ? { reactor: this.#reactor } : {}),
       });

@@ -94,6 +94,19 @@ export interface UdpPlaneOptions {
    * closed with the plane; one passed in is not closed.
    */
   readonly refuser?: IcmpRefuser;
+  /**
+   * Outbound health (the router's `HealthChecker`): a SOCKS outbound known
+   * to be down fails new sessions at once, and each UDP ASSOCIATE reports
+   * its outcome like a TCP dial does.
+   */
+  readonly health?: UdpHealth;
+}
+
+/** The part of `HealthChecker` the plane uses. */
+export interface UdpHealth {
+  admit(tag: string): boolean;
+  reportSuccess(tag: string): void;
+  reportFailure(tag: string, err: unknown, dst?: Endpoint): void;
 }
 
 /** Counters of a plane, for `status` / `stats`. */
@@ -116,6 +129,8 @@ export interface UdpPlaneStats {
   reply_errors: number;
   sniffed_quic: number;
   sniff_timeouts: number;
+  /** Sessions failed at once because their (SOCKS) outbound was known down. */
+  fail_fast: number;
   /** ICMP port-unreachable refusals sent for blocked (`mode: "reset"`) sessions. */
   refused: number;
   /** Refusals skipped by the rate limits (100/s, one per session per second). */
@@ -202,7 +217,9 @@ export class UdpPlane {
     bytesDown: 0,
     sniffedQuic: 0,
     sniffTimeouts: 0,
+    failFast: 0,
   };
+  readonly #health: UdpHealth | null;
 
   private constructor(opts: UdpPlaneOptions) {
     const ib = opts.inbound;
@@ -210,6 +227,7 @@ export class UdpPlane {
     this.#snapshot = opts.snapshot;
     this.#log = opts.logger;
     this.#reactor = opts.reactor ?? defaultReactor();
+    this.#health = opts.health ?? null;
     this.#sniffOn = ib.sniff;
     this.#sniffTimeout = ib.sniff_timeout_ms;
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
@@ -312,6 +330,7 @@ export class UdpPlane {
       reply_errors: r.errors,
       sniffed_quic: this.#c.sniffedQuic,
       sniff_timeouts: this.#c.sniffTimeouts,
+      fail_fast: this.#c.failFast,
       refused: rc.sent,
       refused_limited: rc.rateLimited,
       refused_errors: rc.errors,
@@ -527,6 +546,17 @@ export class UdpPlane {
           return;
         }
         case "socks":
+          if (this.#health !== null && !this.#health.admit(decision.outbound)) {
+            // Known down: no ASSOCIATE, no connect timeout (one trial now and
+            // then for a passive check, as for TCP flows).
+            this.#c.failFast++;
+            this.#log.debug("udp: outbound down: failing new session", {
+              id: s.id,
+              outbound: decision.outbound,
+            });
+            this.#fail(s, "failed");
+            return;
+          }
           s.state = "connecting";
           this.#connectSocks(s, cfg, snap.config.route.default_mark);
           return;
@@ -598,6 +628,7 @@ export class UdpPlane {
       const up = await SocksUpstream.open(cfg, defaultMark, s.meta.destination, this.#reactor, {
         ...this.#upstreamCallbacks(s),
       });
+      this.#health?.reportSuccess(cfg.tag);
       if (s.state !== "connecting") {
         up.close();
         return;
@@ -605,6 +636,7 @@ export class UdpPlane {
       s.upstream = up;
       this.#open(s);
     } catch (e) {
+      this.#health?.reportFailure(cfg.tag, e, s.meta.destination);
       if (s.state !== "connecting") return;
       this.#warn("udp: SOCKS5 UDP ASSOCIATE failed", {
         id: s.id,

@@ -2,12 +2,14 @@
 // straight to the inbound socket carry that socket's address as their
 // original destination. End-to-end forwarding is in tests/netns/router_udp_test.ts.
 import assert from "node:assert/strict";
+import type { OutboundConfig } from "../config/schema.ts";
+import { nullLogger } from "../core/log.ts";
 import type { FlowMeta } from "../core/types.ts";
 import { close } from "../ffi/socket.ts";
 import { DatagramSender, sockaddrOf } from "../ffi/udp.ts";
 import { Reactor } from "../ffi/reactor.ts";
 import { UdpTproxyInbound } from "../inbound/tproxy_udp.ts";
-import type { UdpPlaneStats } from "./udp_plane.ts";
+import { type UdpHealth, UdpPlane, type UdpPlaneStats, type UdpRouteView } from "./udp_plane.ts";
 import { blockView, loopbackClient, openTestPlane, testInbound, until } from "./_udp_test_util.ts";
 
 const enc = new TextEncoder();
@@ -244,6 +246,80 @@ Deno.test("UdpTproxyInbound under a flood lets timers run (it parks the reactor 
     await flood.stdout.cancel().catch(() => {});
     await done;
     await ib.close();
+    reactor.close();
+  }
+});
+
+Deno.test("UdpPlane reports a failed UDP ASSOCIATE to health and fails sessions at once while the outbound is down", async () => {
+  // A SOCKS outbound whose server port is closed: the ASSOCIATE's control
+  // connection is refused.
+  const gone = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (gone.addr as Deno.NetAddr).port;
+  gone.close();
+  const socks: OutboundConfig = {
+    type: "socks",
+    tag: "proxy",
+    kind: "socks",
+    server: "127.0.0.1",
+    server_port: port,
+    version: "5",
+    username: null,
+    password: null,
+    pool: { size: 0, max_idle_ms: null },
+    domain_strategy: "ip",
+    routing_mark: null,
+    dscp: null,
+    connect_timeout_ms: 2000,
+  };
+  const calls: string[] = [];
+  let down = false;
+  const health: UdpHealth = {
+    admit: (tag) => {
+      calls.push(`admit ${tag}`);
+      return !down;
+    },
+    reportSuccess: (tag) => void calls.push(`success ${tag}`),
+    reportFailure: (tag, err, dst) => {
+      calls.push(`failure ${tag} ${(err as { code?: string }).code ?? err} ${dst?.port}`);
+      down = true; // as a HealthChecker past its threshold would
+    },
+  };
+  const view = (): UdpRouteView => ({
+    generation: 1,
+    engine: { match: () => ({ outbound: "proxy", rule: 0 }) },
+    outbounds: new Map([["proxy", { config: socks }]]),
+    config: { route: { default_mark: 0 } },
+    inbounds: new Map(),
+  });
+  const reactor = new Reactor();
+  const plane = UdpPlane.open({
+    inbound: testInbound({ sniff: false }),
+    snapshot: view,
+    logger: nullLogger,
+    reactor,
+    health,
+  });
+  const a = loopbackClient(), b = loopbackClient();
+  try {
+    const to = sockaddrOf(plane.addresses[0]!);
+    const s = new DatagramSender();
+    s.sendTo(a, enc.encode("first"), to);
+    await until(() => calls.some((c) => c.startsWith("failure")), "the failed ASSOCIATE");
+    assert.deepEqual(calls, [
+      "admit proxy",
+      `failure proxy ECONNREFUSED ${plane.addresses[0]!.port}`,
+    ]);
+    // Another client, another session: refused at once, nothing dialled.
+    s.sendTo(b, enc.encode("second"), to);
+    await until(() => (plane.stats().fail_fast === 1 ? true : null), "the fail-fast session");
+    assert.deepEqual(calls.slice(2), ["admit proxy"]);
+    const st = plane.stats();
+    assert.equal(st.created, 2);
+    assert.equal(st.outbounds["proxy"], 2);
+  } finally {
+    close(a);
+    close(b);
+    await plane.close();
     reactor.close();
   }
 });
