@@ -459,6 +459,7 @@ export class SendBatch {
   readonly #control: Uint8Array;
   readonly #controlView: DataView;
   readonly #name = new Uint8Array(new ArrayBuffer(SOCKADDR_STORAGE_LEN));
+  readonly #namePtr = ptrOf(this.#name);
   /** Base address of each buffer seen (looked up once per buffer). */
   readonly #bases = new WeakMap<ArrayBufferLike, number>();
   #gsoRefused = false;
@@ -560,7 +561,7 @@ export class SendBatch {
       this.#name.set(sockaddr);
       nameLen = sockaddr.length;
     }
-    const namePtr = nameLen > 0 ? ptrOf(this.#name) : 0n;
+    const namePtr = nameLen > 0 ? this.#namePtr : 0n;
     try {
       if (gso && n > 1 && this.#uniform()) {
         const r = this.#sendGso(fd, namePtr, nameLen);
