@@ -836,18 +836,6 @@ class SocketUpstream implements Upstream {
     let burst = 0;
     while (!this.#closed) {
       let n: number;
-      if (burst >= UPSTREAM_BURST) {
-        // A reply flood: let the other sockets run (the wait returns on the
-        // reactor's next poll, the socket being readable still).
-        burst = 0;
-        try {
-          await this.#reactor.readable(this.#fd);
-        } catch (e) {
-          if (!this.#closed && !isClosedError(e)) onEnd(e);
-          return;
-        }
-        if (this.#closed) return;
-      }
       try {
         n = batch.receive(this.#fd);
       } catch (e) {
@@ -857,23 +845,26 @@ class SocketUpstream implements Upstream {
         onEnd(e);
         return;
       }
-      if (n === WOULD_BLOCK) {
-        burst = 0;
-        try {
-          await this.#reactor.readable(this.#fd);
-        } catch (e) {
-          if (!this.#closed && !isClosedError(e)) onEnd(e);
-          return;
+      if (n !== WOULD_BLOCK) {
+        burst += n;
+        for (let i = 0; i < n && !this.#closed; i++) {
+          const view = batch.data(i);
+          const data = this.decode ? this.decode(view) : view;
+          if (data) onData(data);
         }
-        continue;
+        onBatchEnd();
+        if (burst < UPSTREAM_BURST) continue;
       }
-      burst += n;
-      for (let i = 0; i < n && !this.#closed; i++) {
-        const view = batch.data(i);
-        const data = this.decode ? this.decode(view) : view;
-        if (data) onData(data);
+      // Nothing left to read, or a reply flood: let the other sockets run
+      // (after a flood the wait returns on the reactor's next poll, the
+      // socket being readable still).
+      burst = 0;
+      try {
+        await this.#reactor.readable(this.#fd);
+      } catch (e) {
+        if (!this.#closed && !isClosedError(e)) onEnd(e);
+        return;
       }
-      onBatchEnd();
     }
   }
 
