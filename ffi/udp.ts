@@ -599,9 +599,9 @@ export class SendBatch {
       const e = E[0]!;
       if (e === Errno.EINTR) continue;
       if (e === Errno.EAGAIN) return 0;
-      // EINVAL (a segment bigger than the path MTU), EIO (no checksum
-      // offload, IPsec), ENOPROTOOPT/EOPNOTSUPP (an old kernel): the socket
-      // cannot take GSO. Anything else (a pending ICMP error) is one
+      // EINVAL (a segment bigger than the path MTU, UDP checksums off), EIO
+      // (IPsec), ENOPROTOOPT/EOPNOTSUPP (an old kernel): the socket cannot
+      // take GSO. Anything else (a pending ICMP error) is one
       // datagram's business: the one-by-one send sorts it out.
       this.#gsoRefused = e === Errno.EINVAL || e === Errno.EIO || e === Errno.ENOPROTOOPT ||
         e === Errno.EOPNOTSUPP;

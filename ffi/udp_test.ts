@@ -2,7 +2,17 @@
 import assert from "node:assert/strict";
 import { parseIp } from "../core/ip.ts";
 import { LOOP4, LOOP6 } from "./_test_util.ts";
-import { bind, close, getsockname, recv, SOCK_DGRAM, socket, WOULD_BLOCK } from "./socket.ts";
+import {
+  bind,
+  close,
+  getsockname,
+  recv,
+  setsockoptInt,
+  SOCK_DGRAM,
+  socket,
+  SOL_SOCKET,
+  WOULD_BLOCK,
+} from "./socket.ts";
 import { familyOf } from "./sockaddr.ts";
 import {
   DatagramSender,
@@ -253,5 +263,28 @@ Deno.test("SendBatch.flush() drops only the datagram an error is for (a pending 
     } finally {
       close(up);
     }
+  }
+});
+
+Deno.test("SendBatch.flush(): a socket that refuses GSO gets the datagrams one by one and is reported", async () => {
+  const server = plainUdp(LOOP4);
+  const up = openUdpUpstream(getsockname(server), { mark: 0 });
+  try {
+    // SO_NO_CHECK (no UDP checksums): the kernel refuses GSO sends with EINVAL.
+    setsockoptInt(up, SOL_SOCKET, 11, 1);
+    const batch = new SendBatch();
+    const sent = [0, 1, 2, 3].map((i) => datagram(i, 500));
+    for (const d of sent) batch.add(d);
+    assert.equal(batch.flush(up, null), 4);
+    assert.equal(batch.gsoRefused, true);
+    assert.deepEqual(await readAll(server, 4), sent);
+    // Told not to try GSO, the same socket sends without the refusal.
+    for (const d of sent) batch.add(d);
+    assert.equal(batch.flush(up, null, false), 4);
+    assert.equal(batch.gsoRefused, false);
+    assert.deepEqual(await readAll(server, 4), sent);
+  } finally {
+    close(server);
+    close(up);
   }
 });

@@ -7,7 +7,7 @@
   udp_burst.py send --target ADDR:PORT [--count N] [--burst B]
       sends N numbered datagrams (sizes in runs: 1200 B, 1200 B ending in a
       shorter one, varied, 64 B), B at a time without waiting, then counts the
-      echoes until 2 s pass without one. Prints JSON {"sent", "received",
+      echoes until 2 s pass without one. Prints JSON {"local", "sent", "received",
       "corrupt", "duplicates", "out_of_order", "bytes"}: a datagram is corrupt
       when its bytes are not exactly those sent under its number.
 """
@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _peer import parse_endpoint, parse_opts, udp_socket  # noqa: E402
+from _peer import fmt, parse_endpoint, parse_opts, udp_socket  # noqa: E402
 
 
 def size_of(seq):
@@ -74,7 +74,8 @@ def send(opts):
     s.connect(target)
     s.setblocking(False)
     seen = set()
-    stats = {"sent": 0, "received": 0, "corrupt": 0, "duplicates": 0, "out_of_order": 0, "bytes": 0}
+    stats = {"local": fmt(s.getsockname()), "sent": 0, "received": 0, "corrupt": 0,
+             "duplicates": 0, "out_of_order": 0, "bytes": 0}
     last = -1
 
     def drain():
