@@ -440,10 +440,11 @@ const TWO_32 = 2 ** 32;
 /**
  * Datagrams to send on one socket in one go: each added buffer is kept as a
  * pointer (no copy), so it must stay unchanged until {@linkcode flush} —
- * the datagrams of a `RecvBatch` just received, say. A flush sends them as
- * one UDP GSO send (`UDP_SEGMENT`: one trip through the stack, split by the
- * kernel or the NIC) when they have one size (the last may be shorter),
- * otherwise with one `sendmmsg(2)`.
+ * the datagrams of a `RecvBatch` just received, say — and so is an optional
+ * prefix of each (a SOCKS5 UDP header). A flush sends them as one UDP GSO
+ * send (`UDP_SEGMENT`: one trip through the stack, split by the kernel or
+ * the NIC) when they have one size (the last may be shorter), otherwise with
+ * one `sendmmsg(2)`.
  */
 export class SendBatch {
   /** Most datagrams one flush takes. */
@@ -451,6 +452,9 @@ export class SendBatch {
   #n = 0;
   #bytes = 0;
   readonly #sizes: Int32Array;
+  /** Iovecs in use: one per datagram, two with a prefix, in order (GSO sends them all). */
+  #iovs = 0;
+  readonly #iovBase: number;
   readonly #vec: Uint8Array;
   readonly #vecView: DataView;
   readonly #iovView: DataView;
@@ -474,17 +478,14 @@ export class SendBatch {
     this.#sizes = new Int32Array(capacity);
     this.#vec = new Uint8Array(new ArrayBuffer(MMSGHDR_LEN * capacity));
     this.#vecView = new DataView(this.#vec.buffer);
-    const iovs = new Uint8Array(new ArrayBuffer(IOVEC_LEN * capacity));
+    const iovs = new Uint8Array(new ArrayBuffer(IOVEC_LEN * 2 * capacity));
     this.#iovView = new DataView(iovs.buffer);
     this.#gsoHdr = new Uint8Array(new ArrayBuffer(MSGHDR_LEN));
     this.#gsoView = new DataView(this.#gsoHdr.buffer);
     this.#control = new Uint8Array(new ArrayBuffer(GSO_CONTROL_LEN));
     this.#controlView = new DataView(this.#control.buffer);
     const iovBase = ptrOf(iovs);
-    for (let i = 0; i < capacity; i++) {
-      this.#vecView.setBigUint64(i * MMSGHDR_LEN + 16, iovBase + BigInt(i * IOVEC_LEN), true);
-      this.#vecView.setBigUint64(i * MMSGHDR_LEN + 24, 1n, true);
-    }
+    this.#iovBase = Number(iovBase);
     // The GSO send: all the iovecs, one cmsg (level, type, u16 segment size).
     this.#gsoView.setBigUint64(16, iovBase, true);
     this.#gsoView.setBigUint64(32, ptrOf(this.#control), true);
@@ -510,34 +511,52 @@ export class SendBatch {
   }
 
   /**
-   * Adds `data` (its bytes are read at the flush). Returns false, adding
-   * nothing, when the batch is full.
+   * Adds a datagram: `prefix` (if any) then `data`, both read at the flush.
+   * Returns false, adding nothing, when the batch is full.
    */
-  add(data: Uint8Array): boolean {
+  add(data: Uint8Array, prefix?: Uint8Array): boolean {
     const i = this.#n;
     if (i === this.capacity) return false;
-    const buf = data.buffer;
-    let base = this.#bases.get(buf);
-    if (base === undefined) {
-      base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buf))));
-      this.#bases.set(buf, base);
-    }
-    const p = base + data.byteOffset;
-    const iv = this.#iovView;
-    const o = i * IOVEC_LEN;
-    iv.setUint32(o, p % TWO_32, true);
-    iv.setUint32(o + 4, Math.floor(p / TWO_32), true);
-    iv.setUint32(o + 8, data.length, true);
-    iv.setUint32(o + 12, 0, true);
-    this.#sizes[i] = data.length;
-    this.#bytes += data.length;
+    const first = this.#iovs;
+    if (prefix !== undefined && prefix.length > 0) this.#iov(prefix);
+    this.#iov(data);
+    const count = this.#iovs - first;
+    const v = this.#vecView;
+    const o = i * MMSGHDR_LEN;
+    const p = this.#iovBase + first * IOVEC_LEN;
+    v.setUint32(o + 16, p % TWO_32, true);
+    v.setUint32(o + 20, Math.floor(p / TWO_32), true);
+    v.setUint32(o + 24, count, true);
+    v.setUint32(o + 28, 0, true);
+    const size = data.length + (prefix?.length ?? 0);
+    this.#sizes[i] = size;
+    this.#bytes += size;
     this.#n = i + 1;
     return true;
+  }
+
+  /** Writes the next iovec: `buf`'s address (its buffer's base looked up once) and length. */
+  #iov(buf: Uint8Array): void {
+    const ab = buf.buffer;
+    let base = this.#bases.get(ab);
+    if (base === undefined) {
+      base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(ab))));
+      this.#bases.set(ab, base);
+    }
+    const p = base + buf.byteOffset;
+    const iv = this.#iovView;
+    const o = this.#iovs * IOVEC_LEN;
+    iv.setUint32(o, p % TWO_32, true);
+    iv.setUint32(o + 4, Math.floor(p / TWO_32), true);
+    iv.setUint32(o + 8, buf.length, true);
+    iv.setUint32(o + 12, 0, true);
+    this.#iovs++;
   }
 
   /** Forgets what was added. */
   clear(): void {
     this.#n = 0;
+    this.#iovs = 0;
     this.#bytes = 0;
   }
 
@@ -587,7 +606,7 @@ export class SendBatch {
     const h = this.#gsoView;
     h.setBigUint64(0, namePtr, true);
     h.setUint32(8, nameLen, true);
-    h.setBigUint64(24, BigInt(this.#n), true);
+    h.setBigUint64(24, BigInt(this.#iovs), true);
     this.#controlView.setUint16(16, this.#sizes[0]!, true);
     const E = errnoView();
     for (;;) {

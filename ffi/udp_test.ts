@@ -288,3 +288,24 @@ Deno.test("SendBatch.flush(): a socket that refuses GSO gets the datagrams one b
     close(up);
   }
 });
+
+Deno.test("SendBatch.add() with a prefix: each datagram is prefix + data, by GSO and by sendmmsg", async () => {
+  const server = plainUdp(LOOP4);
+  const up = openUdpUpstream(getsockname(server), { mark: 0 });
+  try {
+    const header = Uint8Array.from([0, 0, 0, 1, 10, 0, 0, 1, 0x1b, 0x58]); // a SOCKS5 UDP header
+    const batch = new SendBatch();
+    const rounds: [boolean, number[]][] = [[true, [300, 300, 300, 120]], [false, [5, 300, 0, 64]]];
+    for (const [gso, sizes] of rounds) {
+      const data = sizes.map((size, i) => datagram(i, size));
+      for (const d of data) batch.add(d, header);
+      assert.equal(batch.flush(up, null, gso), sizes.length);
+      assert.equal(batch.sentBytes, sizes.reduce((t, n) => t + n + header.length, 0));
+      const want = data.map((d) => Uint8Array.from([...header, ...d]));
+      assert.deepEqual(await readAll(server, sizes.length), want);
+    }
+  } finally {
+    close(server);
+    close(up);
+  }
+});

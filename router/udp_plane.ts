@@ -146,11 +146,10 @@ type State = "sniffing" | "connecting" | "open" | "blocked" | "failed" | "closed
 interface Upstream {
   /** Sends one datagram; false when it was dropped. */
   send(data: Uint8Array): boolean;
-  /**
-   * The socket for batched sends (a direct upstream), or null (SOCKS: each
-   * datagram gets a header).
-   */
-  readonly batched: SocketUpstream | null;
+  /** The socket batched sends go to (a SOCKS upstream's: its relay socket). */
+  readonly batched: SocketUpstream;
+  /** What goes before each datagram on that socket (a SOCKS5 UDP header), if anything. */
+  readonly prefix: Uint8Array | undefined;
   close(): void;
 }
 
@@ -398,16 +397,12 @@ export class UdpPlane {
    */
   #forward(up: Upstream, data: Uint8Array): void {
     const sock = up.batched;
-    if (sock === null) {
-      if (!up.send(data)) this.#table.drop();
-      return;
-    }
     if (this.#fwdTo !== sock) this.#flushForward();
     this.#fwdTo = sock;
-    if (!this.#fwd.add(data)) {
+    if (!this.#fwd.add(data, up.prefix)) {
       this.#flushForward();
       this.#fwdTo = sock;
-      this.#fwd.add(data);
+      this.#fwd.add(data, up.prefix);
     }
   }
 
@@ -807,9 +802,11 @@ class SocketUpstream implements Upstream {
     void this.#loop();
   }
 
-  get batched(): SocketUpstream | null {
-    return this.decode ? null : this;
+  get batched(): SocketUpstream {
+    return this;
   }
+
+  readonly prefix = undefined;
 
   send(data: Uint8Array): boolean {
     if (this.#closed) return false;
@@ -878,10 +875,17 @@ class SocketUpstream implements Upstream {
 
 /** A SOCKS5 UDP association: a control TCP connection plus a UDP socket to its relay. */
 class SocksUpstream implements Upstream {
-  readonly batched = null;
   readonly #assoc: Socks5UdpAssociation<FdStream>;
   readonly #sock: SocketUpstream;
   readonly #header: Uint8Array;
+
+  get batched(): SocketUpstream {
+    return this.#sock;
+  }
+
+  get prefix(): Uint8Array {
+    return this.#header;
+  }
   #closed = false;
 
   private constructor(
