@@ -40,6 +40,7 @@ import {
   openUdpUpstream,
   RecvBatch,
   SendBatch,
+  setRecvBuffer,
   sockaddrOf,
   type UdpUpstreamOptions,
 } from "../ffi/udp.ts";
@@ -753,6 +754,7 @@ export function directOptions(
   if (mark) o.mark = mark;
   if (cfg.bind_interface !== null) o.bindInterface = cfg.bind_interface;
   if (cfg.dscp !== null) o.tos = cfg.dscp << 2;
+  o.rcvbuf = UPSTREAM_RCVBUF;
   const src = dst.addr.length === 4 ? cfg.inet4_bind_address : cfg.inet6_bind_address;
   if (src !== null) {
     const a = parseIp(src);
@@ -760,6 +762,15 @@ export function directOptions(
   }
   return o;
 }
+
+/**
+ * Receive buffer of a session's upstream socket (`SO_RCVBUFFORCE`, else
+ * capped by `net.core.rmem_max`): room for a download's datagrams while the
+ * thread is busy elsewhere (a GC pause, a reload's swap). With the kernel's
+ * default (~208 KiB) the reply path lost 2 % at 2 Gbit/s in the UDP bench,
+ * none with this. Kernel memory, taken only while datagrams wait.
+ */
+export const UPSTREAM_RCVBUF = 1 << 20;
 
 /** Datagrams a session's upstream reads in a row before it lets other sockets run. */
 const UPSTREAM_BURST = 64;
@@ -932,6 +943,7 @@ class SocksUpstream implements Upstream {
         ...(mark ? { mark } : {}),
         ...(tos !== undefined ? { tos } : {}),
       });
+      setRecvBuffer(fd, UPSTREAM_RCVBUF);
       const hint = getsockname(fd);
       const auth = cfg.username !== null
         ? { username: cfg.username, password: cfg.password ?? "" }

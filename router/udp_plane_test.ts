@@ -5,11 +5,19 @@ import assert from "node:assert/strict";
 import type { OutboundConfig } from "../config/schema.ts";
 import { nullLogger } from "../core/log.ts";
 import type { FlowMeta } from "../core/types.ts";
-import { close } from "../ffi/socket.ts";
-import { DatagramSender, sockaddrOf } from "../ffi/udp.ts";
+import { LOOP4 } from "../ffi/_test_util.ts";
+import { close, getsockoptInt, SO_RCVBUF, SOL_SOCKET } from "../ffi/socket.ts";
+import { DatagramSender, openUdpUpstream, sockaddrOf } from "../ffi/udp.ts";
 import { Reactor } from "../ffi/reactor.ts";
 import { UdpTproxyInbound } from "../inbound/tproxy_udp.ts";
-import { type UdpHealth, UdpPlane, type UdpPlaneStats, type UdpRouteView } from "./udp_plane.ts";
+import {
+  directOptions,
+  type UdpHealth,
+  UdpPlane,
+  type UdpPlaneStats,
+  type UdpRouteView,
+  UPSTREAM_RCVBUF,
+} from "./udp_plane.ts";
 import { blockView, loopbackClient, openTestPlane, testInbound, until } from "./_udp_test_util.ts";
 
 const enc = new TextEncoder();
@@ -321,5 +329,28 @@ Deno.test("UdpPlane reports a failed UDP ASSOCIATE to health and fails sessions 
     close(b);
     await plane.close();
     reactor.close();
+  }
+});
+
+Deno.test("directOptions(): a session's upstream socket gets a 1 MiB receive buffer (SO_RCVBUFFORCE)", () => {
+  const direct: Extract<OutboundConfig, { type: "direct" }> = {
+    type: "direct",
+    tag: "direct",
+    kind: "direct",
+    bind_interface: null,
+    inet4_bind_address: null,
+    inet6_bind_address: null,
+    routing_mark: null,
+    dscp: null,
+    connect_timeout_ms: 5000,
+  };
+  const dst = { addr: LOOP4, port: 9 };
+  const opts = directOptions(direct, { config: { route: { default_mark: 0 } } }, dst);
+  const fd = openUdpUpstream(dst, opts);
+  try {
+    // The kernel reports twice what was set (its bookkeeping share).
+    assert.equal(getsockoptInt(fd, SOL_SOCKET, SO_RCVBUF), 2 * UPSTREAM_RCVBUF);
+  } finally {
+    close(fd);
   }
 });
