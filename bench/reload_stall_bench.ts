@@ -7,6 +7,7 @@
  *     [--v8-flags=FLAGS]   (the router's V8 flags; default: the production ones,
  *                           ROUTER_V8_FLAGS of netns_bench.ts; "" for none)
  *     [--detail]           (list every ping over 10 ms and when it was sent)
+ *   ROUTER_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR" adds `deno run` flags to the router.
  *     [--only TEXT]        (run only the rounds whose description contains TEXT)
  *
  * Starts `deno run -A DIR/main.ts run --config F` (DIR defaults to this
@@ -164,6 +165,8 @@ async function main(): Promise<void> {
     args: [
       "run",
       "-A",
+      // As in netns_bench.ts: extra `deno run` flags (a CPU profile: --cpu-prof …).
+      ...(Deno.env.get("ROUTER_DENO_FLAGS") ?? "").split(" ").filter((f) => f !== ""),
       ...(values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : []),
       join(values.repo!, "main.ts"),
       "run",
@@ -267,9 +270,13 @@ async function main(): Promise<void> {
         for (const s of p.samples) {
           if (s.rtt <= 10) continue;
           const k = windows.findIndex(([a, b]) => s.at + s.rtt >= a && s.at <= b);
-          const where = k < 0
-            ? "outside reloads"
-            : `reload ${k} +${(s.at - windows[k]![0]).toFixed(0)} ms`;
+          // Outside a reload: how long after the last one ended (its tail, a rebase).
+          const after = windows.findLastIndex(([, b]) => b <= s.at);
+          const where = k >= 0
+            ? `reload ${k} +${(s.at - windows[k]![0]).toFixed(0)} ms`
+            : after >= 0
+            ? `outside reloads, ${(s.at - windows[after]![1]).toFixed(0)} ms after reload ${after}`
+            : "before the first reload";
           console.log(`  ping of ${s.rtt.toFixed(1)} ms sent at ${where}`);
         }
       }
