@@ -15,7 +15,9 @@ ARG DENO_VERSION=2.9.6
 FROM denoland/deno:${DENO_VERSION} AS build
 WORKDIR /src
 COPY . .
-RUN deno compile --allow-all --output /out/router main.ts
+# build.sh: the flags the router needs (--v8-flags=--optimize-for-size, the
+# embedded config worker); REQUIRE_COMPILE: no launcher fallback in an image.
+RUN REQUIRE_COMPILE=1 ONLY=router DIST=/out ./build.sh
 
 FROM gcr.io/distroless/cc-debian12 AS glibc
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds dist/router and dist/slim (into $DIST instead when set).
+# Builds dist/router and dist/slim (into $DIST instead when set; ONLY=router
+# or ONLY=slim builds that one).
 #
 # With a denort runtime (DENORT_BIN set, or network access to download one)
 # `deno compile` makes self-contained executables. Without one it falls back
 # to `deno bundle` + a launcher script that runs the bundle with the pinned
 # Deno and the permissions the program needs. It prints which one it made.
+# REQUIRE_COMPILE=1 makes a failed `deno compile` an error instead (image
+# builds: a launcher needs a deno the image does not have).
 set -euo pipefail
 cd "$(dirname "$0")"
 DIST=${DIST:-dist}
@@ -56,11 +59,16 @@ for p in "${programs[@]}"; do
   name=${words[0]}
   entry=${words[1]}
   perms=("${words[@]:2}")
+  [[ -z "${ONLY:-}" || "$ONLY" == "$name" ]] || continue
   [[ -f "$entry" ]] || { echo "build.sh: $entry missing, skipping $name" >&2; continue; }
   rm -f "$DIST/$name" "$DIST/$name.bundle.js"
   [[ "$name" != router ]] || rm -f "$DIST/compile_worker.js"
   if compile_one "$name" "$entry" "${perms[@]}" 2>/tmp/build-$name.log; then
     echo "build.sh: $DIST/$name: self-contained executable (deno compile), $(du -h "$DIST/$name" | cut -f1)"
+  elif [[ "${REQUIRE_COMPILE:-}" == 1 ]]; then
+    echo "build.sh: deno compile failed for $name (REQUIRE_COMPILE=1):" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "/tmp/build-$name.log" | head -n 20 >&2
+    exit 1
   else
     echo "build.sh: deno compile unavailable for $name ($(sed 's/\x1b\[[0-9;]*m//g' /tmp/build-$name.log | grep -m1 -o 'error sending request[^:]*\|error: .*' | head -c 120)); making a bundle + launcher" >&2
     bundle_one "$name" "$entry" "${perms[@]}"

@@ -83,3 +83,24 @@ Deno.test("build.sh makes a router that starts, reloads on its config worker, an
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("build.sh with REQUIRE_COMPILE=1 never falls back to a launcher; ONLY builds one program", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "router-build-strict-" });
+  try {
+    const r = await run("bash", ["build.sh"], { DIST: dir, ONLY: "slim", REQUIRE_COMPILE: "1" });
+    const names = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    assert.ok(!names.includes("router"), `ONLY=slim built the router too: ${names}`);
+    assert.ok(!names.some((n) => n.endsWith(".bundle.js")), `a launcher was made: ${names}`);
+    if (r.code === 0) {
+      // A machine that can reach a denort runtime: the real executable.
+      assert.match(r.stdout, /slim: self-contained executable/);
+    } else {
+      // No runtime to compile against (this development VM has no network).
+      assert.match(r.stderr, /deno compile failed for slim \(REQUIRE_COMPILE=1\)/);
+      assert.ok(!names.includes("slim"), "nothing half-made is left as slim");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
