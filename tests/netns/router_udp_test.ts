@@ -12,6 +12,7 @@ import { IpcClient } from "../../ipc/client.ts";
 import type { UdpPlaneStats } from "../../router/udp_plane.ts";
 import { Lab, type LabProcess, peerPath } from "./harness.ts";
 import { startDante } from "./_kinds_lab.ts";
+import { burstThrough, startBurstEcho } from "./_udp_burst.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const FIXTURES = new URL("../fixtures/quic/", import.meta.url).pathname;
@@ -309,24 +310,9 @@ Deno.test("UDP TPROXY: a SOCKS5 outbound relays UDP through dante's UDP ASSOCIAT
     // relay's replies come back batched; every byte checked, v4 and v6.
     for (const addr of [a.extra4[1]!, a.extra6[1]!]) {
       const at = ep(addr, 7003);
-      const burst = lab.spawn("server", [
-        "python3",
-        peerPath("udp_burst.py"),
-        "serve",
-        "--listen",
-        at,
-        "--seconds",
-        "60",
-      ]);
-      await burst.waitForLine(/^ready$/, 10_000);
-      const r = await py(lab, "udp_burst.py", ["send", "--target", at, "--count", "2000"]);
-      assert.equal(r.code, 0, r.stderr);
-      const b = JSON.parse(r.stdout) as Record<string, number>;
-      assert.equal(b.corrupt, 0, `${at}: ${r.stdout}`);
-      assert.equal(b.duplicates, 0, at);
-      assert.equal(b.out_of_order, 0, at);
-      assert.ok(b.received! >= 1000, `${at}: ${r.stdout}`); // loss only bounded (loaded CI)
-      await burst.kill();
+      const echo = await startBurstEcho(lab, at);
+      await burstThrough(lab, at, 2000);
+      await echo.kill();
     }
     assert.equal((await udpStatus(router.ipc)).outbounds["dante"], sessionsBefore + 2);
   } finally {
@@ -412,18 +398,7 @@ Deno.test("UDP TPROXY: bursts of numbered datagrams (runs of one size and mixed 
     const a = lab.addrs;
     await lab.applyTproxy();
     const targets = [ep(a.extra4[0]!, 7001), ep(a.extra6[0]!, 7001)];
-    for (const t of targets) {
-      const p = lab.spawn("server", [
-        "python3",
-        peerPath("udp_burst.py"),
-        "serve",
-        "--listen",
-        t,
-        "--seconds",
-        "120",
-      ]);
-      await p.waitForLine(/^ready$/, 10_000);
-    }
+    for (const t of targets) await startBurstEcho(lab, t);
     router = await startRouter(lab, {
       log: { level: "info" },
       inbounds: [inbound({ sniff: true })],
@@ -435,16 +410,7 @@ Deno.test("UDP TPROXY: bursts of numbered datagrams (runs of one size and mixed 
       // Bursts of 32: the router reads them in batches and sends each batch's
       // datagrams of one session together (UDP GSO for a run of one size,
       // sendmmsg otherwise), both ways.
-      const r = await py(lab, "udp_burst.py", ["send", "--target", target, "--count", "4000"]);
-      assert.equal(r.code, 0, r.stderr);
-      const st = JSON.parse(r.stdout) as Record<string, number>;
-      assert.equal(st.sent, 4000, target);
-      assert.equal(st.corrupt, 0, `${target}: every datagram is byte for byte what was sent`);
-      assert.equal(st.duplicates, 0, target);
-      assert.equal(st.out_of_order, 0, `${target}: one session keeps its order`);
-      // Loss is possible on a loaded machine (socket buffers): integrity is the point.
-      assert.ok(st.received! >= 2000, `${target}: ${JSON.stringify(st)}`);
-      received += st.received!;
+      received += (await burstThrough(lab, target, 4000)).received;
     }
     // Every echo the client got went up and came down through the router.
     const st = await udpStatus(router.ipc);
