@@ -250,7 +250,9 @@ export function formatStatus(st: StatusResult): string {
   ];
   for (const u of st.udp ?? []) {
     lines.push(
-      `udp:      ${u.inbound}: ${u.sessions}/${u.max_sessions} sessions, ${u.created} created, ${u.expired} expired, ${u.evicted} evicted, ${u.dropped} dropped, ${u.reply_sockets} reply sockets`,
+      `udp:      ${u.inbound}: ${u.sessions}/${u.max_sessions} sessions, ${u.created} created, ${u.expired} expired, ${u.evicted} evicted, ${u.dropped} dropped, ${u.reply_sockets} reply sockets${
+        u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""
+      }`,
     );
   }
   if (st.last_reload) {

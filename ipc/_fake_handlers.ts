@@ -31,6 +31,17 @@ export const FAKE_STATUS: StatusResult = {
     { tag: "xray-jp", type: "socks", kind: "xray", state: "down", flows: 0, detail: "refused" },
   ],
   last_reload: { at: "2026-01-01T01:00:00.000Z", ok: true, took_ms: 4.2, rules_compiled: 1 },
+  udp: [{
+    inbound: "tproxy-in",
+    sessions: 4,
+    max_sessions: 65536,
+    created: 40,
+    expired: 36,
+    evicted: 0,
+    dropped: 9,
+    reply_sockets: 3,
+    fail_fast: 2,
+  }],
 };
 
 /** The rules the fake route tester knows, by index. */

@@ -255,6 +255,8 @@ export interface UdpInboundInfo {
   dropped: number;
   /** Transparent reply sockets open (bounded LRU). */
   reply_sockets: number;
+  /** Sessions failed at once because their (socks) outbound was known down. */
+  fail_fast?: number;
 }
 
 /** Result of `status`. */
