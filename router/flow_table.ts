@@ -59,6 +59,11 @@ export class FlowTable {
     return this.#flows.size;
   }
 
+  /** A new id from the flows' sequence (UDP sessions take theirs from it too). */
+  allocateId(): number {
+    return this.#nextId++;
+  }
+
   /** Adds a flow, or returns null when the table is full. */
   add(meta: FlowMeta): Flow | null {
     if (this.#flows.size >= this.#maxFlows) return null;

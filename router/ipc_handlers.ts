@@ -6,6 +6,7 @@
  * @module
  */
 
+import { formatEndpoint } from "../core/ip.ts";
 import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
 import type { RouterConfig } from "../config/schema.ts";
 import type { Engine } from "../rules/engine.ts";
@@ -211,13 +212,34 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         if (f.meta.protocol) c.protocol = f.meta.protocol;
         all.push(c);
       }
+      // UDP sessions, once routed (one per client and destination).
+      for (const u of router.udpSessions()) {
+        if (u.outbound === null) continue;
+        if (params.outbound !== undefined && u.outbound !== params.outbound) continue;
+        const c: ConnectionInfo = {
+          id: u.id,
+          network: "udp",
+          inbound: u.meta.inbound,
+          src: formatEndpoint(u.meta.source),
+          dst: formatEndpoint(u.meta.destination),
+          outbound: u.outbound,
+          rule: u.rule,
+          started_at: new Date(u.startedAt).toISOString(),
+          bytes_up: u.up,
+          bytes_down: u.down,
+        };
+        if (u.meta.domain) c.domain = u.meta.domain;
+        if (u.meta.protocol) c.protocol = u.meta.protocol;
+        all.push(c);
+      }
       const limit = params.limit ?? 1000;
       return { connections: all.slice(0, limit), total: all.length };
     },
     connectionsClose(params) {
-      const closed = "id" in params
-        ? router.flows.close((f) => f.id === params.id, "closed by IPC")
-        : router.flows.close((f) => f.outbound === params.outbound, "closed by IPC");
+      // TCP flows and UDP sessions share one id space.
+      const pick = (c: { id: number; outbound: string | null }) =>
+        "id" in params ? c.id === params.id : c.outbound === params.outbound;
+      const closed = router.flows.close(pick, "closed by IPC") + router.closeUdpSessions(pick);
       return { closed };
     },
     outboundsList: () => ({ outbounds: outboundInfos() }),

@@ -26,7 +26,7 @@ import { type RuleHits, RuleStats } from "../rules/rule_stats.ts";
 import { type SniffClock, sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
 import { relay } from "./relay.ts";
-import { UdpPlane, type UdpPlaneStats } from "./udp_plane.ts";
+import { UdpPlane, type UdpPlaneStats, type UdpSessionInfo } from "./udp_plane.ts";
 
 /** Per-outbound counters; they survive reload while the tag exists. */
 export interface OutboundCounters {
@@ -168,6 +168,18 @@ export class Router {
     return this.#flows;
   }
 
+  /** The UDP sessions of every inbound (connections.list). */
+  udpSessions(): UdpSessionInfo[] {
+    return this.#udpPlanes.flatMap((p) => p.sessions());
+  }
+
+  /** Closes the UDP sessions `pick` selects; returns how many. */
+  closeUdpSessions(pick: (s: UdpSessionInfo) => boolean): number {
+    let n = 0;
+    for (const p of this.#udpPlanes) n += p.closeSessions(pick);
+    return n;
+  }
+
   /** Bound addresses of the TCP listeners, by inbound tag. */
   listenAddresses(): { tag: string; addresses: readonly Endpoint[] }[] {
     return this.#listeners.map((l) => ({ tag: l.tag, addresses: l.listener.addresses }));
@@ -180,6 +192,7 @@ export class Router {
         inbound,
         snapshot: () => this.#snap,
         health: this.#health,
+        nextId: () => this.#flows.allocateId(),
         logger: this.#log.child(`udp/${inbound.tag}`),
         ...(this.#reactor ? { reactor: this.#reactor } : {}),
       });
@@ -477,7 +490,7 @@ export class Router {
       closed = this.#flows.close(
         (f) => f.outbound !== null && gone.has(f.outbound),
         "outbound removed",
-      );
+      ) + this.closeUdpSessions((s) => s.outbound !== null && gone.has(s.outbound));
     }
     this.#log.info("reloaded", {
       generation: this.#snap.generation,

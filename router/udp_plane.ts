@@ -96,6 +96,11 @@ export interface UdpPlaneOptions {
    */
   readonly refuser?: IcmpRefuser;
   /**
+   * Session ids (default: the plane's own sequence). The router passes its
+   * flow table's, so that TCP flows and UDP sessions share one id space.
+   */
+  readonly nextId?: () => number;
+  /**
    * Outbound health (the router's `HealthChecker`): a SOCKS outbound known
    * to be down fails new sessions at once, and each UDP ASSOCIATE reports
    * its outcome like a TCP dial does.
@@ -170,6 +175,22 @@ interface Session extends SessionEntry, RefusalHolder {
   rule: number | null;
   /** Blocked with `mode: "reset"`: datagrams are refused with ICMP. */
   refuse: boolean;
+  /** Wall clock (ms since the epoch) when the first datagram came. */
+  readonly startedAt: number;
+  /** Payload bytes from the client / sent back to it. */
+  up: number;
+  down: number;
+}
+
+/** One session as `connections.list` shows it. */
+export interface UdpSessionInfo {
+  readonly id: number;
+  readonly meta: FlowMeta;
+  readonly outbound: string | null;
+  readonly rule: number | null;
+  readonly startedAt: number;
+  readonly up: number;
+  readonly down: number;
 }
 
 /** The UDP side of one TPROXY inbound. */
@@ -220,6 +241,7 @@ export class UdpPlane {
     failFast: 0,
   };
   readonly #health: UdpHealth | null;
+  readonly #newId: () => number;
 
   private constructor(opts: UdpPlaneOptions) {
     const ib = opts.inbound;
@@ -228,6 +250,7 @@ export class UdpPlane {
     this.#log = opts.logger;
     this.#reactor = opts.reactor ?? defaultReactor();
     this.#health = opts.health ?? null;
+    this.#newId = opts.nextId ?? (() => this.#nextId++);
     this.#sniffOn = ib.sniff;
     this.#sniffTimeout = ib.sniff_timeout_ms;
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
@@ -346,6 +369,7 @@ export class UdpPlane {
     if (!s) return false;
     this.#c.datagramsUp++;
     this.#c.bytesUp += data.length;
+    s.up += data.length;
     this.#table.touch(key, s);
     this.#handle(s, data);
     return true;
@@ -361,7 +385,9 @@ export class UdpPlane {
   ): void {
     this.#c.datagramsUp++;
     this.#c.bytesUp += data.length;
-    this.#handle(this.#create(key, source, destination, mark, tos), data);
+    const s = this.#create(key, source, destination, mark, tos);
+    s.up += data.length;
+    this.#handle(s, data);
   }
 
   #handle(s: Session, data: Uint8Array): void {
@@ -450,7 +476,7 @@ export class UdpPlane {
     if (m !== undefined && m !== 0) meta.mark = m;
     if (tos !== null) meta.dscp = dscpFromTos(tos);
     const s: Session = {
-      id: this.#nextId++,
+      id: this.#newId(),
       key,
       meta,
       clientSa: sockaddrOf(source),
@@ -467,6 +493,9 @@ export class UdpPlane {
       rule: null,
       refusedAt: -Infinity,
       refuse: false,
+      startedAt: Date.now(),
+      up: 0,
+      down: 0,
     };
     this.#table.add(key, s);
     if (this.#sniffOn) {
@@ -696,8 +725,10 @@ export class UdpPlane {
     const sent = this.#rep.flush(fd, s.clientSa, !this.#noGso.has(fd));
     if (this.#rep.gsoRefused) this.#noGso.add(fd);
     if (sent < n) this.#table.drop(n - sent);
+    const down = sent === n ? bytes : this.#rep.sentBytes;
     this.#c.datagramsDown += sent;
-    this.#c.bytesDown += sent === n ? bytes : this.#rep.sentBytes;
+    this.#c.bytesDown += down;
+    s.down += down;
   }
 
   #upstreamEnded(s: Session, e: unknown): void {
@@ -735,6 +766,18 @@ export class UdpPlane {
     this.#table.clear("closed");
     this.#replies.clear();
     if (this.#ownRefuser) this.#refuser.close();
+  }
+
+  /** The sessions in the table, least recently active first. */
+  sessions(): UdpSessionInfo[] {
+    return [...this.#table.values()];
+  }
+
+  /** Closes the sessions `pick` selects (their upstreams with them); returns how many. */
+  closeSessions(pick: (s: UdpSessionInfo) => boolean): number {
+    const gone = [...this.#table.values()].filter(pick);
+    for (const s of gone) this.#table.delete(s.key, "closed");
+    return gone.length;
   }
 
   /** Expires idle sessions now (tests; the plane also sweeps on a timer). */

@@ -425,3 +425,79 @@ Deno.test("UDP TPROXY: bursts of numbered datagrams (runs of one size and mixed 
     if (router) await Deno.remove(router.dir, { recursive: true });
   }
 });
+
+Deno.test("UDP sessions in connections.list / connections.close and closed with a removed outbound (close_removed)", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const toA = ep(a.extra4[0]!, 7004), toB = ep(a.extra4[1]!, 7004), toC = ep(a.extra4[2]!, 7004);
+    await echoServer(lab, [toA, toB, toC]);
+    const base = {
+      log: { level: "info" },
+      inbounds: [inbound({ sniff: false, udp_timeout: "5m" })],
+      route: {
+        rules: [{ ip_cidr: [`${a.extra4[1]}/32`, `${a.extra4[2]}/32`], outbound: "second" }],
+        final: "direct",
+        default_mark: 255,
+      },
+    };
+    router = await startRouter(lab, {
+      ...base,
+      outbounds: [{ type: "direct", tag: "direct" }, { type: "direct", tag: "second" }],
+    });
+    const r = await multi(lab, [toA, toB, toC], "listed");
+    assert.equal(r.replies.length, 3, JSON.stringify(r));
+    const c = await IpcClient.connect(router.ipc);
+    try {
+      const list = await c.connectionsList();
+      const udp = list.connections.filter((x) => x.network === "udp");
+      assert.deepEqual(
+        udp.map((x) => `${x.dst} ${x.outbound}`).sort(),
+        [
+          `${toA} direct`,
+          `${toB} second`,
+          `${toC} second`,
+        ].sort(),
+      );
+      // One client socket sent to all three: one source port, three sessions.
+      assert.equal(new Set(udp.map((x) => x.src.split(":").pop())).size, 1, JSON.stringify(udp));
+      for (const x of udp) {
+        assert.equal(x.inbound, "tp");
+        assert.ok(x.bytes_up > 0 && x.bytes_down > 0, JSON.stringify(x));
+        assert.ok(Date.parse(x.started_at) <= Date.now());
+      }
+      // By id: that session alone goes (its socket with it).
+      const one = udp.find((x) => x.dst === toA)!;
+      assert.deepEqual(await c.connectionsClose({ id: one.id }), { closed: 1 });
+      let st = await udpStatus(router.ipc);
+      assert.equal(st.sessions, 2);
+      assert.equal(st.closed, 1);
+      // A reload that removes "second" and closes what used it.
+      await Deno.writeTextFile(
+        router.configPath,
+        JSON.stringify({
+          ...base,
+          route: { final: "direct", default_mark: 255 },
+          outbounds: [{ type: "direct", tag: "direct" }],
+          ipc: { path: router.ipc },
+        }),
+      );
+      const rl = await c.reload({ path: router.configPath, close_removed: true });
+      assert.equal(rl.closed, 2, JSON.stringify(rl));
+      st = await udpStatus(router.ipc);
+      assert.equal(st.sessions, 0);
+      assert.equal(st.closed, 3);
+      assert.equal(
+        (await c.connectionsList()).connections.filter((x) => x.network === "udp").length,
+        0,
+      );
+    } finally {
+      c.close();
+    }
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+  }
+});
