@@ -204,8 +204,9 @@ export class UdpPlane {
   readonly #timeouts: UdpTimeouts;
   /**
    * Client datagrams of the inbound's current batch, on their way to one
-   * direct upstream (`#fwdTo`): sent as one when the batch is delivered or
-   * the next datagram is for another session.
+   * upstream socket (`#fwdTo`; a socks session's relay socket, each with
+   * its header): sent as one when the batch is delivered or the next
+   * datagram is for another socket.
    */
   readonly #fwd = new SendBatch();
   #fwdTo: SocketUpstream | null = null;
