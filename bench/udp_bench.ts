@@ -55,7 +55,7 @@ interface IperfUdpEnd {
   error?: string;
 }
 
-async function iperfUdp(
+export async function iperfUdp(
   lab: Lab,
   host: string,
   len: number,

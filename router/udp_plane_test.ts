@@ -332,7 +332,7 @@ Deno.test("UdpPlane reports a failed UDP ASSOCIATE to health and fails sessions 
   }
 });
 
-Deno.test("directOptions(): a session's upstream socket gets a 1 MiB receive buffer (SO_RCVBUFFORCE)", () => {
+Deno.test("directOptions(): a session's upstream socket gets a 4 MiB receive buffer (SO_RCVBUFFORCE)", () => {
   const direct: Extract<OutboundConfig, { type: "direct" }> = {
     type: "direct",
     tag: "direct",
