@@ -426,7 +426,7 @@ Deno.test("UDP TPROXY: bursts of numbered datagrams (runs of one size and mixed 
   }
 });
 
-Deno.test("UDP sessions in connections.list / connections.close and closed with a removed outbound (close_removed)", async () => {
+Deno.test("UDP sessions in connections.list / connections.close; an open session keeps its decision across a reload; close_removed closes a removed outbound's", async () => {
   const lab = await Lab.create();
   let router: Started | null = null;
   try {
@@ -474,6 +474,55 @@ Deno.test("UDP sessions in connections.list / connections.close and closed with 
       let st = await udpStatus(router.ipc);
       assert.equal(st.sessions, 2);
       assert.equal(st.closed, 1);
+      // A session open across a reload keeps its decision; a new one follows the new rules.
+      const echo = await startBurstEcho(lab, ep(a.extra4[3]!, 7005));
+      const slowTo = ep(a.extra4[3]!, 7005);
+      const ipcPath = router.ipc;
+      const rules = (to: string[]) => ({
+        ...base,
+        route: {
+          ...base.route,
+          rules: [{ ip_cidr: to.map((x) => `${x}/32`), outbound: "second" }],
+        },
+        outbounds: [{ type: "direct", tag: "direct" }, { type: "direct", tag: "second" }],
+        ipc: { path: ipcPath },
+      });
+      await Deno.writeTextFile(
+        router.configPath,
+        JSON.stringify(rules([a.extra4[1]!, a.extra4[2]!, a.extra4[3]!])),
+      );
+      await c.reload({ path: router.configPath });
+      const longLived = lab.spawn("client", [
+        "python3",
+        peerPath("udp_burst.py"),
+        "send",
+        "--target",
+        slowTo,
+        "--count",
+        "600",
+        "--burst",
+        "2",
+      ]);
+      await until("the long-lived session", async () => {
+        const l = await c.connectionsList();
+        return l.connections.some((x) => x.dst === slowTo) ? true : null;
+      });
+      // Its destination now goes direct for new sessions; the open one stays on "second".
+      await Deno.writeTextFile(
+        router.configPath,
+        JSON.stringify(rules([a.extra4[1]!, a.extra4[2]!])),
+      );
+      await c.reload({ path: router.configPath });
+      const fresh = await multi(lab, [slowTo], "after-reload");
+      assert.equal(fresh.replies.length, 1);
+      await longLived.status;
+      const done = JSON.parse(longLived.lines.at(-1)!) as { received: number; corrupt: number };
+      assert.equal(done.corrupt, 0);
+      assert.ok(done.received >= 300, JSON.stringify(done));
+      const toSlow = (await c.connectionsList()).connections.filter((x) => x.dst === slowTo);
+      assert.deepEqual(toSlow.map((x) => x.outbound).sort(), ["direct", "second"]);
+      await echo.kill();
+
       // A reload that removes "second" and closes what used it.
       await Deno.writeTextFile(
         router.configPath,
@@ -485,13 +534,15 @@ Deno.test("UDP sessions in connections.list / connections.close and closed with 
         }),
       );
       const rl = await c.reload({ path: router.configPath, close_removed: true });
-      assert.equal(rl.closed, 2, JSON.stringify(rl));
+      assert.equal(rl.closed, 3, JSON.stringify(rl)); // toB, toC and the long-lived one
       st = await udpStatus(router.ipc);
-      assert.equal(st.sessions, 0);
-      assert.equal(st.closed, 3);
-      assert.equal(
-        (await c.connectionsList()).connections.filter((x) => x.network === "udp").length,
-        0,
+      assert.equal(st.sessions, 1, "the fresh direct session stays");
+      assert.equal(st.closed, 4);
+      assert.deepEqual(
+        (await c.connectionsList()).connections.filter((x) => x.network === "udp").map((x) =>
+          `${x.dst} ${x.outbound}`
+        ),
+        [`${slowTo} direct`],
       );
     } finally {
       c.close();
