@@ -22,7 +22,7 @@ import {
 } from "../ipc/protocol.ts";
 import type { IpcHandlers } from "../ipc/server.ts";
 import type { Router } from "./router.ts";
-import type { UdpPlaneStats } from "./udp_plane.ts";
+import type { UdpPlaneStats, UdpSessionInfo } from "./udp_plane.ts";
 
 /**
  * One outbound in `status` / `outbounds.list`: {@linkcode OutboundInfo} plus
@@ -192,44 +192,38 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       };
     },
     connectionsList(params) {
-      const all: ConnectionInfo[] = [];
+      // TCP flows, then UDP sessions once routed (one per client and destination).
+      const rows: UdpSessionInfo[] = [];
       for (const f of router.flows.values()) {
-        if (params.outbound !== undefined && f.outbound !== params.outbound) continue;
-        const i = router.flows.info(f);
-        const c: ConnectionInfo = {
-          id: i.id,
-          network: f.meta.network,
-          inbound: i.inbound,
-          src: i.source,
-          dst: i.destination,
-          outbound: i.outbound ?? "",
-          rule: i.rule,
-          started_at: new Date(f.startedAt).toISOString(),
-          bytes_up: i.upload,
-          bytes_down: i.download,
-        };
-        if (f.meta.domain) c.domain = f.meta.domain;
-        if (f.meta.protocol) c.protocol = f.meta.protocol;
-        all.push(c);
+        const { id, meta, outbound, rule, startedAt } = f;
+        rows.push({
+          id,
+          meta,
+          outbound,
+          rule,
+          startedAt,
+          up: f.counters.up,
+          down: f.counters.down,
+        });
       }
-      // UDP sessions, once routed (one per client and destination).
-      for (const u of router.udpSessions()) {
-        if (u.outbound === null) continue;
-        if (params.outbound !== undefined && u.outbound !== params.outbound) continue;
+      rows.push(...router.udpSessions().filter((u) => u.outbound !== null));
+      const all: ConnectionInfo[] = [];
+      for (const r of rows) {
+        if (params.outbound !== undefined && r.outbound !== params.outbound) continue;
         const c: ConnectionInfo = {
-          id: u.id,
-          network: "udp",
-          inbound: u.meta.inbound,
-          src: formatEndpoint(u.meta.source),
-          dst: formatEndpoint(u.meta.destination),
-          outbound: u.outbound,
-          rule: u.rule,
-          started_at: new Date(u.startedAt).toISOString(),
-          bytes_up: u.up,
-          bytes_down: u.down,
+          id: r.id,
+          network: r.meta.network,
+          inbound: r.meta.inbound,
+          src: formatEndpoint(r.meta.source),
+          dst: formatEndpoint(r.meta.destination),
+          outbound: r.outbound ?? "",
+          rule: r.rule,
+          started_at: new Date(r.startedAt).toISOString(),
+          bytes_up: r.up,
+          bytes_down: r.down,
         };
-        if (u.meta.domain) c.domain = u.meta.domain;
-        if (u.meta.protocol) c.protocol = u.meta.protocol;
+        if (r.meta.domain) c.domain = r.meta.domain;
+        if (r.meta.protocol) c.protocol = r.meta.protocol;
         all.push(c);
       }
       const limit = params.limit ?? 1000;
