@@ -118,6 +118,8 @@ export interface ReactorStats {
   waiters: number;
   /** Synchronous epoll_wait calls that returned events. */
   syncPolls: number;
+  /** Short blocking epoll_pwait2 calls (the thread blocked up to `blockUs`). */
+  blocks: number;
   /** Short blocking epoll_pwait2 calls that returned events. */
   blockPolls: number;
   /** Worker-thread (parked) epoll_wait calls. */
@@ -155,7 +157,7 @@ export class Reactor {
   readonly #eventsView: DataView;
   readonly #wakeBuf = new Uint8Array(new ArrayBuffer(8));
   readonly #epollEvent = new Uint8Array(new ArrayBuffer(EVENT_SIZE));
-  readonly #stats = { syncPolls: 0, blockPolls: 0, parkedPolls: 0, wakeups: 0 };
+  readonly #stats = { syncPolls: 0, blocks: 0, blockPolls: 0, parkedPolls: 0, wakeups: 0 };
 
   /** Creates a reactor; the epoll fd is opened on the first `register`. */
   constructor(opts: ReactorOptions = {}) {
@@ -194,7 +196,7 @@ export class Reactor {
     }
     this.#epfd = epfd;
     this.#efd = efd;
-    this.#ctl(EPOLL_CTL_ADD, efd, WAKE_TOKEN, EPOLLIN);
+    this.#ctlAdd(efd, WAKE_TOKEN, EPOLLIN);
   }
 
   /** `epoll_ctl(op, fd)` with `events` and `token`: 0 or the errno. */
@@ -208,11 +210,9 @@ export class Reactor {
     return libc().epoll_ctl(this.#epfd, op, fd, ev) < 0 ? E[0]! : 0;
   }
 
-  #ctl(op: number, fd: number, token: number, events: number): void {
-    const e = this.#ctlTry(op, fd, token, events);
-    if (e !== 0) {
-      throw new ErrnoError("epoll_ctl", e, `${op === EPOLL_CTL_ADD ? "ADD" : "MOD"} fd=${fd}`);
-    }
+  #ctlAdd(fd: number, token: number, events: number): void {
+    const e = this.#ctlTry(EPOLL_CTL_ADD, fd, token, events);
+    if (e !== 0) throw new ErrnoError("epoll_ctl", e, `ADD fd=${fd}`);
   }
 
   /**
@@ -242,12 +242,7 @@ export class Reactor {
     const oneshot = opts.oneshot === true;
     // A oneshot fd starts disarmed: its owner tries its call first and waits
     // only after "would block", and the wait arms it.
-    this.#ctl(
-      EPOLL_CTL_ADD,
-      fd,
-      token,
-      oneshot ? EPOLLONESHOT : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-    );
+    this.#ctlAdd(fd, token, oneshot ? EPOLLONESHOT : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
     const entry: Entry = {
       fd,
       token,
@@ -408,6 +403,7 @@ export class Reactor {
         }
         spins = 0;
         if (this.#blockUs > 0 && L.epoll_pwait2 !== null && !busy) {
+          this.#stats.blocks++;
           const b = L.epoll_pwait2(this.#epfd, this.#events, this.#maxEvents, this.#blockTs, null);
           if (b > 0) {
             this.#stats.blockPolls++;

@@ -210,3 +210,35 @@ Deno.test("Reactor oneshot: read and write waits on one fd each resolve, the oth
   }
   await reactor.idle();
 });
+
+Deno.test("Reactor: a promise chain woken by an event reaches its next I/O before the loop blocks", async () => {
+  for (const spinTurns of [undefined, 4]) {
+    const reactor = new Reactor(spinTurns === undefined ? {} : { spinTurns });
+    const [a, peer] = udpPair();
+    const [w, wPeer] = udpPair();
+    reactor.register(a);
+    reactor.register(w, { oneshot: true });
+    const never = reactor.readable(w); // keeps the loop running after a's waiter is settled
+    never.catch(() => {});
+    try {
+      await new Promise((r) => setTimeout(r, 10)); // the loop is parked
+      const woke = reactor.readable(a);
+      send(peer, new Uint8Array(1));
+      await woke;
+      // What a new connection does between its first bytes and its dial:
+      // about ten hops of plain promise chain (sniff, rules, outbound).
+      const before = reactor.stats().blocks;
+      for (let i = 0; i < 10; i++) await undefined;
+      const blockedMeanwhile = reactor.stats().blocks - before;
+      if (spinTurns === undefined) {
+        assert.equal(blockedMeanwhile, 0, "the default turns outlast the chain");
+      } else {
+        assert.ok(blockedMeanwhile > 0, "with 4 turns the loop blocks mid-chain (the old default)");
+      }
+    } finally {
+      reactor.close();
+      for (const fd of [a, peer, w, wPeer]) close(fd);
+    }
+    await reactor.idle();
+  }
+});

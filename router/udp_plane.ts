@@ -214,7 +214,6 @@ export class UdpPlane {
   readonly #rep = new SendBatch();
   #repTo: Session | null = null;
   #repFd = -1;
-  #repBytes = 0;
   /** Reply sockets that refused UDP GSO (their datagrams go out with `sendmmsg`). */
   readonly #noGso = new Set<number>();
   /** Upstream reads, shared by every session's read loop (each batch is handled at once). */
@@ -711,7 +710,6 @@ export class UdpPlane {
       this.#repFd = fd;
       this.#rep.add(data);
     }
-    this.#repBytes += data.length;
   }
 
   /** Sends the queued replies (after each upstream read batch). */
@@ -721,12 +719,10 @@ export class UdpPlane {
     this.#repTo = null;
     const fd = this.#repFd;
     const n = this.#rep.length;
-    const bytes = this.#repBytes;
-    this.#repBytes = 0;
     const sent = this.#rep.flush(fd, s.clientSa, !this.#noGso.has(fd));
     if (this.#rep.gsoRefused) this.#noGso.add(fd);
     if (sent < n) this.#table.drop(n - sent);
-    const down = sent === n ? bytes : this.#rep.sentBytes;
+    const down = this.#rep.sentBytes;
     this.#c.datagramsDown += sent;
     this.#c.bytesDown += down;
     s.down += down;
