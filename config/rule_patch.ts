@@ -117,7 +117,10 @@ function commonSuffix(a: Uint8Array, b: Uint8Array): number {
  * The members of `b[from, to)`, a stretch of an array between two members
  * (or its brackets), or null unless it is exactly what belongs there: a
  * leading `,` when a member precedes it and any follows, members separated
- * by `,`, and a trailing `,` when members are in it and one follows.
+ * by `,`, and a trailing `,` when members are in it and one follows. Also
+ * null as soon as it holds more than `max` members (every one of them is a
+ * rule the base lacks, so the file is compiled in full: a reload that
+ * replaces every rule does not walk them all twice).
  */
 function stretchMembers(
   b: Uint8Array,
@@ -125,15 +128,18 @@ function stretchMembers(
   to: number,
   before: boolean,
   after: boolean,
+  max: number,
 ): number[] | null {
   const items: number[] = []; // -1 for a comma, else start, end pairs
   let i = skipWs(b, from);
+  let count = 0;
   while (i < to) {
     if (b[i] === COMMA) {
       items.push(-1);
       i = skipWs(b, i + 1);
       continue;
     }
+    if (++count > max) return null;
     const e = skipValue(b, i);
     if (e < 0 || e > to) return null;
     items.push(i, e);
@@ -234,7 +240,7 @@ export function parseConfigPatch(
   const from = P > 0 ? spans[2 * P - 1]! - current.open + loc.open : loc.open + 1;
   const to = (S > 0 ? spans[2 * (n - S)]! - current.open : oldArr.length - 1) + shift + loc.open;
   if (from > to) return null;
-  const fresh = stretchMembers(bytes, from, to, P > 0, S > 0);
+  const fresh = stretchMembers(bytes, from, to, P > 0, S > 0, maxAdded);
   if (fresh === null) return null;
   const A = fresh.length / 2;
 

@@ -156,6 +156,32 @@ Deno.test("parseConfigPatch() finds the edited stretch, and refuses what it must
   assert.equal(patch(cfg(rules).replace("},{", "},1,{")), null); // a value, but not a rule
 });
 
+Deno.test("parseConfigPatch() gives up past maxAdded rules the base lacks, counting earlier edits", () => {
+  const rules = [1, 2, 3, 4, 5, 6].map((i) => ({ domain: [`r${i}.example`], outbound: "block" }));
+  const base = baseOf(cfg(rules));
+  const fresh = (i: number) => ({ domain_suffix: [`new${i}.example`], outbound: "direct" });
+  const patch = (text: string, current = baseAsCurrent(base)!) =>
+    parseConfigPatch(enc.encode(text), base, current, { baseDir: "/" }, 2);
+  // Two new rules in one stretch: within the limit; three: a full compile (the stretch's
+  // walk stops at the third).
+  const two = patch(cfg([rules[0], fresh(1), fresh(2), ...rules.slice(3)]));
+  assert.deepEqual(two?.stretches, [{ prefix: 1, removed: 2, added: 2 }]);
+  assert.equal(patch(cfg([rules[0], fresh(1), fresh(2), fresh(3), ...rules.slice(4)])), null);
+  // Every rule replaced (the rules reversed): a full compile.
+  assert.equal(patch(cfg([...rules].reverse())), null);
+  // One more new rule elsewhere, after a patch that added two: three against the base.
+  const one = cfg([rules[0], fresh(1), fresh(2), rules[3], rules[4], fresh(9)]);
+  assert.equal(patch(one, two!.current), null);
+  // Against the base alone the same file is one stretch of five rules (all compiled anew).
+  assert.equal(patch(one), null);
+  // With one new rule more allowed, it is a patch of the last file: two stretches of the base.
+  const wide = parseConfigPatch(enc.encode(one), base, two!.current, { baseDir: "/" }, 3);
+  assert.deepEqual(wide?.stretches, [
+    { prefix: 1, removed: 2, added: 2 },
+    { prefix: 5, removed: 1, added: 1 },
+  ]);
+});
+
 /** A random edit of `rules`: one rule's outbound, or a stretch replaced by 0..4 new random rules. */
 function edit(r: Rand, rules: unknown[], tags: readonly string[]): unknown[] {
   if (rules.length > 0 && r.chance(0.3)) {

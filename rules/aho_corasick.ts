@@ -91,55 +91,68 @@ export class AhoCorasick {
 function buildImage(keywords: readonly string[]): AhoCorasickImage {
   const ascii = new Int32Array(128);
   const other = new Map<number, number>();
-  let classes = 0;
-  const classOf = (c: number): number => {
-    if (c < 128) {
-      if (ascii[c] === 0) ascii[c] = ++classes;
-      return ascii[c]!;
+  let classes = 0, chars = 0;
+  // The alphabet first (so the trie can be built straight into the dense table).
+  for (const kw of keywords) {
+    chars += kw.length;
+    for (let i = 0; i < kw.length; i++) {
+      const c = kw.charCodeAt(i);
+      if (c < 128) {
+        if (ascii[c] === 0) ascii[c] = ++classes;
+      } else if (!other.has(c)) other.set(c, ++classes);
     }
-    let k = other.get(c);
-    if (k === undefined) other.set(c, k = ++classes);
-    return k;
-  };
-  // Trie first, with sparse children.
-  const children: Map<number, number>[] = [new Map()];
-  const out: number[] = [-1];
-  keywords.forEach((kw, idx) => {
+  }
+  const width = classes + 1;
+  // The trie, as rows of the transition table: an entry is a child state, 0 none (the root
+  // is nobody's child). Rows are added as states are; the table grows by doubling.
+  let delta = new Int32Array(width * Math.min(chars + 1, 1024));
+  let n = 1;
+  const outList: number[] = [-1];
+  for (let idx = 0; idx < keywords.length; idx++) {
+    const kw = keywords[idx]!;
     let s = 0;
     for (let i = 0; i < kw.length; i++) {
-      const k = classOf(kw.charCodeAt(i));
-      let next = children[s]!.get(k);
-      if (next === undefined) {
-        next = children.length;
-        children.push(new Map());
-        out.push(-1);
-        children[s]!.set(k, next);
+      const c = kw.charCodeAt(i);
+      const at = s * width + (c < 128 ? ascii[c]! : other.get(c)!);
+      let next = delta[at]!;
+      if (next === 0) {
+        if ((n + 1) * width > delta.length) {
+          const grown = new Int32Array(Math.min(2 * delta.length, width * (chars + 1)));
+          grown.set(delta);
+          delta = grown;
+        }
+        next = n++;
+        outList.push(-1);
+        delta[at] = next;
       }
       s = next;
     }
-    out[s] = idx;
-  });
-  const n = children.length;
-  const width = classes + 1;
-  const delta = new Int32Array(n * width);
+    outList[s] = idx;
+  }
+  delta = delta.slice(0, n * width);
+  const out = Int32Array.from(outList);
   const fail = new Int32Array(n);
   const dict = new Int32Array(n);
-  // BFS: fill the dense transition table with failure transitions folded in.
+  // BFS (rows of shallower states are final before deeper ones are filled): a missing
+  // child takes the failure state's transition, a child's failure state is that transition.
   const queue = new Int32Array(n);
   let head = 0, tail = 0;
-  for (const [k, t] of children[0]!) {
-    delta[k] = t;
-    queue[tail++] = t;
+  for (let k = 0; k < width; k++) {
+    const t = delta[k]!;
+    if (t !== 0) queue[tail++] = t;
   }
   while (head < tail) {
     const s = queue[head++]!;
     const f = fail[s]!;
     dict[s] = out[f]! >= 0 ? f : dict[f]!;
-    for (let k = 0; k < width; k++) delta[s * width + k] = delta[f * width + k]!;
-    for (const [k, t] of children[s]!) {
-      delta[s * width + k] = t;
-      fail[t] = s === 0 ? 0 : delta[f * width + k]!;
-      queue[tail++] = t;
+    const row = s * width, frow = f * width;
+    for (let k = 0; k < width; k++) {
+      const t = delta[row + k]!;
+      if (t === 0) delta[row + k] = delta[frow + k]!;
+      else {
+        fail[t] = delta[frow + k]!;
+        queue[tail++] = t;
+      }
     }
   }
   // Row offsets instead of state numbers; reporting targets flagged (see AhoCorasickImage).
@@ -152,7 +165,7 @@ function buildImage(keywords: readonly string[]): AhoCorasickImage {
     other: Int32Array.from([...other].flat()),
     width,
     delta,
-    out: Int32Array.from(out),
+    out,
     dict,
     size: keywords.length,
   };

@@ -267,8 +267,9 @@ class NameTableBuilder {
 
   /** Entry of the name `b[from..end)` (one byte per code unit), adding it when new. */
   internBytes(b: Uint8Array, from: number, end: number): number {
-    const at = this.#reserve(end - from);
-    this.chars.set(b.subarray(from, end), at);
+    const at = this.#reserve(end - from), chars = this.chars;
+    // A loop, not `set(subarray)`: names are short, and a view per name is garbage.
+    for (let i = from; i < end; i++) chars[at + i - from] = b[i]!;
     return this.#internTail(end - from);
   }
 
