@@ -200,11 +200,14 @@ export class CompileMemo {
    * beyond {@linkcode MEMO_MAX_BYTES}). With the whole `file` (its rules
    * array is `identity.rules`) and the rules' outbounds, later files that
    * edit a few rules can be read as patches of it (`rule_patch.ts`).
+   * `keepFile`: the caller transfers a copy of the file, never `file` itself,
+   * so it is kept as it is (a big file is not copied twice).
    */
   remember(
     id: number,
     identity: RulesIdentity,
     whole?: { readonly file: Uint8Array; readonly rules: RuleWire; readonly wire: EngineWire },
+    keepFile = false,
   ): void {
     const size = whole?.file.length ?? identity.rules.length;
     if (identity.context === null || size > MEMO_MAX_BYTES) return this.forget();
@@ -217,7 +220,7 @@ export class CompileMemo {
       this.#baseId = -1;
       return;
     }
-    const file = whole.file.slice();
+    const file = keepFile ? whole.file : whole.file.slice();
     const open = identity.rules.byteOffset - whole.file.byteOffset;
     const close = open + identity.rules.length;
     this.#identity = { ...identity, rules: file.subarray(open, close) };
@@ -393,9 +396,10 @@ export async function compileJob(
                 transfer: wireTransferList([wire, rules.wire]),
               };
             }
-            // Fingerprints (not needed to route) follow in a tail.
+            // Fingerprints (not needed to route) follow in a tail. The head carries copies of
+            // the file and its spans: the memo and the tail keep the file itself.
             const head = rules.headWire();
-            memo?.remember(id, fast.identity, { file, rules: head, wire });
+            memo?.remember(id, fast.identity, { file, rules: head, wire }, true);
             const tail = () => {
               const t = rules.tailWire();
               return { reply: { id, tail: t }, transfer: wireTransferList(t) };
