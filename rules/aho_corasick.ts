@@ -104,8 +104,10 @@ function buildImage(keywords: readonly string[]): AhoCorasickImage {
   }
   const width = classes + 1;
   // The trie, as rows of the transition table: an entry is a child state, 0 none (the root
-  // is nobody's child). Rows are added as states are; the table grows by doubling.
-  let delta = new Int32Array(width * Math.min(chars + 1, 1024));
+  // is nobody's child). Rows are added as states are: room for every state there can be
+  // (one per character, and the root) when that is under 16 MiB, else grown by doubling.
+  const bound = width * (chars + 1);
+  let delta = new Int32Array(bound <= 1 << 22 ? bound : width * 1024);
   let n = 1;
   const outList: number[] = [-1];
   for (let idx = 0; idx < keywords.length; idx++) {

@@ -785,7 +785,10 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   const sets = new Map<string, CompiledRuleSet>();
   const scanned = opts.rules instanceof ScannedRules ? opts.rules : null;
   const hints = scanned?.hints;
-  const domains = new DomainIndexBuilder(Math.max(opts.rules.length, hints?.names ?? 0));
+  const domains = new DomainIndexBuilder(
+    Math.max(opts.rules.length, hints?.names ?? 0),
+    hints?.nameChars ?? 0,
+  );
   const dst = new CidrIndexBuilder(hints);
   const src = new CidrIndexBuilder();
   const compile = (spec: RuleSpec): Matcher => {

@@ -63,10 +63,13 @@ export class DomainIndexBuilder {
   readonly #keywords: KeyedListsBuilder;
   readonly #regexes: KeyedListsBuilder;
 
-  /** `expectedNames` presizes the tables (a hint; they grow as needed). */
-  constructor(expectedNames = 0) {
+  /**
+   * `expectedNames` (and their total length, `expectedChars`) presize the
+   * tables (hints; they grow as needed).
+   */
+  constructor(expectedNames = 0, expectedChars = 0) {
     this.#lists = new PostingListsBuilder(expectedNames);
-    this.#names = new NameTableBuilder(expectedNames);
+    this.#names = new NameTableBuilder(expectedNames, expectedChars);
     this.#entryLists = new Int32Array(3 * Math.max(1024, expectedNames));
     this.#keywords = new KeyedListsBuilder(this.#lists);
     this.#regexes = new KeyedListsBuilder(this.#lists);
@@ -245,17 +248,23 @@ class NameTableBuilder {
   slots: Int32Array;
   mask: number;
   /** Code units of every name, back to back. */
-  chars = new Uint16Array(16384);
+  chars: Uint16Array;
   /** Entry e's name starts at `keyStart[e]`; `keyStart[count]` is the arena's used length. */
-  keyStart = new Int32Array(1025);
+  keyStart: Int32Array;
   count = 0;
 
-  /** Room for `expected` names before the first growth. */
-  constructor(expected: number) {
+  /**
+   * Room for `expected` names of `chars` code units in all before the first
+   * growth (growing by doubling allocates twice what it keeps, and a large
+   * compile's allocations are what trigger its garbage collections).
+   */
+  constructor(expected: number, chars: number) {
     let size = 1024;
     while (size < 2 * expected) size *= 2;
     this.mask = size - 1;
     this.slots = new Int32Array(2 * size);
+    this.chars = new Uint16Array(Math.max(16384, chars));
+    this.keyStart = new Int32Array(Math.max(1025, expected + 1));
   }
 
   /** Entry of `name`, adding it when new. */

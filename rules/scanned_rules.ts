@@ -32,6 +32,8 @@ const TOK = 4;
 export interface ScanHints {
   /** `domain`, `domain_suffix` and `domain_keyword` values. */
   readonly names: number;
+  /** Their total length in code units (bytes: they are ASCII). */
+  readonly nameChars: number;
   /** `ip_cidr` values. */
   readonly prefixes: number;
   /** Upper bounds of the trie nodes their prefixes need (`trieNodesFor`), per family. */
@@ -378,6 +380,11 @@ export class ScannedRulesBuilder {
       }
       outbound[i] = id;
     }
+    const t = this.#tokens.data;
+    let nameChars = 0;
+    for (let k = 0; k < this.#tokens.length; k += TOK) {
+      if (t[k] !== ITEM_CIDR) nameChars += t[k + 2]! - t[k + 1]!;
+    }
     return new ScannedRules({
       bytes: this.#bytes,
       // Views, not copies: the builder is done with its arrays.
@@ -396,6 +403,7 @@ export class ScannedRulesBuilder {
       parse,
       hints: {
         names: this.#tokens.length / TOK - this.#cidrRes.length,
+        nameChars,
         prefixes: this.#cidrRes.length,
         v4Nodes: this.#v4Nodes,
         v6Nodes: this.#v6Nodes,
