@@ -77,10 +77,20 @@ export const v2raySubject: Subject = v2rayTproxySubject(
   "v2ray 4.34 dokodemo-door tproxy, freedom mark 255",
 );
 
-/** The config the bench gives our router. */
+/**
+ * The config the bench gives our router. `ROUTER_UDP_MAPPING` in the
+ * environment sets the inbound's `udp_mapping` (to compare the two).
+ */
 export function routerConfig(port: number, mark: number): unknown {
+  const mapping = Deno.env.get("ROUTER_UDP_MAPPING");
   return {
-    inbounds: [{ type: "tproxy", tag: "tproxy-in", listen: "::", listen_port: port }],
+    inbounds: [{
+      type: "tproxy",
+      tag: "tproxy-in",
+      listen: "::",
+      listen_port: port,
+      ...(mapping ? { udp_mapping: mapping } : {}),
+    }],
     outbounds: [{ type: "direct", tag: "direct" }],
     route: { final: "direct", default_mark: mark },
     log: { level: "warn" },

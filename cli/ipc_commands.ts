@@ -251,6 +251,8 @@ export function formatStatus(st: StatusResult): string {
   for (const u of st.udp ?? []) {
     lines.push(
       `udp:      ${u.inbound}: ${u.sessions}/${u.max_sessions} sessions, ${u.created} created, ${u.expired} expired, ${u.evicted} evicted, ${u.dropped} dropped, ${u.reply_sockets} reply sockets${
+        u.shared_sockets ? `, ${u.shared_sockets} shared sockets` : ""
+      }${u.unsolicited ? `, ${u.unsolicited} unsolicited dropped` : ""}${
         u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""
       }`,
     );

@@ -28,6 +28,7 @@ import {
   type RouterConfig,
   type RuleSetRef,
   type SocksOutbound,
+  type UdpMapping,
 } from "./schema.ts";
 import {
   bool,
@@ -169,6 +170,7 @@ const INBOUND = new Set([
   "udp_timeout_dns",
   "udp_timeout_quic",
   "udp_max_sessions",
+  "udp_mapping",
   "tcp_idle_timeout",
 ]);
 
@@ -204,12 +206,20 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
     65536,
     (x, p) => int(x, p, iss, 1, 1 << 20),
   );
+  const udp_mapping = opt<UdpMapping>(
+    o,
+    "udp_mapping",
+    path,
+    "endpoint_independent",
+    (x, p) => oneOf(x, p, iss, ["endpoint_independent", "per_destination"] as const),
+  );
   if (
     type === undefined || tag === undefined || listen === undefined ||
     listen_port === undefined || network === undefined || mode === undefined ||
     sniff === undefined || sniff_timeout_ms === undefined || udp_timeout_ms === undefined ||
     tcp_idle_timeout_ms === undefined || udp_max_sessions === undefined ||
-    udp_timeout_dns_ms === undefined || udp_timeout_quic_ms === undefined
+    udp_timeout_dns_ms === undefined || udp_timeout_quic_ms === undefined ||
+    udp_mapping === undefined
   ) return undefined;
   return {
     type,
@@ -224,6 +234,7 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
     udp_timeout_dns_ms,
     udp_timeout_quic_ms,
     udp_max_sessions,
+    udp_mapping,
     tcp_idle_timeout_ms,
   };
 }

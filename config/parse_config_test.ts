@@ -47,6 +47,7 @@ Deno.test("parseConfig() fills defaults and converts durations to ms", () => {
     udp_timeout_dns_ms: 10_000,
     udp_timeout_quic_ms: 30_000,
     udp_max_sessions: 65536,
+    udp_mapping: "endpoint_independent",
     tcp_idle_timeout_ms: 600_000,
   });
   assert.equal(c.route.default_mark, 255);
@@ -193,7 +194,7 @@ Deno.test("parseConfig() reports errors outside the rules, all at once", () => {
   const got = issues({
     inbounds: [
       { type: "tproxy", tag: "in", listen_port: 0, sniff_timeout: "soon" },
-      { type: "tproxy", tag: "in", listen: "localhost", listen_port: 1 },
+      { type: "tproxy", tag: "in", listen: "localhost", listen_port: 1, udp_mapping: "cone" },
     ],
     outbounds: [
       { type: "direct", tag: "d", bind_interface: "a/b", inet4_bind_address: "::1" },
@@ -210,6 +211,7 @@ Deno.test("parseConfig() reports errors outside the rules, all at once", () => {
     "inbounds[0].listen_port: 0: out of range (1..65535)",
     'inbounds[0].sniff_timeout: "soon": Cannot parse duration "soon": expected e.g. "300ms", "5m"',
     'inbounds[1].listen: "localhost": not an IPv4 or IPv6 address',
+    'inbounds[1].udp_mapping: "cone": expected one of endpoint_independent, per_destination',
     'outbounds[0].bind_interface: "a/b": not a valid interface name (1..15 characters, no "/", ":" or spaces)',
     'outbounds[0].inet4_bind_address: "::1": not an IPv4 address',
     "outbounds[1].password: username and password go together",

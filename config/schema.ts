@@ -17,6 +17,9 @@ export interface LogConfig {
   readonly level: Level;
 }
 
+/** UDP source-port mapping of a TPROXY inbound (see {@linkcode TproxyInbound.udp_mapping}). */
+export type UdpMapping = "endpoint_independent" | "per_destination";
+
 /** A TPROXY (or REDIRECT) inbound. */
 export interface TproxyInbound {
   readonly type: "tproxy";
@@ -40,6 +43,16 @@ export interface TproxyInbound {
   readonly udp_timeout_quic_ms: number;
   /** Default 65536. */
   readonly udp_max_sessions: number;
+  /**
+   * How a client's UDP sessions through a direct outbound map to source
+   * ports: `endpoint_independent` (default) sends all of one client
+   * port's datagrams to any destination from one socket, so every
+   * destination sees the same address and port (what games, WebRTC and
+   * other hole punching need; replies are still only let in from
+   * destinations the client sent to); `per_destination` opens one
+   * connected socket per (client, destination).
+   */
+  readonly udp_mapping: UdpMapping;
   /** Default 10 min. */
   readonly tcp_idle_timeout_ms: number;
 }

@@ -197,6 +197,31 @@ export function openUdpUpstream(dst: Endpoint, opts: UdpUpstreamOptions = {}): n
 }
 
 /**
+ * Opens an unconnected UDP socket of the family of `dst` for datagrams to
+ * any destination (endpoint-independent mapping: one source port for all
+ * of them), with the options of {@linkcode openUdpUpstream}; bound to
+ * `opts.bindAddress` or the wildcard address, port chosen by the kernel.
+ */
+export function openUdpShared(dst: Endpoint, opts: UdpUpstreamOptions = {}): number {
+  const family = familyOf(dst.addr);
+  if (opts.bindAddress && opts.bindAddress.length !== dst.addr.length) {
+    throw new RangeError(
+      `Cannot bind a ${opts.bindAddress.length}-byte source address for a ${dst.addr.length}-byte destination`,
+    );
+  }
+  const fd = socket(family, SOCK_DGRAM);
+  try {
+    applySocketOptions(fd, family, opts);
+    if (opts.rcvbuf) setRecvBuffer(fd, opts.rcvbuf);
+    bind(fd, { addr: opts.bindAddress ?? new Uint8Array(dst.addr.length), port: 0 });
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/**
  * Opens an unconnected UDP socket bound to `local` (port 0 = any), with
  * socket options; used for a SOCKS5 UDP association before its relay is known.
  */
@@ -346,6 +371,15 @@ export class RecvBatch {
     return k;
   }
 
+  /**
+   * The sender of slot `i` as a short string: {@linkcode sockaddrKey} of its
+   * sockaddr (so a reply's sender finds the session that sent to it). No
+   * decoding.
+   */
+  sourceKey(i: number): string {
+    return addrChars(this.#names, i * SOCKADDR_STORAGE_LEN);
+  }
+
   /** Slot `i` of the last receive, decoded (name, cmsgs). */
   get(i: number): ReceivedDatagram {
     const h = this.#vecView;
@@ -373,6 +407,14 @@ export class RecvBatch {
       truncated: (flags & MSG_TRUNC_FLAG) !== 0,
     };
   }
+}
+
+/**
+ * An encoded sockaddr (see {@linkcode sockaddrOf}) as the short string
+ * {@linkcode RecvBatch.sourceKey} gives for a datagram from that address.
+ */
+export function sockaddrKey(sockaddr: Uint8Array): string {
+  return addrChars(sockaddr, 0);
 }
 
 /** Port and address bytes of the sockaddr at `off` as a short binary string. */

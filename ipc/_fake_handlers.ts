@@ -41,6 +41,8 @@ export const FAKE_STATUS: StatusResult = {
     dropped: 9,
     reply_sockets: 3,
     fail_fast: 2,
+    shared_sockets: 2,
+    unsolicited: 5,
   }],
 };
 

@@ -257,6 +257,10 @@ export interface UdpInboundInfo {
   reply_sockets: number;
   /** Sessions failed at once because their (socks) outbound was known down. */
   fail_fast?: number;
+  /** Shared direct sockets open (`udp_mapping: "endpoint_independent"`). */
+  shared_sockets?: number;
+  /** Datagrams those dropped: their sender was never sent to by the client. */
+  unsolicited?: number;
 }
 
 /** Result of `status`. */

@@ -31,6 +31,7 @@ export function testInbound(extra: Partial<TproxyInbound> = {}): TproxyInbound {
     udp_timeout_dns_ms: 10_000,
     udp_timeout_quic_ms: 30_000,
     udp_max_sessions: 8,
+    udp_mapping: "endpoint_independent",
     tcp_idle_timeout_ms: 60_000,
     ...extra,
   };

@@ -7,6 +7,15 @@
  * replies sent from the original destination through a shared, bounded
  * cache of transparent reply sockets.
  *
+ * Direct sessions map endpoint-independently by default (the inbound's
+ * `udp_mapping`): the sessions of one client address and port through one
+ * direct outbound (same socket options) share one unconnected socket, so
+ * every destination sees one source port, as behind the kernel's own NAT;
+ * a datagram that socket receives goes to the session of its sender, and
+ * is dropped when the client never sent to that sender (counted as
+ * `unsolicited`). With `per_destination` each session has its own socket,
+ * connected to its destination.
+ *
  * Lifecycle of a session: `sniffing` (datagrams held, bounded, until the
  * sniffer answers or `sniff_timeout` passes) → routed → `open` (direct at
  * once; SOCKS after `connecting`) or `blocked` / `failed` (datagrams dropped
@@ -35,12 +44,15 @@ import {
 } from "../ffi/socket.ts";
 import { connectTcp, type FdStream } from "../ffi/stream.ts";
 import {
+  DatagramSender,
   openReplySocket,
   openUdpBound,
+  openUdpShared,
   openUdpUpstream,
   RecvBatch,
   SendBatch,
   setRecvBuffer,
+  sockaddrKey,
   sockaddrOf,
   type UdpUpstreamOptions,
 } from "../ffi/udp.ts";
@@ -137,6 +149,13 @@ export interface UdpPlaneStats {
   sniff_timeouts: number;
   /** Sessions failed at once because their (SOCKS) outbound was known down. */
   fail_fast: number;
+  /**
+   * Datagrams a shared (endpoint-independent) socket received from a
+   * sender its client never sent to: dropped.
+   */
+  unsolicited: number;
+  /** Shared direct sockets open (endpoint-independent mapping). */
+  shared_sockets: number;
   /** ICMP port-unreachable refusals sent for blocked (`mode: "reset"`) sessions. */
   refused: number;
   /** Refusals skipped by the rate limits (100/s, one per session per second). */
@@ -154,6 +173,8 @@ interface Upstream {
   send(data: Uint8Array): boolean;
   /** The socket batched sends go to (a SOCKS upstream's: its relay socket). */
   readonly batched: SocketUpstream;
+  /** Where batched sends go on that socket (encoded sockaddr), or null: its connected peer. */
+  readonly dest: Uint8Array | null;
   /** What goes before each datagram on that socket (a SOCKS5 UDP header), if anything. */
   readonly prefix: Uint8Array | undefined;
   close(): void;
@@ -210,6 +231,11 @@ export class UdpPlane {
    */
   readonly #fwd = new SendBatch();
   #fwdTo: SocketUpstream | null = null;
+  #fwdDest: Uint8Array | null = null;
+  /** Endpoint-independent mapping for direct sessions (see the module doc). */
+  readonly #eim: boolean;
+  /** Shared direct sockets by client, family, outbound and socket options. */
+  readonly #shared = new Map<string, SharedSocket>();
   /** Replies of one session's current read batch, sent as one after it. */
   readonly #rep = new SendBatch();
   #repTo: Session | null = null;
@@ -239,6 +265,7 @@ export class UdpPlane {
     sniffedQuic: 0,
     sniffTimeouts: 0,
     failFast: 0,
+    unsolicited: 0,
   };
   readonly #health: UdpHealth | null;
   readonly #newId: () => number;
@@ -252,6 +279,7 @@ export class UdpPlane {
     this.#health = opts.health ?? null;
     this.#newId = opts.nextId ?? (() => this.#nextId++);
     this.#sniffOn = ib.sniff;
+    this.#eim = ib.udp_mapping === "endpoint_independent";
     this.#sniffTimeout = ib.sniff_timeout_ms;
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
     this.#maxPendingBytes = opts.maxPendingBytes ?? 64 * 1024;
@@ -354,6 +382,8 @@ export class UdpPlane {
       sniffed_quic: this.#c.sniffedQuic,
       sniff_timeouts: this.#c.sniffTimeouts,
       fail_fast: this.#c.failFast,
+      unsolicited: this.#c.unsolicited,
+      shared_sockets: this.#shared.size,
       refused: rc.sent,
       refused_limited: rc.rateLimited,
       refused_errors: rc.errors,
@@ -423,12 +453,14 @@ export class UdpPlane {
    * until the inbound's flush) to a session's upstream, batched per upstream.
    */
   #forward(up: Upstream, data: Uint8Array): void {
-    const sock = up.batched;
-    if (this.#fwdTo !== sock) this.#flushForward();
+    const sock = up.batched, dest = up.dest;
+    if (this.#fwdTo !== sock || this.#fwdDest !== dest) this.#flushForward();
     this.#fwdTo = sock;
+    this.#fwdDest = dest;
     if (!this.#fwd.add(data, up.prefix)) {
       this.#flushForward();
       this.#fwdTo = sock;
+      this.#fwdDest = dest;
       this.#fwd.add(data, up.prefix);
     }
   }
@@ -439,7 +471,8 @@ export class UdpPlane {
     if (sock === null) return;
     this.#fwdTo = null;
     const n = this.#fwd.length;
-    const sent = sock.sendBatch(this.#fwd);
+    const sent = sock.sendBatch(this.#fwd, this.#fwdDest);
+    this.#fwdDest = null;
     if (sent < n) this.#table.drop(n - sent);
   }
 
@@ -565,8 +598,12 @@ export class UdpPlane {
           return;
         }
         case "direct": {
-          const fd = openUdpUpstream(meta.destination, directOptions(cfg, snap, meta.destination));
-          s.upstream = new SocketUpstream(fd, this.#reactor, this.#upstreamCallbacks(s));
+          const opts = directOptions(cfg, snap, meta.destination);
+          if (this.#eim) s.upstream = this.#sharedLeg(s, decision.outbound, opts);
+          else {
+            const fd = openUdpUpstream(meta.destination, opts);
+            s.upstream = new SocketUpstream(fd, this.#reactor, this.#upstreamCallbacks(s));
+          }
           this.#open(s);
           return;
         }
@@ -673,6 +710,57 @@ export class UdpPlane {
   }
 
   // ------------------------------------------------------------ upstream side
+
+  /**
+   * Session `s`'s leg on the shared socket of its client through direct
+   * outbound `tag` with `opts` (opened on first use; closed with its last
+   * session).
+   */
+  #sharedLeg(s: Session, tag: string, opts: UdpUpstreamOptions): Upstream {
+    const dst = s.meta.destination;
+    const key = `${endpointKey(s.meta.source)}|${dst.addr.length}|${tag}|${optionsKey(opts)}`;
+    let sh = this.#shared.get(key);
+    if (sh === undefined) {
+      const fd = openUdpShared(dst, opts);
+      const shared: SharedSocket = { key, byRemote: new Map(), sock: null! };
+      shared.sock = new SocketUpstream(fd, this.#reactor, {
+        batch: this.#upBatch,
+        onData: (data, i) => this.#sharedReply(shared, data, i),
+        onBatchEnd: () => this.#flushReplies(),
+        onEnd: (e) => this.#sharedEnded(shared, e),
+      });
+      this.#shared.set(key, sh = shared);
+    }
+    const dest = sockaddrOf(dst);
+    const remote = sockaddrKey(dest);
+    sh.byRemote.set(remote, s);
+    const shared = sh;
+    return new SharedLeg(shared.sock, dest, () => {
+      if (shared.byRemote.get(remote) === s) shared.byRemote.delete(remote);
+      if (shared.byRemote.size > 0) return;
+      this.#shared.delete(shared.key);
+      if (this.#fwdTo === shared.sock) this.#flushForward();
+      shared.sock.close();
+    });
+  }
+
+  /** A datagram on a shared socket: to the session that sent to its sender, else dropped. */
+  #sharedReply(sh: SharedSocket, data: Uint8Array, i: number): void {
+    const s = sh.byRemote.get(this.#upBatch.sourceKey(i));
+    if (s === undefined) {
+      this.#c.unsolicited++;
+      return;
+    }
+    this.#reply(s, data);
+  }
+
+  /** A shared socket failed: its sessions end (the last one closes it). */
+  #sharedEnded(sh: SharedSocket, e: unknown): void {
+    this.#log.debug("udp: shared upstream socket ended", { sessions: sh.byRemote.size, error: e });
+    for (const s of [...sh.byRemote.values()]) {
+      if (s.state !== "closed") this.#table.delete(s.key, "closed");
+    }
+  }
 
   /** What a session's upstream read loop reports to. */
   #upstreamCallbacks(s: Session): UpstreamCallbacks {
@@ -783,6 +871,47 @@ export class UdpPlane {
   }
 }
 
+/** A direct outbound's socket shared by one client's sessions (endpoint-independent mapping). */
+interface SharedSocket {
+  readonly key: string;
+  /** The session of each destination (by `sockaddrKey`) the client sent to through it. */
+  readonly byRemote: Map<string, Session>;
+  sock: SocketUpstream;
+}
+
+/** Socket options as a key part: sessions share a socket only when all of them match. */
+function optionsKey(o: UdpUpstreamOptions): string {
+  return [o.mark ?? "", o.bindInterface ?? "", o.tos ?? "", o.bindAddress?.join(".") ?? ""].join(
+    "|",
+  );
+}
+
+/** Sends datagrams to a shared socket's destinations. */
+const sharedSender = new DatagramSender();
+
+/** One session's use of a shared socket: its datagrams go to its destination. */
+class SharedLeg implements Upstream {
+  #released = false;
+
+  constructor(
+    readonly batched: SocketUpstream,
+    readonly dest: Uint8Array,
+    readonly release: () => void,
+  ) {}
+
+  readonly prefix = undefined;
+
+  send(data: Uint8Array): boolean {
+    return this.batched.sendTo(data, this.dest);
+  }
+
+  close(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.release();
+  }
+}
+
 /** Socket options of a direct outbound for one destination. */
 export function directOptions(
   cfg: Extract<OutboundConfig, { type: "direct" }>,
@@ -821,8 +950,8 @@ const UPSTREAM_BURST = 64;
 interface UpstreamCallbacks {
   /** The receive batch (shared: the loop hands each batch over before its next read). */
   readonly batch: RecvBatch;
-  /** One datagram (a view into `batch`, valid until `onBatchEnd`). */
-  readonly onData: (data: Uint8Array) => void;
+  /** One datagram (a view into `batch`, valid until `onBatchEnd`), from slot `i` of `batch`. */
+  readonly onData: (data: Uint8Array, i: number) => void;
   /** After the datagrams of one read. */
   readonly onBatchEnd: () => void;
   /** The socket failed (not for ICMP errors, which are survived). */
@@ -860,6 +989,7 @@ class SocketUpstream implements Upstream {
   }
 
   readonly prefix = undefined;
+  readonly dest = null;
 
   send(data: Uint8Array): boolean {
     if (this.#closed) return false;
@@ -870,13 +1000,26 @@ class SocketUpstream implements Upstream {
     }
   }
 
-  /** Sends and clears `batch`: the number sent (the rest is dropped). */
-  sendBatch(batch: SendBatch): number {
+  /** Sends one datagram to `dest` (an unconnected socket); false when it was dropped. */
+  sendTo(data: Uint8Array, dest: Uint8Array): boolean {
+    if (this.#closed) return false;
+    try {
+      return sharedSender.sendTo(this.#fd, data, dest) !== WOULD_BLOCK;
+    } catch {
+      return false; // ENOBUFS, EMSGSIZE, …: drop this one
+    }
+  }
+
+  /**
+   * Sends and clears `batch`, to `dest` (encoded sockaddr) or the connected
+   * peer: the number sent (the rest is dropped).
+   */
+  sendBatch(batch: SendBatch, dest: Uint8Array | null = null): number {
     if (this.#closed) {
       batch.clear();
       return 0;
     }
-    const sent = batch.flush(this.#fd, null, this.#gso);
+    const sent = batch.flush(this.#fd, dest, this.#gso);
     if (batch.gsoRefused) this.#gso = false;
     return sent;
   }
@@ -900,7 +1043,7 @@ class SocketUpstream implements Upstream {
         for (let i = 0; i < n && !this.#closed; i++) {
           const view = batch.data(i);
           const data = this.decode ? this.decode(view) : view;
-          if (data) onData(data);
+          if (data) onData(data, i);
         }
         onBatchEnd();
         if (burst < UPSTREAM_BURST) continue;
@@ -939,6 +1082,8 @@ class SocksUpstream implements Upstream {
   get prefix(): Uint8Array {
     return this.#header;
   }
+
+  readonly dest = null;
   #closed = false;
 
   private constructor(

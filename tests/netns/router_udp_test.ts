@@ -3,7 +3,8 @@
 //
 // Peers: tests/netns/peers/udp_echo.py (replies from the exact address it was
 // sent to), udp_multi.py (one source port, several destinations),
-// udp_churn.py (many source ports), udp_dns.py (python3 stdlib DNS responder
+// udp_churn.py (many source ports), udp_mapping.py (STUN-like NAT probe:
+// the address each destination saw, pokes from strangers), udp_dns.py (python3 stdlib DNS responder
 // and query), udp_quic_replay.py (replays tests/fixtures/quic/*.hex),
 // udp_burst.py (numbered datagrams in bursts, echoed raw and checked byte for
 // byte), and danted (dante-server) for SOCKS5 UDP ASSOCIATE.
@@ -192,6 +193,123 @@ Deno.test("UDP TPROXY, v4 and v6: replies come from each original destination, e
   }
 });
 
+Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one source port (v4, v6) and drops senders the client never sent to; per_destination maps each destination apart", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
+    const v6 = a.extra6.slice(0, 3).map((x) => ep(x, 7000));
+    await echoServer(lab, [...v4, ...v6]);
+    type Reply = { from: string; peer: string; text: string };
+    for (const mapping of ["endpoint_independent", "per_destination"] as const) {
+      router = await startRouter(lab, {
+        log: { level: "info" },
+        inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
+        outbounds: [{ type: "direct", tag: "direct" }],
+        route: { final: "direct", default_mark: 255 },
+      });
+      const eim = mapping === "endpoint_independent";
+      const families = [
+        { family: "v4", dests: v4, stranger: a.extra4[3]!, destAddr: a.extra4[0]! },
+        { family: "v6", dests: v6, stranger: a.extra6[3]!, destAddr: a.extra6[0]! },
+      ];
+      for (const { family, dests, stranger, destAddr } of families) {
+        const go = `${router.dir}/go-${family}`;
+        const client = lab.spawn("client", [
+          "python3",
+          peerPath("udp_mapping.py"),
+          "client",
+          "--first",
+          dests.slice(0, 2).join(","),
+          "--then",
+          dests[2]!,
+          "--go",
+          go,
+        ]);
+        const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
+          replies: Reply[];
+        };
+        assert.equal(first.replies.length, 2, `${mapping} ${family}: both destinations answered`);
+        const seen = new Set(first.replies.map((r) => r.peer));
+        assert.equal(
+          seen.size,
+          eim ? 1 : 2,
+          `${mapping} ${family}: the source address the destinations saw: ${[...seen]}`,
+        );
+        const mapped = first.replies[0]!.peer;
+        // At the mapped address: a sender the client never sent to, and a destination's
+        // address from another port.
+        for (const from of [ep(stranger, 0), ep(destAddr, 0)]) {
+          const r = await lab.run("server", [
+            "python3",
+            peerPath("udp_mapping.py"),
+            "poke",
+            "--from",
+            from,
+            "--to",
+            mapped,
+          ]);
+          assert.equal(r.code, 0, r.stderr);
+        }
+        await Deno.writeTextFile(go, "");
+        const waited = JSON.parse(await client.waitForLine(/"phase": "waited"/)) as {
+          got: unknown[];
+        };
+        assert.deepEqual(
+          waited.got,
+          [],
+          `${mapping} ${family}: nothing from the pokes got through`,
+        );
+        const then = JSON.parse(await client.waitForLine(/"phase": "then"/)) as {
+          replies: Reply[];
+        };
+        assert.equal(then.replies.length, 1, `${mapping} ${family}: a third destination answers`);
+        if (eim) {
+          assert.equal(then.replies[0]!.peer, mapped, `${family}: it sees the same mapping`);
+        } else {
+          assert.ok(!seen.has(then.replies[0]!.peer), `${family}: it sees a mapping of its own`);
+        }
+      }
+      const st = await udpStatus(router.ipc) as UdpPlaneStats & {
+        unsolicited: number;
+        shared_sockets: number;
+      };
+      assert.equal(st.created, 6);
+      if (eim) {
+        assert.equal(st.shared_sockets, 2, "one shared socket per client socket (v4, v6)");
+        assert.equal(st.unsolicited, 20, "2 pokers x 5 datagrams x 2 families");
+        // A shared socket lives as long as one of its sessions does.
+        const c = await IpcClient.connect(router.ipc);
+        try {
+          const list = await c.connectionsList();
+          const udp = list.connections.filter((x) => x.network === "udp");
+          assert.equal(udp.length, 6);
+          const one = udp.find((x) => x.dst === v4[0])!;
+          assert.deepEqual(await c.connectionsClose({ id: one.id }), { closed: 1 });
+          const after = (await udpStatus(router.ipc)) as typeof st;
+          assert.equal(after.shared_sockets, 2, "the v4 socket still has two sessions");
+          assert.deepEqual(await c.connectionsClose({ outbound: "direct" }), { closed: 5 });
+          const none = (await udpStatus(router.ipc)) as typeof st;
+          assert.equal(none.shared_sockets, 0, "closed with their last session");
+        } finally {
+          await c.close();
+        }
+      } else {
+        assert.equal(st.shared_sockets, 0);
+        assert.equal(st.unsolicited, 0, "connected sockets: the kernel drops the pokes");
+      }
+      await router.proc.kill();
+      await Deno.remove(router.dir, { recursive: true });
+      router = null;
+    }
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+  }
+});
+
 Deno.test("UDP TPROXY: 20,000 sessions of churn from many source ports keep the router's fd count bounded", async () => {
   const lab = await Lab.create();
   let router: Started | null = null;
@@ -246,7 +364,8 @@ Deno.test("UDP TPROXY: 20,000 sessions of churn from many source ports keep the 
     assert.equal(st.datagrams_up, total);
     assert.ok(st.created > total * 0.9 && st.created <= total, `created ${st.created}`);
     assert.ok(st.evicted >= st.created - maxSessions, "old sessions were evicted (LRU)");
-    // One upstream socket per session plus a handful of reply sockets.
+    // One upstream socket per session (each from its own client port: with the default
+    // endpoint-independent mapping, one shared socket each) plus a few reply sockets.
     const bound = base + maxSessions + targets.length + 16;
     assert.ok(maxFds <= bound, `fds peaked at ${maxFds} (base ${base}, bound ${bound})`);
     assert.ok(maxFds > base + maxSessions / 2, `sampling saw the table fill: ${maxFds}`);
