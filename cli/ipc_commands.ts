@@ -252,9 +252,9 @@ export function formatStatus(st: StatusResult): string {
     lines.push(
       `udp:      ${u.inbound}: ${u.sessions}/${u.max_sessions} sessions, ${u.created} created, ${u.expired} expired, ${u.evicted} evicted, ${u.dropped} dropped, ${u.reply_sockets} reply sockets${
         u.shared_sockets ? `, ${u.shared_sockets} shared sockets` : ""
-      }${u.unsolicited ? `, ${u.unsolicited} unsolicited dropped` : ""}${
-        u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""
-      }`,
+      }${u.socks_associations ? `, ${u.socks_associations} socks associations` : ""}${
+        u.unsolicited ? `, ${u.unsolicited} unsolicited dropped` : ""
+      }${u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""}`,
     );
   }
   if (st.last_reload) {

@@ -156,6 +156,8 @@ export interface UdpPlaneStats {
   unsolicited: number;
   /** Shared direct sockets open (endpoint-independent mapping). */
   shared_sockets: number;
+  /** SOCKS5 UDP associations open or opening (one per client port and socks outbound). */
+  socks_associations: number;
   /** ICMP port-unreachable refusals sent for blocked (`mode: "reset"`) sessions. */
   refused: number;
   /** Refusals skipped by the rate limits (100/s, one per session per second). */
@@ -201,6 +203,8 @@ interface Session extends SessionEntry, RefusalHolder {
   /** Payload bytes from the client / sent back to it. */
   up: number;
   down: number;
+  /** Leaves what the session shares with others (a SOCKS relay); called when it is removed. */
+  detach: (() => void) | null;
 }
 
 /** One session as `connections.list` shows it. */
@@ -236,6 +240,8 @@ export class UdpPlane {
   readonly #eim: boolean;
   /** Shared direct sockets by client, family, outbound and socket options. */
   readonly #shared = new Map<string, SharedSocket>();
+  /** SOCKS relays by client (and destination with `per_destination`), outbound and options. */
+  readonly #relays = new Map<string, SharedRelay>();
   /** Replies of one session's current read batch, sent as one after it. */
   readonly #rep = new SendBatch();
   #repTo: Session | null = null;
@@ -384,6 +390,7 @@ export class UdpPlane {
       fail_fast: this.#c.failFast,
       unsolicited: this.#c.unsolicited,
       shared_sockets: this.#shared.size,
+      socks_associations: this.#relays.size,
       refused: rc.sent,
       refused_limited: rc.rateLimited,
       refused_errors: rc.errors,
@@ -529,6 +536,7 @@ export class UdpPlane {
       startedAt: Date.now(),
       up: 0,
       down: 0,
+      detach: null,
     };
     this.#table.add(key, s);
     if (this.#sniffOn) {
@@ -619,8 +627,7 @@ export class UdpPlane {
             this.#fail(s, "failed");
             return;
           }
-          s.state = "connecting";
-          this.#connectSocks(s, cfg, snap.config.route.default_mark);
+          this.#joinSocks(s, cfg, snap.config.route.default_mark);
           return;
       }
     } catch (e) {
@@ -681,31 +688,113 @@ export class UdpPlane {
     s.pendingBytes = 0;
   }
 
-  async #connectSocks(
+  /**
+   * Session `s` joins the SOCKS relay of its client port through `cfg`
+   * (opened on first use, shared by its sessions with `endpoint_independent`;
+   * one per session with `per_destination`) and opens once it is ready.
+   */
+  #joinSocks(
     s: Session,
     cfg: Extract<OutboundConfig, { type: "socks" }>,
     defaultMark: number,
-  ): Promise<void> {
-    try {
-      const up = await SocksUpstream.open(cfg, defaultMark, s.meta.destination, this.#reactor, {
-        ...this.#upstreamCallbacks(s),
+  ): void {
+    const dst = s.meta.destination;
+    const mark = cfg.routing_mark ?? defaultMark;
+    const key = `${this.#eim ? endpointKey(s.meta.source) : s.key}|${cfg.tag}|${mark}|${
+      cfg.dscp ?? ""
+    }|${cfg.server}|${cfg.server_port}`;
+    let sh = this.#relays.get(key);
+    if (sh === undefined) {
+      const shared: SharedRelay = { key, byRemote: new Map(), relay: null, done: false };
+      this.#relays.set(key, sh = shared);
+      SocksRelay.open(cfg, defaultMark, this.#reactor, {
+        batch: this.#upBatch,
+        onData: (data) => this.#relayReply(shared, data),
+        onBatchEnd: () => this.#flushReplies(),
+        onEnd: (e) => this.#relayEnded(shared, e),
+      }).then((relay) => {
+        this.#health?.reportSuccess(cfg.tag);
+        if (shared.done) {
+          relay.close();
+          return;
+        }
+        shared.relay = relay;
+        relay.ended.then(() =>
+          this.#relayEnded(shared, new Error("SOCKS5 control connection closed"))
+        );
+        for (const w of [...shared.byRemote.values()]) {
+          if (w.state === "connecting") this.#attachSocks(w, relay);
+        }
+      }, (e) => {
+        this.#health?.reportFailure(cfg.tag, e, dst);
+        shared.done = true;
+        if (this.#relays.get(key) === shared) this.#relays.delete(key);
+        const waiting = [...shared.byRemote.values()].filter((w) => w.state === "connecting");
+        if (waiting.length > 0) {
+          this.#warn("udp: SOCKS5 UDP ASSOCIATE failed", {
+            id: waiting[0]!.id,
+            sessions: waiting.length,
+            outbound: cfg.tag,
+            error: e,
+          });
+        }
+        for (const w of waiting) this.#fail(w, "failed");
       });
-      this.#health?.reportSuccess(cfg.tag);
-      if (s.state !== "connecting") {
-        up.close();
+    }
+    const remote = sockaddrKey(sockaddrOf(dst));
+    const shared = sh;
+    shared.byRemote.set(remote, s);
+    s.detach = () => {
+      if (shared.byRemote.get(remote) === s) shared.byRemote.delete(remote);
+      if (shared.byRemote.size > 0) return;
+      shared.done = true;
+      if (this.#relays.get(shared.key) === shared) this.#relays.delete(shared.key);
+      const relay = shared.relay;
+      if (relay === null) return;
+      if (this.#fwdTo === relay.sock) this.#flushForward();
+      relay.close();
+    };
+    s.state = "connecting";
+    if (shared.relay !== null) this.#attachSocks(s, shared.relay);
+  }
+
+  #attachSocks(s: Session, relay: SocksRelay): void {
+    s.upstream = new SocksLeg(relay, s.meta.destination);
+    this.#open(s);
+  }
+
+  /**
+   * A datagram from a SOCKS relay (with its header): to the session of the
+   * sender it names; a relay of one session (`per_destination`) takes
+   * whatever it gets, as the relay may name another address.
+   */
+  #relayReply(sh: SharedRelay, buf: Uint8Array): void {
+    let s: Session | undefined;
+    let data: Uint8Array;
+    if (!this.#eim) {
+      const r = decodeUdpDatagram(buf);
+      if (!r.ok) return;
+      s = sh.byRemote.values().next().value;
+      data = r.data;
+    } else {
+      const src = socksSourceKey(buf);
+      if (src === null) return;
+      s = sh.byRemote.get(src.key);
+      if (s === undefined) {
+        this.#c.unsolicited++;
         return;
       }
-      s.upstream = up;
-      this.#open(s);
-    } catch (e) {
-      this.#health?.reportFailure(cfg.tag, e, s.meta.destination);
-      if (s.state !== "connecting") return;
-      this.#warn("udp: SOCKS5 UDP ASSOCIATE failed", {
-        id: s.id,
-        outbound: s.outbound,
-        error: e,
-      });
-      this.#fail(s, "failed");
+      data = buf.subarray(src.start);
+    }
+    if (s !== undefined) this.#reply(s, data);
+  }
+
+  /** A relay failed or its control connection closed: its sessions end. */
+  #relayEnded(sh: SharedRelay, e: unknown): void {
+    if (sh.done) return;
+    this.#log.debug("udp: SOCKS relay ended", { sessions: sh.byRemote.size, error: e });
+    for (const w of [...sh.byRemote.values()]) {
+      if (w.state !== "closed") this.#table.delete(w.key, "closed");
     }
   }
 
@@ -833,6 +922,9 @@ export class UdpPlane {
     if (this.#repTo === s) this.#flushReplies();
     s.upstream?.close();
     s.upstream = null;
+    const detach = s.detach;
+    s.detach = null;
+    detach?.();
     if (s.pending.length > 0) this.#table.drop(s.pending.length);
     s.pending = [];
     if (this.#log.enabled("trace")) {
@@ -1069,43 +1161,35 @@ class SocketUpstream implements Upstream {
   }
 }
 
-/** A SOCKS5 UDP association: a control TCP connection plus a UDP socket to its relay. */
-class SocksUpstream implements Upstream {
+/**
+ * A SOCKS5 UDP association: a control TCP connection plus a UDP socket
+ * connected to its relay. Datagrams to any destination go through it, each
+ * with its SOCKS5 header; what the relay sends back reaches `cb.onData`
+ * with its header (the plane decodes it: the header names the sender).
+ */
+class SocksRelay {
   readonly #assoc: Socks5UdpAssociation<FdStream>;
-  readonly #sock: SocketUpstream;
-  readonly #header: Uint8Array;
-
-  get batched(): SocketUpstream {
-    return this.#sock;
-  }
-
-  get prefix(): Uint8Array {
-    return this.#header;
-  }
-
-  readonly dest = null;
+  readonly sock: SocketUpstream;
   #closed = false;
 
-  private constructor(
-    assoc: Socks5UdpAssociation<FdStream>,
-    sock: SocketUpstream,
-    dst: Endpoint,
-  ) {
+  private constructor(assoc: Socks5UdpAssociation<FdStream>, sock: SocketUpstream) {
     this.#assoc = assoc;
-    this.#sock = sock;
-    this.#header = encodeUdpDatagram(
-      { address: { kind: "ip", addr: dst.addr }, port: dst.port },
-      new Uint8Array(0),
-    );
+    this.sock = sock;
+  }
+
+  /** Resolves when the control connection ends (not after {@linkcode close}). */
+  get ended(): Promise<void> {
+    return this.#assoc.ended.then(() => {
+      if (this.#closed) return new Promise<void>(() => {});
+    });
   }
 
   static async open(
     cfg: Extract<OutboundConfig, { type: "socks" }>,
     defaultMark: number,
-    dst: Endpoint,
     reactor: Reactor,
     cb: UpstreamCallbacks,
-  ): Promise<SocksUpstream> {
+  ): Promise<SocksRelay> {
     const addr = parseIp(cfg.server);
     if (!addr) {
       throw new TypeError(
@@ -1142,16 +1226,9 @@ class SocksUpstream implements Upstream {
         clientHint: hint,
       }, `${cfg.server}:${cfg.server_port}`);
       connect(fd, assoc.relay);
-      const sock = new SocketUpstream(fd, reactor, cb, (buf) => {
-        const r = decodeUdpDatagram(buf);
-        return r.ok ? r.data : null;
-      });
+      const sock = new SocketUpstream(fd, reactor, cb);
       fd = -1;
-      const up = new SocksUpstream(assoc, sock, dst);
-      assoc.ended.then(() => {
-        if (!up.#closed) cb.onEnd(new Error("SOCKS5 control connection closed"));
-      });
-      return up;
+      return new SocksRelay(assoc, sock);
     } catch (e) {
       if (fd >= 0) closeFd(fd);
       control.close();
@@ -1159,18 +1236,77 @@ class SocksUpstream implements Upstream {
     }
   }
 
-  send(data: Uint8Array): boolean {
-    if (this.#closed) return false;
-    const out = new Uint8Array(this.#header.length + data.length);
-    out.set(this.#header);
-    out.set(data, this.#header.length);
-    return this.#sock.send(out);
-  }
-
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#sock.close();
+    this.sock.close();
     this.#assoc.close();
   }
+}
+
+/** One session's use of a SOCKS relay: its datagrams get the header of its destination. */
+class SocksLeg implements Upstream {
+  readonly #relay: SocksRelay;
+  readonly #header: Uint8Array;
+
+  constructor(relay: SocksRelay, dst: Endpoint) {
+    this.#relay = relay;
+    this.#header = encodeUdpDatagram(
+      { address: { kind: "ip", addr: dst.addr }, port: dst.port },
+      new Uint8Array(0),
+    );
+  }
+
+  get batched(): SocketUpstream {
+    return this.#relay.sock;
+  }
+
+  get prefix(): Uint8Array {
+    return this.#header;
+  }
+
+  readonly dest = null;
+
+  send(data: Uint8Array): boolean {
+    const out = new Uint8Array(this.#header.length + data.length);
+    out.set(this.#header);
+    out.set(data, this.#header.length);
+    return this.#relay.sock.send(out);
+  }
+
+  /** The session's relay membership ends with the session (`Session.detach`), not here. */
+  close(): void {}
+}
+
+/**
+ * A SOCKS relay and the sessions that use it: every session of one client
+ * port through one socks outbound (`endpoint_independent`), or one session
+ * (`per_destination`). Sessions join while it opens and wait for it.
+ */
+interface SharedRelay {
+  readonly key: string;
+  /** The session of each destination (by `sockaddrKey`) sent to through it. */
+  readonly byRemote: Map<string, Session>;
+  relay: SocksRelay | null;
+  /** No session left (or it failed): a relay that opens now is closed at once. */
+  done: boolean;
+}
+
+/**
+ * The key of the sender a relay datagram's SOCKS5 header names, as
+ * {@linkcode sockaddrKey} gives it, and where its payload starts; null when
+ * it is not a whole, unfragmented datagram from an IP address.
+ */
+export function socksSourceKey(buf: Uint8Array): { key: string; start: number } | null {
+  if (buf.length < 10 || buf[0] !== 0 || buf[1] !== 0 || buf[2] !== 0) return null;
+  const fc = String.fromCharCode;
+  if (buf[3] === 1) {
+    return { key: fc(4, buf[8]!, buf[9]!, buf[4]!, buf[5]!, buf[6]!, buf[7]!), start: 10 };
+  }
+  if (buf[3] === 4 && buf.length >= 22) {
+    let k = fc(16, buf[20]!, buf[21]!);
+    for (let j = 4; j < 20; j += 4) k += fc(buf[j]!, buf[j + 1]!, buf[j + 2]!, buf[j + 3]!);
+    return { key: k, start: 22 };
+  }
+  return null;
 }

@@ -193,6 +193,76 @@ Deno.test("UDP TPROXY, v4 and v6: replies come from each original destination, e
   }
 });
 
+type MappingReply = { from: string; peer: string; text: string };
+
+/**
+ * STUN-like probe through a running router (`peers/udp_mapping.py`): from
+ * one client socket, the first two `dests` report the address they saw (one
+ * when the mapping is endpoint-independent, two otherwise); pokes at it from
+ * `stranger` and from the first destination's address on another port must
+ * not reach the client; then the third destination sees the same address
+ * (endpoint-independent) or a new one. `label` names the case in messages.
+ */
+async function mappingProbe(
+  lab: Lab,
+  dir: string,
+  label: string,
+  dests: readonly string[],
+  pokers: readonly string[],
+  eim: boolean,
+): Promise<void> {
+  const go = `${dir}/go-${label.replaceAll(/\W/g, "_")}`;
+  const client = lab.spawn("client", [
+    "python3",
+    peerPath("udp_mapping.py"),
+    "client",
+    "--first",
+    dests.slice(0, 2).join(","),
+    "--then",
+    dests[2]!,
+    "--go",
+    go,
+  ]);
+  const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
+    replies: MappingReply[];
+  };
+  assert.equal(first.replies.length, 2, `${label}: both destinations answered`);
+  const seen = new Set(first.replies.map((r) => r.peer));
+  assert.equal(
+    seen.size,
+    eim ? 1 : 2,
+    `${label}: the source address the destinations saw: ${[...seen]}`,
+  );
+  const mapped = first.replies[0]!.peer;
+  for (const from of pokers) {
+    const r = await lab.run("server", [
+      "python3",
+      peerPath("udp_mapping.py"),
+      "poke",
+      "--from",
+      from,
+      "--to",
+      mapped,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  await Deno.writeTextFile(go, "");
+  const waited = JSON.parse(await client.waitForLine(/"phase": "waited"/)) as { got: unknown[] };
+  assert.deepEqual(waited.got, [], `${label}: nothing from the pokes got through`);
+  const then = JSON.parse(await client.waitForLine(/"phase": "then"/)) as {
+    replies: MappingReply[];
+  };
+  assert.equal(then.replies.length, 1, `${label}: a third destination answers`);
+  if (eim) assert.equal(then.replies[0]!.peer, mapped, `${label}: it sees the same mapping`);
+  else assert.ok(!seen.has(then.replies[0]!.peer), `${label}: it sees a mapping of its own`);
+}
+
+type MappingStats = UdpPlaneStats & {
+  unsolicited: number;
+  shared_sockets: number;
+  socks_associations: number;
+};
+
 Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one source port (v4, v6) and drops senders the client never sent to; per_destination maps each destination apart", async () => {
   const lab = await Lab.create();
   let router: Started | null = null;
@@ -202,7 +272,6 @@ Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one 
     const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
     const v6 = a.extra6.slice(0, 3).map((x) => ep(x, 7000));
     await echoServer(lab, [...v4, ...v6]);
-    type Reply = { from: string; peer: string; text: string };
     for (const mapping of ["endpoint_independent", "per_destination"] as const) {
       router = await startRouter(lab, {
         log: { level: "info" },
@@ -211,71 +280,17 @@ Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one 
         route: { final: "direct", default_mark: 255 },
       });
       const eim = mapping === "endpoint_independent";
-      const families = [
-        { family: "v4", dests: v4, stranger: a.extra4[3]!, destAddr: a.extra4[0]! },
-        { family: "v6", dests: v6, stranger: a.extra6[3]!, destAddr: a.extra6[0]! },
-      ];
-      for (const { family, dests, stranger, destAddr } of families) {
-        const go = `${router.dir}/go-${family}`;
-        const client = lab.spawn("client", [
-          "python3",
-          peerPath("udp_mapping.py"),
-          "client",
-          "--first",
-          dests.slice(0, 2).join(","),
-          "--then",
-          dests[2]!,
-          "--go",
-          go,
-        ]);
-        const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
-          replies: Reply[];
-        };
-        assert.equal(first.replies.length, 2, `${mapping} ${family}: both destinations answered`);
-        const seen = new Set(first.replies.map((r) => r.peer));
-        assert.equal(
-          seen.size,
-          eim ? 1 : 2,
-          `${mapping} ${family}: the source address the destinations saw: ${[...seen]}`,
-        );
-        const mapped = first.replies[0]!.peer;
-        // At the mapped address: a sender the client never sent to, and a destination's
-        // address from another port.
-        for (const from of [ep(stranger, 0), ep(destAddr, 0)]) {
-          const r = await lab.run("server", [
-            "python3",
-            peerPath("udp_mapping.py"),
-            "poke",
-            "--from",
-            from,
-            "--to",
-            mapped,
-          ]);
-          assert.equal(r.code, 0, r.stderr);
-        }
-        await Deno.writeTextFile(go, "");
-        const waited = JSON.parse(await client.waitForLine(/"phase": "waited"/)) as {
-          got: unknown[];
-        };
-        assert.deepEqual(
-          waited.got,
-          [],
-          `${mapping} ${family}: nothing from the pokes got through`,
-        );
-        const then = JSON.parse(await client.waitForLine(/"phase": "then"/)) as {
-          replies: Reply[];
-        };
-        assert.equal(then.replies.length, 1, `${mapping} ${family}: a third destination answers`);
-        if (eim) {
-          assert.equal(then.replies[0]!.peer, mapped, `${family}: it sees the same mapping`);
-        } else {
-          assert.ok(!seen.has(then.replies[0]!.peer), `${family}: it sees a mapping of its own`);
-        }
-      }
-      const st = await udpStatus(router.ipc) as UdpPlaneStats & {
-        unsolicited: number;
-        shared_sockets: number;
-      };
+      // Pokes at the mapped address: from a sender the client never sent to, and from a
+      // destination's address on another port.
+      await mappingProbe(lab, router.dir, `${mapping} v4`, v4, [
+        ep(a.extra4[3]!, 0),
+        ep(a.extra4[0]!, 0),
+      ], eim);
+      await mappingProbe(lab, router.dir, `${mapping} v6`, v6, [
+        ep(a.extra6[3]!, 0),
+        ep(a.extra6[0]!, 0),
+      ], eim);
+      const st = await udpStatus(router.ipc) as MappingStats;
       assert.equal(st.created, 6);
       if (eim) {
         assert.equal(st.shared_sockets, 2, "one shared socket per client socket (v4, v6)");
@@ -288,10 +303,10 @@ Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one 
           assert.equal(udp.length, 6);
           const one = udp.find((x) => x.dst === v4[0])!;
           assert.deepEqual(await c.connectionsClose({ id: one.id }), { closed: 1 });
-          const after = (await udpStatus(router.ipc)) as typeof st;
+          const after = (await udpStatus(router.ipc)) as MappingStats;
           assert.equal(after.shared_sockets, 2, "the v4 socket still has two sessions");
           assert.deepEqual(await c.connectionsClose({ outbound: "direct" }), { closed: 5 });
-          const none = (await udpStatus(router.ipc)) as typeof st;
+          const none = (await udpStatus(router.ipc)) as MappingStats;
           assert.equal(none.shared_sockets, 0, "closed with their last session");
         } finally {
           await c.close();
@@ -307,6 +322,47 @@ Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one 
   } finally {
     await lab.destroy();
     if (router) await Deno.remove(router.dir, { recursive: true });
+  }
+});
+
+Deno.test("UDP TPROXY through a SOCKS5 outbound: endpoint-independent mapping shares one UDP ASSOCIATE per client port (one relay port for every destination, strangers dropped); per_destination opens one per destination", async () => {
+  const lab = await Lab.create();
+  let router: Started | null = null;
+  const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
+    await echoServer(lab, v4);
+    const port = 1080;
+    await startDante(lab, dir, port, [a.routerWan4]);
+    for (const mapping of ["endpoint_independent", "per_destination"] as const) {
+      router = await startRouter(lab, {
+        log: { level: "info" },
+        inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
+        outbounds: [
+          { type: "direct", tag: "direct" },
+          { type: "socks", tag: "dante", server: "127.0.0.1", server_port: port },
+        ],
+        route: { final: "dante", default_mark: 255 },
+      });
+      const eim = mapping === "endpoint_independent";
+      // The relay forwards what reaches its port from anyone (dante's rules pass all):
+      // the router is what drops a stranger's datagrams.
+      await mappingProbe(lab, router.dir, `socks ${mapping}`, v4, [ep(a.extra4[3]!, 0)], eim);
+      const st = await udpStatus(router.ipc) as MappingStats;
+      assert.equal(st.outbounds["dante"], 3);
+      assert.equal(st.socks_associations, eim ? 1 : 3, "associations open");
+      assert.equal(st.shared_sockets, 0);
+      if (eim) assert.equal(st.unsolicited, 5, "the stranger's 5 datagrams, named by the relay");
+      await router.proc.kill();
+      await Deno.remove(router.dir, { recursive: true });
+      router = null;
+    }
+  } finally {
+    await lab.destroy();
+    if (router) await Deno.remove(router.dir, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
