@@ -257,6 +257,15 @@ export function formatStatus(st: StatusResult): string {
       }${u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""}`,
     );
   }
+  if (st.memory) {
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    const m = st.memory;
+    lines.push(
+      `memory:   rss ${mib(m.rss)} MiB, JS heap ${mib(m.heap_used)}/${
+        mib(m.heap_total)
+      } MiB, external ${mib(m.external)} MiB`,
+    );
+  }
   if (st.last_reload) {
     const r = st.last_reload;
     const how = r.took_ms !== undefined

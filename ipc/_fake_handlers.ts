@@ -31,6 +31,7 @@ export const FAKE_STATUS: StatusResult = {
     { tag: "xray-jp", type: "socks", kind: "xray", state: "down", flows: 0, detail: "refused" },
   ],
   last_reload: { at: "2026-01-01T01:00:00.000Z", ok: true, took_ms: 4.2, rules_compiled: 1 },
+  memory: { rss: 83_886_080, heap_used: 9_437_184, heap_total: 12_582_912, external: 3_145_728 },
   udp: [{
     inbound: "tproxy-in",
     sessions: 4,

@@ -283,6 +283,19 @@ export interface StatusResult {
   last_reload: LastReload | null;
   /** UDP session tables, one per inbound serving UDP. */
   udp?: UdpInboundInfo[];
+  /** The process's memory, bytes (absent from older routers). */
+  memory?: MemoryInfo;
+}
+
+/** Memory of the router process in `status` (`Deno.memoryUsage()`). */
+export interface MemoryInfo {
+  /** Resident set size: what the plan's "< 100 MB" is about. */
+  rss: number;
+  /** JS heap in use and reserved, main thread (the config worker's heap is in `rss` only). */
+  heap_used: number;
+  heap_total: number;
+  /** Memory of JS objects held outside the heap (typed arrays: the rule indexes, buffers). */
+  external: number;
 }
 
 /** Params of `reload`: exactly one of `path` (a config file) or `config` (inline). */

@@ -16,6 +16,7 @@ import {
   type ConnectionInfo,
   flowFromRouteTest,
   type LastReload,
+  type MemoryInfo,
   type OutboundInfo,
   type StatsResult,
   type StatusResult,
@@ -69,6 +70,12 @@ export interface RouterIpcOptions {
 }
 
 /** Builds the IPC handlers for a router. */
+/** The process's memory for `status`. */
+function memoryInfo(): MemoryInfo {
+  const m = Deno.memoryUsage();
+  return { rss: m.rss, heap_used: m.heapUsed, heap_total: m.heapTotal, external: m.external };
+}
+
 export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   const { router } = opts;
   let lastReload: LastReload | null = null;
@@ -171,6 +178,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         outbounds: outboundInfos(),
         last_reload: lastReload,
         udp: c.udp, // session table size and counters per inbound
+        memory: memoryInfo(),
       };
     },
     reload(params) {

@@ -103,6 +103,15 @@ routerLabTest(
         assert.equal(st.rules, 1);
         assert.equal(st.config_path, bPath, "still running b.json");
         assert.equal(st.last_reload?.ok, false);
+        // The process's own memory, as /proc tells it.
+        const rss = Number(
+          /VmRSS:\s+(\d+) kB/.exec(await Deno.readTextFile(`/proc/${st.pid}/status`))![1],
+        ) * 1024;
+        assert.ok(
+          Math.abs(st.memory!.rss - rss) < 16 << 20,
+          `status rss ${st.memory!.rss} vs VmRSS ${rss}`,
+        );
+        assert.ok(st.memory!.heap_used > 0 && st.memory!.heap_used <= st.memory!.heap_total);
         assertReset(await echoTo(a.extra4[0]!));
         assertPasses(await echoTo(a.extra4[1]!));
       },
