@@ -272,7 +272,8 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       console.log(bold("\n5. Router status (IPC)"));
       const st = await client.status();
       const stats = await client.stats();
-      console.log(`   rules ${st.rules}, final ${st.final}, flows total ${st.flows.total}`);
+      const rss = st.memory ? `, RSS ${(st.memory.rss / 2 ** 20).toFixed(1)} MiB` : "";
+      console.log(`   rules ${st.rules}, final ${st.final}, flows total ${st.flows.total}${rss}`);
       for (const o of st.outbounds) {
         const s = stats.outbounds[o.tag];
         console.log(
