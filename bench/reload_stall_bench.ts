@@ -260,6 +260,14 @@ async function main(): Promise<void> {
         } ms; ${reloads} reloads, rules compiled per reload: ${[...new Set(compiled)].join(", ")}`,
       );
       console.log(lagLine(`${name}: event-loop lag during reloads`, during));
+      const mem = (await ctl.status()).memory;
+      if (mem) {
+        console.log(
+          `${name}: router RSS after the round ${(mem.rss / 2 ** 20).toFixed(1)} MiB (JS heap ${
+            (mem.heap_used / 2 ** 20).toFixed(1)
+          } MiB)`,
+        );
+      }
       if (gap > 200) {
         // The worker's compiles between reloads must not stall the data plane either.
         console.log(

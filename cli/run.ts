@@ -11,6 +11,7 @@ import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
 import { CompileWorker } from "../config/compile_client.ts";
 import { lowerV8HelperPriority } from "../config/thread_priority.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
+import { fixMmapThreshold } from "../ffi/malloc.ts";
 import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcServer } from "../ipc/server.ts";
 import { createIpcHandlers } from "../router/ipc_handlers.ts";
@@ -126,6 +127,8 @@ export async function runRunCommand(args: string[]): Promise<number> {
   // lower priority: the garbage a reload makes is collected there, and the data-plane thread must
   // win the CPU (on 2 vCPUs they made the pings of bench/reload_stall_bench.ts wait 15-30 ms).
   void lowerV8HelperPriority();
+  // Before the worker allocates anything: big blocks stay on mmap (ffi/malloc.ts).
+  const mallocTuned = fixMmapThreshold();
   let workerLog: Logger | null = null;
   const compiler = new CompileWorker({
     onFallback: (e) =>
@@ -147,6 +150,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
   const logger = createLogger({ level, scope: "router" });
   workerLog = logger;
   raiseFdLimit(logger);
+  if (!mallocTuned) logger.debug("malloc: mmap threshold not set (no glibc mallopt)");
   let router: Router;
   try {
     router = Router.start(loaded.config, loaded.engine, { logger });

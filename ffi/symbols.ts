@@ -95,6 +95,8 @@ export const SYMBOLS = {
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   /** int setrlimit(int resource, const struct rlimit *rlim); */
   setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  /** int mallopt(int param, int value);  (glibc; 1 on success) */
+  mallopt: { parameters: ["i32", "i32"], result: "i32", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The bound functions, as `Deno.dlopen` types them. */
