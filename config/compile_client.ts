@@ -42,6 +42,9 @@ export function defaultWorkerUrl(moduleUrl: string): URL {
 /** Default of {@linkcode CompileWorkerOptions.rebaseIdleMs}. */
 export const REBASE_IDLE_MS = 100;
 
+/** Default of {@linkcode CompileWorkerOptions.rebaseMinAdded}. */
+export const REBASE_MIN_ADDED = 64;
+
 /** What {@linkcode CompileWorker.load} returns (as `loadConfig()`). */
 export interface LoadedConfig {
   readonly config: RouterConfig;
@@ -111,6 +114,15 @@ export interface CompileWorkerOptions {
    * rather than with the last full compile.
    */
   readonly rebaseIdleMs?: number;
+  /**
+   * Rebase only once a patch carries this many rules the base lacks
+   * (default {@linkcode REBASE_MIN_ADDED}). A rebase sends the data-plane
+   * thread a whole new set of indexes, and receiving them costs that thread
+   * a garbage collection (10–17 ms measured with 10k rules: see
+   * docs/rules.md, round 7) at a moment no reload asked for; a patch of a
+   * few rules costs a flow ~50 ns and each later patch recompiles them.
+   */
+  readonly rebaseMinAdded?: number;
 }
 
 /** A deferred rule table and its tail, whichever arrives first waits for the other. */
@@ -166,6 +178,7 @@ export class CompileWorker {
   #answered = false;
   #disabled = false;
   readonly #rebaseIdleMs: number;
+  readonly #rebaseMinAdded: number;
   /** A rebase that came before its (patched) job was built; see {@linkcode #takeRebase}. */
   #rebased: Last | null = null;
   #rebases = 0;
@@ -176,6 +189,7 @@ export class CompileWorker {
     this.#onFallback = opts.onFallback;
     this.#url = opts.workerUrl ?? defaultWorkerUrl(import.meta.url);
     this.#rebaseIdleMs = opts.rebaseIdleMs ?? REBASE_IDLE_MS;
+    this.#rebaseMinAdded = opts.rebaseMinAdded ?? REBASE_MIN_ADDED;
     this.#start();
   }
 
@@ -310,6 +324,7 @@ export class CompileWorker {
         : { inline: source.inline, baseDir: resolve(source.baseDir ?? ".") },
       ...(prev !== undefined && typeof source === "string" ? { prev } : {}),
       rebaseIdleMs: this.#rebaseIdleMs,
+      rebaseMinAdded: this.#rebaseMinAdded,
     };
     const worker = this.#start();
     return new Promise<JobReply>((resolve, reject) => {

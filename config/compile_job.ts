@@ -69,6 +69,12 @@ export interface JobRequest {
    * reload is compared with it (see {@linkcode rebaseJob}); 0: never.
    */
   readonly rebaseIdleMs?: number;
+  /**
+   * Only rebase once the patch carries at least this many rules the base
+   * lacks (default 1: after any patch). See
+   * {@linkcode CompileWorkerOptions.rebaseMinAdded}.
+   */
+  readonly rebaseMinAdded?: number;
 }
 
 /** Timings of a job in the worker, ms. */

@@ -55,7 +55,8 @@ self.onmessage = (ev: MessageEvent<JobRequest>) => {
     // A rebase is a full compile, and a reload that comes meanwhile waits for it: wait
     // longer for big rule lists, so reloads a few hundred ms apart do not queue behind one.
     const idle = req.rebaseIdleMs ? Math.min(2000, Math.max(req.rebaseIdleMs, 3 * lastFullMs)) : 0;
-    if ("patched" in r.reply && idle > 0) {
+    const added = "patched" in r.reply ? r.reply.wire.ruleCount : 0;
+    if ("patched" in r.reply && idle > 0 && added >= (req.rebaseMinAdded ?? 1)) {
       rebaseTimer = setTimeout(() => {
         rebaseTimer = undefined;
         queue = queue.then(async () => {

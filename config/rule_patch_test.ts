@@ -210,7 +210,7 @@ async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
   const mmdb = join(dir, "country.mmdb");
   await Deno.writeFile(mmdb, writeCountryMmdb({ "1.0.0.0/8": "CN", "2001:db8::/32": "US" }));
   const path = join(dir, "c.json");
-  const w = new CompileWorker({ rebaseIdleMs });
+  const w = new CompileWorker({ rebaseIdleMs, rebaseMinAdded: 1 });
   const r = new Rand(seed);
   let patched = 0, loads = 0, cases = 0, multi = 0;
   try {
@@ -292,7 +292,7 @@ Deno.test("CompileWorker.load() of edited files, never rebasing: edits compose i
 Deno.test("CompileWorker rebases on an idle worker: the next reload is compared with the last, not the first", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vr-rebase-" });
   const path = join(dir, "c.json");
-  const w = new CompileWorker({ rebaseIdleMs: 300 });
+  const w = new CompileWorker({ rebaseIdleMs: 300, rebaseMinAdded: 1 });
   const rules = Array.from(
     { length: 60 },
     (_, i) => ({ domain: [`r${i}.example`], outbound: "block" }),
@@ -329,6 +329,41 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
       [{ prefix: 10, removed: 1, added: 1 }, { prefix: 50, removed: 1, added: 1 }],
       [{ prefix: 10, removed: 1, added: 1 }],
     );
+  } finally {
+    w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("CompileWorker rebases only once a patch carries rebaseMinAdded rules the base lacks", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vr-rebase-min-" });
+  const path = join(dir, "c.json");
+  const w = new CompileWorker({ rebaseIdleMs: 50, rebaseMinAdded: 3 });
+  const rules = Array.from(
+    { length: 40 },
+    (_, i) => ({ domain: [`r${i}.example`], outbound: "block" }),
+  );
+  const write = (edits: number[]) =>
+    Deno.writeTextFile(
+      path,
+      cfg(rules.map((x, i) => edits.includes(i) ? { ...x, outbound: "direct" } : x)),
+    );
+  const idle = () => new Promise((r) => setTimeout(r, 400));
+  try {
+    await write([]);
+    assert.equal((await w.load(path)).patched, undefined);
+    await write([5]);
+    assert.equal((await w.load(path)).patched?.compiled, 1);
+    await idle();
+    assert.equal(w.rebases, 0, "one rule the base lacks: no rebase");
+    // Edits add up: rule 5, then 6 and 7 next to it: three rules the base lacks.
+    await write([5, 6, 7]);
+    const p = (await w.load(path)).patched;
+    assert.equal(p?.compiled, 3);
+    for (let i = 0; i < 100 && w.rebases === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(w.rebases, 1, "three: rebased once idle");
+    await write([5, 6, 7, 35]);
+    assert.equal((await w.load(path)).patched?.compiled, 1, "compared with the rebased file");
   } finally {
     w.close();
     await Deno.remove(dir, { recursive: true });
