@@ -5,10 +5,12 @@
  *
  * Layout, for cache locality: node n is `[list, child0, child1]` at
  * `3n` in one Int32Array (child 0 = none; the root is never a child). The
- * first 16 bits are skipped with a 65,536-entry jump table that gives the
- * node at depth 16 and the posting lists met above it (both side by side:
- * one cache line per lookup), so an IPv4 lookup
- * usually walks only the bits between /16 and its longest prefix.
+ * first 16 bits are skipped with a jump table that gives, per 16-bit head
+ * in use, the node at depth 16 and the posting lists met above it (both
+ * side by side: one cache line per lookup), so an IPv4 lookup usually walks
+ * only the bits between /16 and its longest prefix. The table holds only
+ * the heads in use (found by rank in a bitmap of all 65,536): a few prefixes
+ * cost a few bytes, not 512 KiB.
  *
  * The frozen index is plain data ({@linkcode CidrImage}: typed arrays), so
  * it can be built on a worker thread and handed over without copying.
@@ -84,16 +86,15 @@ export interface TrieImage {
   /** [list, child0, child1] per node. */
   readonly nodes: Int32Array;
   /**
-   * Per 16-bit head h: `[2h]` = node at depth 16, or 0 when no prefix of /16
-   * or longer is under it; `[2h + 1]` = chain of the lists met strictly above
-   * depth 16, or -1.
+   * Per 16-bit head h in use, at r = its rank among them: `[2r]` = node at
+   * depth 16, or 0 when no prefix of /16 or longer is under it; `[2r + 1]` =
+   * chain of the lists met strictly above depth 16, or -1.
    */
   readonly jump: Int32Array;
-  /**
-   * Bit h set when head h has anything in `jump`: 8 KiB that stay in cache,
-   * so an address under an empty head costs no miss in the 512 KiB table.
-   */
+  /** Bit h set when head h is in use (has an entry in `jump`): 8 KiB that stay in cache. */
   readonly used: Int32Array;
+  /** Per 32-bit word w of `used`: heads in use in the words before it (for the rank). */
+  readonly rank: Int32Array;
   /** Chain c = list ids chainData[chainStart[c] .. chainStart[c + 1]). */
   readonly chainStart: Int32Array;
   readonly chainData: Int32Array;
@@ -139,16 +140,50 @@ function freezeTrie(b: TrieBuilder): TrieImage {
     }
   };
   visit(0, 0, 0, -1);
-  const jump = new Int32Array(2 << JUMP_BITS);
+  const heads = b.heads ?? new Int32Array(1 << JUMP_BITS);
   const used = new Int32Array((1 << JUMP_BITS) >> 5);
-  fillJump(b.heads ?? new Int32Array(1 << JUMP_BITS), above, jump, used);
+  const rank = new Int32Array((1 << JUMP_BITS) >> 5);
+  const jump = new Int32Array(2 * markUsed(heads, above, used, rank));
+  fillJump(heads, above, jump);
   return {
     nodes,
     jump,
     used,
+    rank,
     chainStart: Int32Array.from(starts),
     chainData: Int32Array.from(data),
   };
+}
+
+/** Sets `used` and `rank` (see {@linkcode TrieImage}); returns the number of heads in use. */
+function markUsed(
+  heads: Int32Array,
+  above: Int32Array,
+  used: Int32Array,
+  rank: Int32Array,
+): number {
+  let count = 0;
+  for (let w = 0; w < used.length; w++) {
+    rank[w] = count;
+    let word = 0;
+    for (let j = 0; j < 32; j++) {
+      const h = (w << 5) | j;
+      if (heads[h] !== 0 || above[h]! >= 0) {
+        word |= 1 << j;
+        count++;
+      }
+    }
+    used[w] = word;
+  }
+  return count;
+}
+
+/** Bits set in a 32-bit integer. */
+function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
 }
 
 /**
@@ -157,12 +192,14 @@ function freezeTrie(b: TrieBuilder): TrieImage {
  * optimised on the stack mid-call, and the optimised code then gave up on
  * the lines after the loop at every call.)
  */
-function fillJump(heads: Int32Array, above: Int32Array, jump: Int32Array, used: Int32Array): void {
+function fillJump(heads: Int32Array, above: Int32Array, jump: Int32Array): void {
+  let r = 0;
   for (let h = 0; h < 1 << JUMP_BITS; h++) {
     const n = heads[h]!, c = above[h]!;
-    jump[2 * h] = n;
-    jump[2 * h + 1] = c;
-    if (n !== 0 || c >= 0) used[h >> 5]! |= 1 << (h & 31);
+    if (n === 0 && c < 0) continue;
+    jump[2 * r] = n;
+    jump[2 * r + 1] = c;
+    r++;
   }
 }
 
@@ -171,6 +208,7 @@ class Trie {
   readonly nodes: Int32Array;
   readonly jump: Int32Array;
   readonly used: Int32Array;
+  readonly rank: Int32Array;
   readonly chainStart: Int32Array;
   readonly chainData: Int32Array;
 
@@ -178,6 +216,7 @@ class Trie {
     this.nodes = img.nodes;
     this.jump = img.jump;
     this.used = img.used;
+    this.rank = img.rank;
     this.chainStart = img.chainStart;
     this.chainData = img.chainData;
   }
@@ -185,15 +224,17 @@ class Trie {
   lookup(addr: Uint8Array, lists: PostingLists, emit: (node: number) => void): void {
     const { start, data } = lists;
     const head = (addr[0]! << 8) | addr[1]!;
-    if ((this.used[head >> 5]! & (1 << (head & 31))) === 0) return;
-    const c = this.jump[2 * head + 1]!;
+    const w = head >> 5, bit = 1 << (head & 31), word = this.used[w]!;
+    if ((word & bit) === 0) return;
+    const r = this.rank[w]! + popcount(word & (bit - 1));
+    const c = this.jump[2 * r + 1]!;
     if (c >= 0) {
       for (let k = this.chainStart[c]!; k < this.chainStart[c + 1]!; k++) {
         const id = this.chainData[k]!;
         for (let j = start[id]!; j < start[id + 1]!; j++) emit(data[j]!);
       }
     }
-    let n = this.jump[2 * head]!;
+    let n = this.jump[2 * r]!;
     if (n === 0) return;
     const nodes = this.nodes;
     const bits = addr.length * 8;

@@ -87,3 +87,33 @@ Deno.test("CidrIndex.lookup() agrees with cidrContains() on random nested prefix
     }
   }
 });
+
+Deno.test("CidrIndex jump table: only the heads in use, found by rank at every bit position", () => {
+  // Heads (first 16 bits) at the ends of the range and of 32-head words (bits 0 and 31),
+  // next to each other, and under a short prefix only (no /16-or-longer below it).
+  const heads = [0, 1, 30, 31, 32, 63, 64, 1000, 65503, 65534, 65535];
+  const ipOf = (h: number, low = 7) => `${h >> 8}.${h & 255}.0.${low}`;
+  const rules = heads.map((h) => [`${ipOf(h, 0)}/24`]);
+  rules.push(["96.0.0.0/4"]); // heads 0x6000..0x6fff: above-only
+  const b = new CidrIndexBuilder();
+  rules.forEach((ps, i) => b.add(i, ps.map(c)));
+  const img = b.buildImage();
+  // 11 heads with a /24 below them + 4096 under the /4 (none of the 11 is in 96.0.0.0/4).
+  assert.equal(img.v4!.jump.length, 2 * (heads.length + 4096));
+  const index = b.build();
+  const lookup = (ip: string) => {
+    const out: number[] = [];
+    index.lookup(parseIp(ip)!, (n) => out.push(n));
+    return out.sort((x, y) => x - y);
+  };
+  heads.forEach((h, i) => {
+    assert.deepEqual(lookup(ipOf(h)), [i], `head ${h}`);
+    assert.deepEqual(lookup(`${h >> 8}.${h & 255}.1.7`), [], `head ${h}, outside its /24`);
+  });
+  for (const h of [2, 29, 33, 62, 65, 999, 65502]) {
+    assert.deepEqual(lookup(ipOf(h)), [], `head ${h}`);
+  }
+  assert.deepEqual(lookup("96.0.0.1"), [heads.length]);
+  assert.deepEqual(lookup("111.255.255.255"), [heads.length]);
+  assert.deepEqual(lookup("112.0.0.0"), []);
+});
