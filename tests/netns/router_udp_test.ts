@@ -263,71 +263,82 @@ type MappingStats = UdpPlaneStats & {
   socks_associations: number;
 };
 
+/** Runs `body` against a router started with each `udp_mapping` in turn (and stopped after). */
+async function eachMapping(
+  lab: Lab,
+  config: (mapping: string) => Record<string, unknown>,
+  body: (router: Started, eim: boolean) => Promise<void>,
+): Promise<void> {
+  for (const mapping of ["endpoint_independent", "per_destination"]) {
+    const router = await startRouter(lab, config(mapping));
+    try {
+      await body(router, mapping === "endpoint_independent");
+    } finally {
+      await router.proc.kill();
+      await Deno.remove(router.dir, { recursive: true });
+    }
+  }
+}
+
 Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one source port (v4, v6) and drops senders the client never sent to; per_destination maps each destination apart", async () => {
   const lab = await Lab.create();
-  let router: Started | null = null;
   try {
     const a = lab.addrs;
     await lab.applyTproxy();
     const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
     const v6 = a.extra6.slice(0, 3).map((x) => ep(x, 7000));
     await echoServer(lab, [...v4, ...v6]);
-    for (const mapping of ["endpoint_independent", "per_destination"] as const) {
-      router = await startRouter(lab, {
-        log: { level: "info" },
-        inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
-        outbounds: [{ type: "direct", tag: "direct" }],
-        route: { final: "direct", default_mark: 255 },
-      });
-      const eim = mapping === "endpoint_independent";
+    const config = (mapping: string) => ({
+      log: { level: "info" },
+      inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
+      outbounds: [{ type: "direct", tag: "direct" }],
+      route: { final: "direct", default_mark: 255 },
+    });
+    await eachMapping(lab, config, async (router, eim) => {
+      const mode = eim ? "endpoint_independent" : "per_destination";
       // Pokes at the mapped address: from a sender the client never sent to, and from a
       // destination's address on another port.
-      await mappingProbe(lab, router.dir, `${mapping} v4`, v4, [
+      await mappingProbe(lab, router.dir, `${mode} v4`, v4, [
         ep(a.extra4[3]!, 0),
         ep(a.extra4[0]!, 0),
       ], eim);
-      await mappingProbe(lab, router.dir, `${mapping} v6`, v6, [
+      await mappingProbe(lab, router.dir, `${mode} v6`, v6, [
         ep(a.extra6[3]!, 0),
         ep(a.extra6[0]!, 0),
       ], eim);
       const st = await udpStatus(router.ipc) as MappingStats;
       assert.equal(st.created, 6);
-      if (eim) {
-        assert.equal(st.shared_sockets, 2, "one shared socket per client socket (v4, v6)");
-        assert.equal(st.unsolicited, 20, "2 pokers x 5 datagrams x 2 families");
-        // A shared socket lives as long as one of its sessions does.
-        const c = await IpcClient.connect(router.ipc);
-        try {
-          const list = await c.connectionsList();
-          const udp = list.connections.filter((x) => x.network === "udp");
-          assert.equal(udp.length, 6);
-          const one = udp.find((x) => x.dst === v4[0])!;
-          assert.deepEqual(await c.connectionsClose({ id: one.id }), { closed: 1 });
-          const after = (await udpStatus(router.ipc)) as MappingStats;
-          assert.equal(after.shared_sockets, 2, "the v4 socket still has two sessions");
-          assert.deepEqual(await c.connectionsClose({ outbound: "direct" }), { closed: 5 });
-          const none = (await udpStatus(router.ipc)) as MappingStats;
-          assert.equal(none.shared_sockets, 0, "closed with their last session");
-        } finally {
-          await c.close();
-        }
-      } else {
+      if (!eim) {
         assert.equal(st.shared_sockets, 0);
         assert.equal(st.unsolicited, 0, "connected sockets: the kernel drops the pokes");
+        return;
       }
-      await router.proc.kill();
-      await Deno.remove(router.dir, { recursive: true });
-      router = null;
-    }
+      assert.equal(st.shared_sockets, 2, "one shared socket per client socket (v4, v6)");
+      assert.equal(st.unsolicited, 20, "2 pokers x 5 datagrams x 2 families");
+      // A shared socket lives as long as one of its sessions does.
+      const c = await IpcClient.connect(router.ipc);
+      try {
+        const list = await c.connectionsList();
+        const udp = list.connections.filter((x) => x.network === "udp");
+        assert.equal(udp.length, 6);
+        const one = udp.find((x) => x.dst === v4[0])!;
+        assert.deepEqual(await c.connectionsClose({ id: one.id }), { closed: 1 });
+        const after = (await udpStatus(router.ipc)) as MappingStats;
+        assert.equal(after.shared_sockets, 2, "the v4 socket still has two sessions");
+        assert.deepEqual(await c.connectionsClose({ outbound: "direct" }), { closed: 5 });
+        const none = (await udpStatus(router.ipc)) as MappingStats;
+        assert.equal(none.shared_sockets, 0, "closed with their last session");
+      } finally {
+        await c.close();
+      }
+    });
   } finally {
     await lab.destroy();
-    if (router) await Deno.remove(router.dir, { recursive: true });
   }
 });
 
 Deno.test("UDP TPROXY through a SOCKS5 outbound: endpoint-independent mapping shares one UDP ASSOCIATE per client port (one relay port for every destination, strangers dropped); per_destination opens one per destination", async () => {
   const lab = await Lab.create();
-  let router: Started | null = null;
   const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
   try {
     const a = lab.addrs;
@@ -336,32 +347,28 @@ Deno.test("UDP TPROXY through a SOCKS5 outbound: endpoint-independent mapping sh
     await echoServer(lab, v4);
     const port = 1080;
     await startDante(lab, dir, port, [a.routerWan4]);
-    for (const mapping of ["endpoint_independent", "per_destination"] as const) {
-      router = await startRouter(lab, {
-        log: { level: "info" },
-        inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
-        outbounds: [
-          { type: "direct", tag: "direct" },
-          { type: "socks", tag: "dante", server: "127.0.0.1", server_port: port },
-        ],
-        route: { final: "dante", default_mark: 255 },
-      });
-      const eim = mapping === "endpoint_independent";
+    const config = (mapping: string) => ({
+      log: { level: "info" },
+      inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
+      outbounds: [
+        { type: "direct", tag: "direct" },
+        { type: "socks", tag: "dante", server: "127.0.0.1", server_port: port },
+      ],
+      route: { final: "dante", default_mark: 255 },
+    });
+    await eachMapping(lab, config, async (router, eim) => {
       // The relay forwards what reaches its port from anyone (dante's rules pass all):
       // the router is what drops a stranger's datagrams.
-      await mappingProbe(lab, router.dir, `socks ${mapping}`, v4, [ep(a.extra4[3]!, 0)], eim);
+      const label = `socks ${eim ? "endpoint_independent" : "per_destination"}`;
+      await mappingProbe(lab, router.dir, label, v4, [ep(a.extra4[3]!, 0)], eim);
       const st = await udpStatus(router.ipc) as MappingStats;
       assert.equal(st.outbounds["dante"], 3);
       assert.equal(st.socks_associations, eim ? 1 : 3, "associations open");
       assert.equal(st.shared_sockets, 0);
       if (eim) assert.equal(st.unsolicited, 5, "the stranger's 5 datagrams, named by the relay");
-      await router.proc.kill();
-      await Deno.remove(router.dir, { recursive: true });
-      router = null;
-    }
+    });
   } finally {
     await lab.destroy();
-    if (router) await Deno.remove(router.dir, { recursive: true });
     await Deno.remove(dir, { recursive: true });
   }
 });
