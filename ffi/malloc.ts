@@ -9,9 +9,11 @@
  * the new engine's indexes (5 MB for 10,000 rules, ~26 MB for 100,000) on
  * the config worker's thread (its own arena) and frees the old ones, so
  * after a few reloads the freed holes stay resident. Fixing the threshold
- * (`M_MMAP_THRESHOLD`, which also turns the adjustment off) keeps big
- * blocks on `mmap`: with the 10k set, RSS after eight full reloads and
- * 30 s idle 127 → 107 MiB (`docs/performance.md`).
+ * (`M_MMAP_THRESHOLD`, which also turns the adjustment off) makes big
+ * blocks that do not fit free arena space go to `mmap` instead of growing
+ * an arena — so it is set at start, before the arenas hold much: with the
+ * 10k set, RSS after eight full reloads and 30 s idle 127 → 108 MiB
+ * (`docs/performance.md`).
  *
  * @module
  */
