@@ -11,6 +11,7 @@ import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
 import type { RouterConfig } from "../config/schema.ts";
 import type { Engine } from "../rules/engine.ts";
 import type { Logger } from "../core/log.ts";
+import type { ReactorStats } from "../ffi/reactor.ts";
 import { IpcError } from "../ipc/protocol.ts";
 import {
   type ConnectionInfo,
@@ -267,10 +268,32 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         reloads,
         reload_failures: reloadFailures,
         outbounds,
-        counters: { ...Object.fromEntries(c.named), ...udpCounters(c.udp) },
+        counters: {
+          ...Object.fromEntries(c.named),
+          ...udpCounters(c.udp),
+          ...reactorCounters(c.reactor),
+        },
         udp: c.udp,
       };
     },
+  };
+}
+
+/**
+ * The reactor's counters as `stats.counters` entries: how the event loop
+ * waits (synchronous polls that found events, short blocking waits and how
+ * many of them found events, parked waits on the helper thread, wake-ups),
+ * the fds registered and the waits pending.
+ */
+function reactorCounters(r: ReactorStats): Record<string, number> {
+  return {
+    reactor_fds: r.registered,
+    reactor_waiters: r.waiters,
+    reactor_sync_polls: r.syncPolls,
+    reactor_blocks: r.blocks,
+    reactor_block_polls: r.blockPolls,
+    reactor_parked_polls: r.parkedPolls,
+    reactor_wakeups: r.wakeups,
   };
 }
 

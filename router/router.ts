@@ -12,7 +12,7 @@ import type { OutboundConfig, RouterConfig, TproxyInbound } from "../config/sche
 import { formatEndpoint } from "../core/ip.ts";
 import type { Logger } from "../core/log.ts";
 import type { Endpoint, FlowMeta } from "../core/types.ts";
-import type { Reactor } from "../ffi/reactor.ts";
+import { defaultReactor, type Reactor, type ReactorStats } from "../ffi/reactor.ts";
 import { defaultTimerQueues, type TimeoutHandle } from "../ffi/timer_queues.ts";
 import type { FdStream } from "../ffi/stream.ts";
 import { type AcceptedConn, TcpListener } from "../inbound/tproxy_tcp.ts";
@@ -519,6 +519,8 @@ export class Router {
     outbounds: ReadonlyMap<string, OutboundCounters>;
     named: ReadonlyMap<string, number>;
     udp: UdpPlaneStats[];
+    /** The event loop's epoll counters (the reactor every socket of the router uses). */
+    reactor: ReactorStats;
   } {
     let up = this.#bytesUp, down = this.#bytesDown;
     for (const f of this.#flows.values()) {
@@ -534,6 +536,7 @@ export class Router {
       outbounds: this.#counters,
       named: this.#named,
       udp: this.#udpPlanes.map((p) => p.stats()),
+      reactor: (this.#reactor ?? defaultReactor()).stats(),
     };
   }
 

@@ -100,7 +100,8 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
   await t.step(
     "200 concurrent flows all hashed OK; the router accepted exactly those (no loop)",
     async () => {
-      const before = (await ipc.stats()).flows.total;
+      const stats0 = await ipc.stats();
+      const before = stats0.flows.total;
       const logFrom = router.lines.length;
       const flows: FlowSpec[] = Array.from({ length: 200 }, (_, i) => ({
         target: target(
@@ -112,8 +113,15 @@ routerLabTest("router run: TPROXY TCP path, v4 and v6, on the wire", async (rl, 
       }));
       const res = await rl.flows({ flows, concurrency: 200, timeoutMs: 30_000 });
       assertAllVerified(res, 200);
-      const after = (await ipc.stats()).flows.total;
+      const stats1 = await ipc.stats();
+      const after = stats1.flows.total;
       assert.equal(after - before, 200, "flows the router accepted == flows the client made");
+      // The event loop's own counters: 200 flows' sockets were waited for and woke it.
+      const r0 = stats0.counters!, r1 = stats1.counters!;
+      const polls = (c: Record<string, number>) =>
+        c["reactor_sync_polls"]! + c["reactor_block_polls"]! + c["reactor_parked_polls"]!;
+      assert.ok(polls(r1) - polls(r0) >= 200, `polls that found events: ${polls(r1) - polls(r0)}`);
+      assert.ok(r1["reactor_fds"]! >= 1, "the listeners are registered");
       const accepted = router.lines.slice(logFrom).filter((l) => / accepted src=/.test(l));
       assert.equal(accepted.length, 200);
       for (const l of accepted) {
