@@ -475,6 +475,12 @@ const UDP_SEGMENT = 103;
 const GSO_CONTROL_LEN = 24;
 /** The kernel's `UDP_MAX_SEGMENTS` (older kernels; newer ones allow 128). */
 const GSO_MAX_SEGMENTS = 64;
+/**
+ * A GSO refusal (EINVAL) for segments above this many bytes is taken for a
+ * segment bigger than the path MTU (IPv6's minimum MTU is 1,280): smaller
+ * segments may still be sent with GSO. At or below it, never again.
+ */
+const GSO_RETRY_ABOVE = 1280;
 /** Largest UDP payload of one GSO send (IPv4's limit; the kernel checks the exact one). */
 const GSO_MAX_BYTES = 65507;
 const TWO_32 = 2 ** 32;
@@ -509,6 +515,7 @@ export class SendBatch {
   /** Base address of each buffer seen (looked up once per buffer). */
   readonly #bases = new WeakMap<ArrayBufferLike, number>();
   #gsoRefused = false;
+  #gsoLimit = Infinity;
   #sentBytes = 0;
 
   /** Room for `capacity` datagrams (1..1024, default {@linkcode GSO_MAX_SEGMENTS}). */
@@ -550,6 +557,18 @@ export class SendBatch {
   /** True when the last {@linkcode flush} found GSO refused by the socket (it fell back). */
   get gsoRefused(): boolean {
     return this.#gsoRefused;
+  }
+
+  /**
+   * After a {@linkcode flush}: the largest segment the socket may still be
+   * offered GSO for (pass it as the next flush's `gso`). Infinity unless the
+   * flush's GSO send was refused; then one below the refused segment size
+   * when that was EINVAL for a segment above 1,280 bytes (most likely one
+   * bigger than the path MTU: smaller runs may still go as one send), else
+   * 0 (UDP checksums off, IPsec, a kernel without GSO: never again).
+   */
+  get gsoLimit(): number {
+    return this.#gsoLimit;
   }
 
   /**
@@ -612,9 +631,10 @@ export class SendBatch {
    * error reported now, `ENOBUFS`, `EMSGSIZE`) that datagram. Returns the
    * number sent.
    */
-  flush(fd: number, sockaddr: Uint8Array | null, gso = true): number {
+  flush(fd: number, sockaddr: Uint8Array | null, gso: boolean | number = true): number {
     const n = this.#n;
     this.#gsoRefused = false;
+    this.#gsoLimit = Infinity;
     this.#sentBytes = 0;
     if (n === 0) return 0;
     let nameLen = 0;
@@ -624,7 +644,8 @@ export class SendBatch {
     }
     const namePtr = nameLen > 0 ? this.#namePtr : 0n;
     try {
-      if (gso && n > 1 && this.#uniform()) {
+      const limit = gso === true ? Infinity : gso === false ? 0 : gso;
+      if (n > 1 && this.#sizes[0]! <= limit && this.#uniform()) {
         const r = this.#sendGso(fd, namePtr, nameLen);
         if (r !== null) return r;
       }
@@ -662,10 +683,15 @@ export class SendBatch {
       if (e === Errno.EAGAIN) return 0;
       // EINVAL (a segment bigger than the path MTU, UDP checksums off), EIO
       // (IPsec), ENOPROTOOPT/EOPNOTSUPP (an old kernel): the socket cannot
-      // take GSO. Anything else (a pending ICMP error) is one
-      // datagram's business: the one-by-one send sorts it out.
+      // take GSO, or not for segments this big (see gsoLimit). Anything else
+      // (a pending ICMP error) is one datagram's business: the one-by-one
+      // send sorts it out.
       this.#gsoRefused = e === Errno.EINVAL || e === Errno.EIO || e === Errno.ENOPROTOOPT ||
         e === Errno.EOPNOTSUPP;
+      if (this.#gsoRefused) {
+        const size = this.#sizes[0]!;
+        this.#gsoLimit = e === Errno.EINVAL && size > GSO_RETRY_ABOVE ? size - 1 : 0;
+      }
       return null;
     }
   }

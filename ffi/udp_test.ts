@@ -277,12 +277,33 @@ Deno.test("SendBatch.flush(): a socket that refuses GSO gets the datagrams one b
     for (const d of sent) batch.add(d);
     assert.equal(batch.flush(up, null), 4);
     assert.equal(batch.gsoRefused, true);
+    assert.equal(batch.gsoLimit, 0, "refused at 500 bytes: never again");
     assert.deepEqual(await readAll(server, 4), sent);
     // Told not to try GSO, the same socket sends without the refusal.
     for (const d of sent) batch.add(d);
     assert.equal(batch.flush(up, null, false), 4);
     assert.equal(batch.gsoRefused, false);
     assert.deepEqual(await readAll(server, 4), sent);
+    // Refused for a segment above 1,280 bytes (as for one bigger than the path MTU):
+    // segments below it may still try.
+    const big = [0, 1, 2].map((i) => datagram(i, 1400));
+    for (const d of big) batch.add(d);
+    assert.equal(batch.flush(up, null), 3);
+    assert.equal(batch.gsoRefused, true);
+    assert.equal(batch.gsoLimit, 1399);
+    assert.deepEqual(await readAll(server, 3), big);
+    // With that limit, 1400-byte runs skip GSO (no refusal), 1300-byte ones try it.
+    for (const d of big) batch.add(d);
+    assert.equal(batch.flush(up, null, 1399), 3);
+    assert.equal(batch.gsoRefused, false);
+    assert.equal(batch.gsoLimit, Infinity);
+    assert.deepEqual(await readAll(server, 3), big);
+    const mid = [0, 1, 2].map((i) => datagram(i, 1300));
+    for (const d of mid) batch.add(d);
+    assert.equal(batch.flush(up, null, 1399), 3);
+    assert.equal(batch.gsoRefused, true, "tried (and refused: checksums are still off)");
+    assert.equal(batch.gsoLimit, 1299);
+    assert.deepEqual(await readAll(server, 3), mid);
   } finally {
     close(server);
     close(up);

@@ -246,8 +246,12 @@ export class UdpPlane {
   readonly #rep = new SendBatch();
   #repTo: Session | null = null;
   #repFd = -1;
-  /** Reply sockets that refused UDP GSO (their datagrams go out with `sendmmsg`). */
-  readonly #noGso = new Set<number>();
+  /**
+   * Reply sockets that refused UDP GSO, with the largest segment they may
+   * still be offered it for (see `SendBatch.gsoLimit`); forgotten when the
+   * cache closes the socket (its fd number may come back for another).
+   */
+  readonly #gsoMax = new Map<number, number>();
   /** Upstream reads, shared by every session's read loop (each batch is handled at once). */
   readonly #upBatch = new RecvBatch(16);
   readonly #maxPending: number;
@@ -311,7 +315,10 @@ export class UdpPlane {
     this.#replies = new ReplySocketCache({
       maxSockets: opts.replySockets ?? 1024,
       open: (ep) => openReplySocket(ep),
-      close: (fd) => closeFd(fd),
+      close: (fd) => {
+        this.#gsoMax.delete(fd);
+        closeFd(fd);
+      },
     });
     // Sweep often enough that a session outlives its timeout by at most ~25%.
     const period = Math.max(50, Math.min(1000, Math.floor(shortest / 4)));
@@ -896,8 +903,10 @@ export class UdpPlane {
     this.#repTo = null;
     const fd = this.#repFd;
     const n = this.#rep.length;
-    const sent = this.#rep.flush(fd, s.clientSa, !this.#noGso.has(fd));
-    if (this.#rep.gsoRefused) this.#noGso.add(fd);
+    const sent = this.#rep.flush(fd, s.clientSa, this.#gsoMax.get(fd) ?? Infinity);
+    if (this.#rep.gsoRefused) {
+      this.#gsoMax.set(fd, Math.min(this.#gsoMax.get(fd) ?? Infinity, this.#rep.gsoLimit));
+    }
     if (sent < n) this.#table.drop(n - sent);
     const down = this.#rep.sentBytes;
     this.#c.datagramsDown += sent;
@@ -1059,8 +1068,8 @@ class SocketUpstream implements Upstream {
   readonly #fd: number;
   readonly #reactor: Reactor;
   #closed = false;
-  /** False once the socket refused UDP GSO. */
-  #gso = true;
+  /** Largest segment the socket may still be offered UDP GSO for (see `SendBatch.gsoLimit`). */
+  #gsoMax = Infinity;
 
   constructor(
     fd: number,
@@ -1111,8 +1120,8 @@ class SocketUpstream implements Upstream {
       batch.clear();
       return 0;
     }
-    const sent = batch.flush(this.#fd, dest, this.#gso);
-    if (batch.gsoRefused) this.#gso = false;
+    const sent = batch.flush(this.#fd, dest, this.#gsoMax);
+    if (batch.gsoRefused) this.#gsoMax = Math.min(this.#gsoMax, batch.gsoLimit);
     return sent;
   }
 
