@@ -289,12 +289,16 @@ Deno.test("CompileWorker.load() of edited files, never rebasing: edits compose i
   await randomEdits(0, 0x5c0b);
 });
 
-Deno.test("CompileWorker rebases on an idle worker: the next reload is compared with the last, not the first", async () => {
+/**
+ * A worker with `opts` and a config file of `count` rules (`r<i>.example` to
+ * block); `write(edits)` rewrites it with the rules at `edits` sent direct.
+ */
+async function rebaseSetup(count: number, opts: { rebaseIdleMs: number; rebaseMinAdded: number }) {
   const dir = await Deno.makeTempDir({ prefix: "vr-rebase-" });
   const path = join(dir, "c.json");
-  const w = new CompileWorker({ rebaseIdleMs: 300, rebaseMinAdded: 1 });
+  const w = new CompileWorker(opts);
   const rules = Array.from(
-    { length: 60 },
+    { length: count },
     (_, i) => ({ domain: [`r${i}.example`], outbound: "block" }),
   );
   const write = (edits: number[]) =>
@@ -302,6 +306,11 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
       path,
       cfg(rules.map((x, i) => edits.includes(i) ? { ...x, outbound: "direct" } : x)),
     );
+  return { dir, path, w, write };
+}
+
+Deno.test("CompileWorker rebases on an idle worker: the next reload is compared with the last, not the first", async () => {
+  const { dir, path, w, write } = await rebaseSetup(60, { rebaseIdleMs: 300, rebaseMinAdded: 1 });
   /** `want`, or when a rebase came just before this load, `rebased`. */
   const check = async (want: unknown, rebased: unknown = want) => {
     const before = w.rebases;
@@ -336,18 +345,7 @@ Deno.test("CompileWorker rebases on an idle worker: the next reload is compared 
 });
 
 Deno.test("CompileWorker rebases only once a patch carries rebaseMinAdded rules the base lacks", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "vr-rebase-min-" });
-  const path = join(dir, "c.json");
-  const w = new CompileWorker({ rebaseIdleMs: 50, rebaseMinAdded: 3 });
-  const rules = Array.from(
-    { length: 40 },
-    (_, i) => ({ domain: [`r${i}.example`], outbound: "block" }),
-  );
-  const write = (edits: number[]) =>
-    Deno.writeTextFile(
-      path,
-      cfg(rules.map((x, i) => edits.includes(i) ? { ...x, outbound: "direct" } : x)),
-    );
+  const { dir, path, w, write } = await rebaseSetup(40, { rebaseIdleMs: 50, rebaseMinAdded: 3 });
   const idle = () => new Promise((r) => setTimeout(r, 400));
   try {
     await write([]);
