@@ -7,11 +7,14 @@ import { nullLogger } from "../core/log.ts";
 import type { FlowMeta } from "../core/types.ts";
 import { LOOP4 } from "../ffi/_test_util.ts";
 import { close, getsockoptInt, SO_RCVBUF, SOL_SOCKET } from "../ffi/socket.ts";
-import { DatagramSender, openUdpUpstream, sockaddrOf } from "../ffi/udp.ts";
+import { DatagramSender, openUdpUpstream, sockaddrKey, sockaddrOf } from "../ffi/udp.ts";
+import { parseIp } from "../core/ip.ts";
+import { encodeUdpDatagram } from "../outbound/socks5_udp.ts";
 import { Reactor } from "../ffi/reactor.ts";
 import { UdpTproxyInbound } from "../inbound/tproxy_udp.ts";
 import {
   directOptions,
+  socksSourceKey,
   type UdpHealth,
   UdpPlane,
   type UdpPlaneStats,
@@ -353,4 +356,38 @@ Deno.test("directOptions(): a session's upstream socket gets a 4 MiB receive buf
   } finally {
     close(fd);
   }
+});
+
+Deno.test("socksSourceKey() names a relay datagram's sender as sockaddrKey() names that address", () => {
+  const payload = new TextEncoder().encode("hi");
+  for (const ip of ["203.0.113.9", "2001:db8::1:2"]) {
+    for (const port of [53, 443, 65535]) {
+      const ep = { addr: parseIp(ip)!, port };
+      const buf = encodeUdpDatagram({ address: { kind: "ip", addr: ep.addr }, port }, payload);
+      const got = socksSourceKey(buf)!;
+      assert.equal(got.key, sockaddrKey(sockaddrOf(ep)), `${ip}:${port}`);
+      assert.deepEqual(buf.subarray(got.start), payload);
+    }
+  }
+  const v4 = encodeUdpDatagram(
+    { address: { kind: "ip", addr: parseIp("198.51.100.1")! }, port: 9 },
+    payload,
+  );
+  const fragmented = v4.slice();
+  fragmented[2] = 1;
+  assert.equal(socksSourceKey(fragmented), null, "FRAG != 0");
+  const reserved = v4.slice();
+  reserved[0] = 1;
+  assert.equal(socksSourceKey(reserved), null, "RSV != 0");
+  assert.equal(socksSourceKey(v4.subarray(0, 9)), null, "shorter than its header");
+  const domain = encodeUdpDatagram(
+    { address: { kind: "domain", host: "example.com" }, port: 9 },
+    payload,
+  );
+  assert.equal(socksSourceKey(domain), null, "a domain names no address");
+  const v6 = encodeUdpDatagram(
+    { address: { kind: "ip", addr: parseIp("::1")! }, port: 9 },
+    payload,
+  );
+  assert.equal(socksSourceKey(v6.subarray(0, 21)), null, "IPv6 header cut short");
 });
