@@ -474,6 +474,14 @@ export class Router {
           inbound: inbound.tag,
         });
       }
+      const was = old.inbounds.get(inbound.tag);
+      const fields = was && inbound.network.includes("udp") ? udpPlaneChanges(was, inbound) : [];
+      if (fields.length > 0) {
+        this.#log.warn("inbound UDP settings take effect after a restart", {
+          inbound: inbound.tag,
+          fields: fields.join(","),
+        });
+      }
     }
     this.#snap = {
       generation: old.generation + 1,
@@ -566,4 +574,22 @@ export class Router {
 
 function listenKey(i: TproxyInbound): string {
   return `${i.mode}|${i.listen}|${i.listen_port}`;
+}
+
+/**
+ * The fields of a UDP plane's inbound that differ between `was` and `now`
+ * (config names). The plane reads them when it opens, so a reload that
+ * changes them changes nothing until a restart.
+ */
+export function udpPlaneChanges(was: TproxyInbound, now: TproxyInbound): string[] {
+  const fields: [string, unknown, unknown][] = [
+    ["udp_timeout", was.udp_timeout_ms, now.udp_timeout_ms],
+    ["udp_timeout_dns", was.udp_timeout_dns_ms, now.udp_timeout_dns_ms],
+    ["udp_timeout_quic", was.udp_timeout_quic_ms, now.udp_timeout_quic_ms],
+    ["udp_max_sessions", was.udp_max_sessions, now.udp_max_sessions],
+    ["udp_mapping", was.udp_mapping, now.udp_mapping],
+    ["sniff", was.sniff, now.sniff],
+    ["sniff_timeout", was.sniff_timeout_ms, now.sniff_timeout_ms],
+  ];
+  return fields.filter(([, a, b]) => a !== b).map(([k]) => k);
 }

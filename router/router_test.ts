@@ -3,8 +3,9 @@
 import assert from "node:assert/strict";
 import { compileEngine, parseConfig } from "../config/mod.ts";
 import type { RouterConfig } from "../config/schema.ts";
-import { nullLogger } from "../core/log.ts";
-import { Router } from "./router.ts";
+import { createLogger, nullLogger } from "../core/log.ts";
+import { Router, udpPlaneChanges } from "./router.ts";
+import { testInbound } from "./_udp_test_util.ts";
 
 function config(rules: unknown[]): RouterConfig {
   const c = parseConfig({
@@ -62,6 +63,53 @@ Deno.test({
       const c3 = config([{ ip_cidr: ["127.0.0.0/8"], outbound: "block" }]);
       router.reload(c3, await compileEngine(c3));
       assert.equal(hits(), 0, "a changed rule starts from zero");
+    } finally {
+      await router.stop();
+    }
+  },
+});
+
+Deno.test("udpPlaneChanges() names the UDP fields a reload cannot apply (the plane read them at start)", () => {
+  const was = testInbound();
+  assert.deepEqual(udpPlaneChanges(was, testInbound()), []);
+  assert.deepEqual(
+    udpPlaneChanges(was, testInbound({ udp_mapping: "per_destination", udp_timeout_ms: 1000 })),
+    ["udp_timeout", "udp_mapping"],
+  );
+  assert.deepEqual(
+    udpPlaneChanges(was, testInbound({ sniff: false, udp_max_sessions: 9, sniff_timeout_ms: 5 })),
+    ["udp_max_sessions", "sniff", "sniff_timeout"],
+  );
+  // Fields the plane does not read: no warning.
+  assert.deepEqual(udpPlaneChanges(was, testInbound({ tcp_idle_timeout_ms: 1 })), []);
+});
+
+Deno.test({
+  name: "Router.reload() warns when an inbound's UDP settings change (the plane keeps its own)",
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    const udp = (extra: Record<string, unknown>): RouterConfig => {
+      const c = parseConfig({
+        inbounds: [{ type: "tproxy", tag: "tp", listen: "127.0.0.1", listen_port: 1, ...extra }],
+        outbounds: [{ type: "direct", tag: "direct" }],
+        route: { final: "direct" },
+        ipc: { path: "/tmp/unused.sock" },
+      }, { baseDir: "/" });
+      return { ...c, inbounds: [{ ...c.inbounds[0]!, listen_port: 0 }] };
+    };
+    const lines: string[] = [];
+    const logger = createLogger({ level: "warn", write: (l) => lines.push(l) });
+    const c1 = udp({ network: "udp" });
+    const router = Router.start(c1, await compileEngine(c1), { logger });
+    try {
+      const c2 = udp({ network: "udp", udp_mapping: "per_destination", udp_timeout: "1m" });
+      router.reload(c2, await compileEngine(c2));
+      const warned = lines.filter((l) => l.includes("UDP settings take effect after a restart"));
+      assert.equal(warned.length, 1, lines.join("\n"));
+      assert.match(warned[0]!, /inbound=tp fields=udp_timeout,udp_mapping/);
+      lines.length = 0;
+      router.reload(c2, await compileEngine(c2));
+      assert.deepEqual(lines, [], "the same settings again: nothing to say");
     } finally {
       await router.stop();
     }
