@@ -230,6 +230,8 @@ async function main(): Promise<void> {
         200,
       ]);
     }
+    /** Per round run: whether any ping over the whole round took over 10 ms, and the longest. */
+    const summary: { stalled: boolean; max: number }[] = [];
     for (const [name, what, fileOf, gap] of rounds) {
       if (values.only && !what.includes(values.only)) continue;
       // Warm-up (JIT, first allocation of the heap); then the round's files.
@@ -249,6 +251,8 @@ async function main(): Promise<void> {
       }
       await sleep(100);
       await p.stop();
+      const roundMax = Math.max(...p.samples.map((x) => x.rtt));
+      summary.push({ stalled: roundMax > 10, max: roundMax });
       const during = p.samples.filter((s) =>
         windows.some(([a, b]) => s.at + s.rtt >= a && s.at <= b)
       ).map((s) => s.rtt);
@@ -289,6 +293,12 @@ async function main(): Promise<void> {
         }
       }
     }
+    const stalled = summary.filter((x) => x.stalled).length;
+    console.log(
+      `rounds with a ping over 10 ms (whole round): ${stalled} of ${summary.length}; longest ping ${
+        Math.max(...summary.map((x) => x.max)).toFixed(1)
+      } ms`,
+    );
     probe.close();
     ctl.close();
   } finally {
