@@ -148,7 +148,7 @@ async function timeWorker(label: string, file: string, runs: number): Promise<vo
 
 /** Runs every measurement and prints the numbers. */
 async function main(): Promise<void> {
-  const { geoip, source } = benchGeoIp();
+  const { geoip, source } = await benchGeoIp();
   console.log(`GeoIP database: ${source}`);
 
   const big = generateConfig();

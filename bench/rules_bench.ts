@@ -11,7 +11,7 @@ import { generateConfig, generateFlows } from "./gen_rules.ts";
 
 const gen = generateConfig();
 const config = parseConfig(gen.config, { baseDir: Deno.cwd() });
-const { geoip } = benchGeoIp();
+const { geoip } = await benchGeoIp();
 const engine = new Engine({ rules: config.route.rules, final: config.route.final, geoip });
 const flows = generateFlows(gen, 65536);
 const known = flows.filter((f) => f.domain && !f.domain.includes(".example"));

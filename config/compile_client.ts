@@ -87,7 +87,7 @@ export class GeoIpCache {
     }
     const hit = this.#entries.get(path);
     if (key !== null && hit?.key === key) return hit.lookup;
-    const lookup = openGeoIp(await this.#readFile(path));
+    const lookup = await openGeoIp(await this.#readFile(path));
     if (key !== null) this.#entries.set(path, { key, lookup });
     return lookup;
   }

@@ -164,7 +164,7 @@ export async function compileEngine(config: RouterConfig, deps: CompileDeps = {}
   if (!geoip && config.route.geoip) {
     const p = config.route.geoip.path;
     try {
-      geoip = openGeoIp(await (deps.readFile ?? Deno.readFile)(p));
+      geoip = await openGeoIp(await (deps.readFile ?? Deno.readFile)(p));
     } catch (e) {
       geoipIssue(p, iss, e);
     }

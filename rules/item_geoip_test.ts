@@ -8,8 +8,8 @@ import { openGeoIp } from "./item_geoip.ts";
 
 const ip = (s: string) => parseIp(s)!;
 
-Deno.test("openGeoIp() answers lower-case country codes from an mmdb (hermetic, generated)", () => {
-  const geo = openGeoIp(writeCountryMmdb({
+Deno.test("openGeoIp() answers lower-case country codes from an mmdb (hermetic, generated)", async () => {
+  const geo = await openGeoIp(writeCountryMmdb({
     "1.2.0.0/16": "CN",
     "1.2.3.0/24": "AU",
     "8.8.8.0/24": "US",
@@ -23,8 +23,8 @@ Deno.test("openGeoIp() answers lower-case country codes from an mmdb (hermetic, 
   assert.equal(geo.country(ip("2001:db9::1")), null);
 });
 
-Deno.test("openGeoIp() rejects bytes that are not an mmdb", () => {
-  assert.throws(() => openGeoIp(new TextEncoder().encode("not a database")), TypeError);
+Deno.test("openGeoIp() rejects bytes that are not an mmdb", async () => {
+  await assert.rejects(() => openGeoIp(new TextEncoder().encode("not a database")), TypeError);
 });
 
 const PKG = "@ip-location-db/geo-whois-asn-country-mmdb";
@@ -62,9 +62,9 @@ Deno.test("openGeoIp() reads a real country database (npm:@ip-location-db/geo-wh
     console.warn(`skipped: npm package ${PKG} is not reachable`);
     return;
   }
-  await t.step("the direct tree walk agrees with maxmind's Reader.get()", () => {
+  await t.step("the direct tree walk agrees with maxmind's Reader.get()", async () => {
     const bytes = Deno.readFileSync(path);
-    const geo = openGeoIp(bytes);
+    const geo = await openGeoIp(bytes);
     const reader = new Reader(Buffer.from(bytes)) as unknown as { get(ip: string): unknown };
     let seed = 99, known = 0;
     const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24;
@@ -79,8 +79,8 @@ Deno.test("openGeoIp() reads a real country database (npm:@ip-location-db/geo-wh
     }
     assert.ok(known > 2000, `only ${known} addresses had a country`);
   });
-  await t.step("well-known addresses resolve", () => {
-    const geo = openGeoIp(Deno.readFileSync(path));
+  await t.step("well-known addresses resolve", async () => {
+    const geo = await openGeoIp(Deno.readFileSync(path));
     assert.equal(geo.country(ip("8.8.8.8")), "us");
     assert.equal(geo.country(ip("1.2.4.8")), "cn");
     assert.equal(geo.country(ip("10.0.0.1")), null);
