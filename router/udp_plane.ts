@@ -203,7 +203,7 @@ interface Session extends SessionEntry, RefusalHolder {
   /** Payload bytes from the client / sent back to it. */
   up: number;
   down: number;
-  /** Leaves what the session shares with others (a SOCKS relay); called when it is removed. */
+  /** Leaves what the session shares with others (a direct socket, a SOCKS relay); called when it is removed. */
   detach: (() => void) | null;
 }
 
@@ -748,19 +748,14 @@ export class UdpPlane {
         for (const w of waiting) this.#fail(w, "failed");
       });
     }
-    const remote = sockaddrKey(sockaddrOf(dst));
     const shared = sh;
-    shared.byRemote.set(remote, s);
-    s.detach = () => {
-      if (shared.byRemote.get(remote) === s) shared.byRemote.delete(remote);
-      if (shared.byRemote.size > 0) return;
+    this.#join(s, shared, this.#relays, sockaddrKey(sockaddrOf(dst)), () => {
       shared.done = true;
-      if (this.#relays.get(shared.key) === shared) this.#relays.delete(shared.key);
       const relay = shared.relay;
       if (relay === null) return;
       if (this.#fwdTo === relay.sock) this.#flushForward();
       relay.close();
-    };
+    });
     s.state = "connecting";
     if (shared.relay !== null) this.#attachSocks(s, shared.relay);
   }
@@ -796,10 +791,35 @@ export class UdpPlane {
     if (s !== undefined) this.#reply(s, data);
   }
 
-  /** A relay failed or its control connection closed: its sessions end. */
+  /** A relay failed or its control connection closed (not after its last session left). */
   #relayEnded(sh: SharedRelay, e: unknown): void {
-    if (sh.done) return;
-    this.#log.debug("udp: SOCKS relay ended", { sessions: sh.byRemote.size, error: e });
+    if (!sh.done) this.#endShared(sh, "udp: SOCKS relay ended", e);
+  }
+
+  /**
+   * Session `s` (to the destination `remote`, a `sockaddrKey`) joins `sh`,
+   * one of `owners`; when its last session leaves (`Session.detach`), `sh`
+   * is dropped from `owners` and `close` runs.
+   */
+  #join(
+    s: Session,
+    sh: Shared,
+    owners: Map<string, Shared>,
+    remote: string,
+    close: () => void,
+  ): void {
+    sh.byRemote.set(remote, s);
+    s.detach = () => {
+      if (sh.byRemote.get(remote) === s) sh.byRemote.delete(remote);
+      if (sh.byRemote.size > 0) return;
+      if (owners.get(sh.key) === sh) owners.delete(sh.key);
+      close();
+    };
+  }
+
+  /** A shared socket or relay failed: its sessions end (the last one out closes it). */
+  #endShared(sh: Shared, what: string, e: unknown): void {
+    this.#log.debug(what, { sessions: sh.byRemote.size, error: e });
     for (const w of [...sh.byRemote.values()]) {
       if (w.state !== "closed") this.#table.delete(w.key, "closed");
     }
@@ -823,21 +843,17 @@ export class UdpPlane {
         batch: this.#upBatch,
         onData: (data, i) => this.#sharedReply(shared, data, i),
         onBatchEnd: () => this.#flushReplies(),
-        onEnd: (e) => this.#sharedEnded(shared, e),
+        onEnd: (e) => this.#endShared(shared, "udp: shared upstream socket ended", e),
       });
       this.#shared.set(key, sh = shared);
     }
     const dest = sockaddrOf(dst);
-    const remote = sockaddrKey(dest);
-    sh.byRemote.set(remote, s);
-    const shared = sh;
-    return new SharedLeg(shared.sock, dest, () => {
-      if (shared.byRemote.get(remote) === s) shared.byRemote.delete(remote);
-      if (shared.byRemote.size > 0) return;
-      this.#shared.delete(shared.key);
-      if (this.#fwdTo === shared.sock) this.#flushForward();
-      shared.sock.close();
+    const sock = sh.sock;
+    this.#join(s, sh, this.#shared, sockaddrKey(dest), () => {
+      if (this.#fwdTo === sock) this.#flushForward();
+      sock.close();
     });
+    return new SharedLeg(sock, dest);
   }
 
   /** A datagram on a shared socket: to the session that sent to its sender, else dropped. */
@@ -848,14 +864,6 @@ export class UdpPlane {
       return;
     }
     this.#reply(s, data);
-  }
-
-  /** A shared socket failed: its sessions end (the last one closes it). */
-  #sharedEnded(sh: SharedSocket, e: unknown): void {
-    this.#log.debug("udp: shared upstream socket ended", { sessions: sh.byRemote.size, error: e });
-    for (const s of [...sh.byRemote.values()]) {
-      if (s.state !== "closed") this.#table.delete(s.key, "closed");
-    }
   }
 
   /** What a session's upstream read loop reports to. */
@@ -972,11 +980,15 @@ export class UdpPlane {
   }
 }
 
-/** A direct outbound's socket shared by one client's sessions (endpoint-independent mapping). */
-interface SharedSocket {
+/** What sessions share (a direct socket, a SOCKS relay): its key and its sessions. */
+interface Shared {
   readonly key: string;
-  /** The session of each destination (by `sockaddrKey`) the client sent to through it. */
+  /** The session of each destination (by `sockaddrKey`) sent to through it. */
   readonly byRemote: Map<string, Session>;
+}
+
+/** A direct outbound's socket shared by one client's sessions (endpoint-independent mapping). */
+interface SharedSocket extends Shared {
   sock: SocketUpstream;
 }
 
@@ -992,13 +1004,7 @@ const sharedSender = new DatagramSender();
 
 /** One session's use of a shared socket: its datagrams go to its destination. */
 class SharedLeg implements Upstream {
-  #released = false;
-
-  constructor(
-    readonly batched: SocketUpstream,
-    readonly dest: Uint8Array,
-    readonly release: () => void,
-  ) {}
+  constructor(readonly batched: SocketUpstream, readonly dest: Uint8Array) {}
 
   readonly prefix = undefined;
 
@@ -1006,11 +1012,8 @@ class SharedLeg implements Upstream {
     return this.batched.sendTo(data, this.dest);
   }
 
-  close(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.release();
-  }
+  /** The session leaves the socket when it ends (`Session.detach`), not here. */
+  close(): void {}
 }
 
 /** Socket options of a direct outbound for one destination. */
@@ -1292,10 +1295,7 @@ class SocksLeg implements Upstream {
  * port through one socks outbound (`endpoint_independent`), or one session
  * (`per_destination`). Sessions join while it opens and wait for it.
  */
-interface SharedRelay {
-  readonly key: string;
-  /** The session of each destination (by `sockaddrKey`) sent to through it. */
-  readonly byRemote: Map<string, Session>;
+interface SharedRelay extends Shared {
   relay: SocksRelay | null;
   /** No session left (or it failed): a relay that opens now is closed at once. */
   done: boolean;
