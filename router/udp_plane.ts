@@ -1304,7 +1304,10 @@ interface SharedRelay extends Shared {
 /**
  * The key of the sender a relay datagram's SOCKS5 header names, as
  * {@linkcode sockaddrKey} gives it, and where its payload starts; null when
- * it is not a whole, unfragmented datagram from an IP address.
+ * it is not a whole, unfragmented datagram from an IP address. An
+ * IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a relay listening on a
+ * dual-stack socket may name) is keyed as the IPv4 address it maps: a
+ * session to an IPv4 destination is keyed in that form.
  */
 export function socksSourceKey(buf: Uint8Array): { key: string; start: number } | null {
   if (buf.length < 10 || buf[0] !== 0 || buf[1] !== 0 || buf[2] !== 0) return null;
@@ -1313,9 +1316,18 @@ export function socksSourceKey(buf: Uint8Array): { key: string; start: number } 
     return { key: fc(4, buf[8]!, buf[9]!, buf[4]!, buf[5]!, buf[6]!, buf[7]!), start: 10 };
   }
   if (buf[3] === 4 && buf.length >= 22) {
+    if (isV4Mapped(buf, 4)) {
+      return { key: fc(4, buf[20]!, buf[21]!, buf[16]!, buf[17]!, buf[18]!, buf[19]!), start: 22 };
+    }
     let k = fc(16, buf[20]!, buf[21]!);
     for (let j = 4; j < 20; j += 4) k += fc(buf[j]!, buf[j + 1]!, buf[j + 2]!, buf[j + 3]!);
     return { key: k, start: 22 };
   }
   return null;
+}
+
+/** Whether the 16 address bytes at `off` are an IPv4-mapped IPv6 address (`::ffff:0:0/96`). */
+function isV4Mapped(b: Uint8Array, off: number): boolean {
+  for (let j = off; j < off + 10; j++) if (b[j] !== 0) return false;
+  return b[off + 10] === 0xff && b[off + 11] === 0xff;
 }

@@ -390,4 +390,18 @@ Deno.test("socksSourceKey() names a relay datagram's sender as sockaddrKey() nam
     payload,
   );
   assert.equal(socksSourceKey(v6.subarray(0, 21)), null, "IPv6 header cut short");
+  // A relay on a dual-stack socket may name an IPv4 sender in its mapped form.
+  const mapped = encodeUdpDatagram(
+    { address: { kind: "ip", addr: parseIp("::ffff:203.0.113.9")! }, port: 53 },
+    payload,
+  );
+  assert.equal(mapped[3], 4, "sent as an IPv6 address");
+  const got = socksSourceKey(mapped)!;
+  assert.equal(got.key, sockaddrKey(sockaddrOf({ addr: parseIp("203.0.113.9")!, port: 53 })));
+  assert.deepEqual(mapped.subarray(got.start), payload);
+  const almost = encodeUdpDatagram(
+    { address: { kind: "ip", addr: parseIp("::fffe:203.0.113.9")! }, port: 53 },
+    payload,
+  );
+  assert.equal(socksSourceKey(almost)!.key.length, 19, "not mapped: keyed as IPv6");
 });
