@@ -254,7 +254,9 @@ export function formatStatus(st: StatusResult): string {
         u.shared_sockets ? `, ${u.shared_sockets} shared sockets` : ""
       }${u.socks_associations ? `, ${u.socks_associations} socks associations` : ""}${
         u.unsolicited ? `, ${u.unsolicited} unsolicited dropped` : ""
-      }${u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""}`,
+      }${u.unsolicited_admitted ? `, ${u.unsolicited_admitted} opened by remotes` : ""}${
+        u.fail_fast ? `, ${u.fail_fast} failed fast (outbound down)` : ""
+      }`,
     );
   }
   if (st.memory) {

@@ -80,7 +80,7 @@ Deno.test("runStatus() prints a human summary with uptime, flows, rules and outb
     assert.match(text, /memory: +rss 80\.0 MiB, JS heap 9\.0\/12\.0 MiB, external 3\.0 MiB/);
     assert.match(
       text,
-      /udp: +tproxy-in: 4\/65536 sessions, 40 created, 36 expired, 0 evicted, 9 dropped, 3 reply sockets, 2 shared sockets, 1 socks associations, 5 unsolicited dropped, 2 failed fast \(outbound down\)/,
+      /udp: +tproxy-in: 4\/65536 sessions, 40 created, 36 expired, 0 evicted, 9 dropped, 3 reply sockets, 2 shared sockets, 1 socks associations, 5 unsolicited dropped, 4 opened by remotes, 2 failed fast \(outbound down\)/,
     );
     assert.equal(t.err.text, "");
   });

@@ -28,6 +28,7 @@ import {
   type RouterConfig,
   type RuleSetRef,
   type SocksOutbound,
+  type UdpFiltering,
   type UdpMapping,
 } from "./schema.ts";
 import {
@@ -171,6 +172,7 @@ const INBOUND = new Set([
   "udp_timeout_quic",
   "udp_max_sessions",
   "udp_mapping",
+  "udp_filtering",
   "tcp_idle_timeout",
 ]);
 
@@ -213,13 +215,26 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
     "endpoint_independent",
     (x, p) => oneOf(x, p, iss, ["endpoint_independent", "per_destination"] as const),
   );
+  const udp_filtering = opt<UdpFiltering>(
+    o,
+    "udp_filtering",
+    path,
+    "address_port_dependent",
+    (x, p) => oneOf(x, p, iss, ["address_port_dependent", "endpoint_independent"] as const),
+  );
+  if (udp_filtering === "endpoint_independent" && udp_mapping === "per_destination") {
+    iss.add(
+      `${path}.udp_filtering`,
+      '"endpoint_independent" needs udp_mapping "endpoint_independent" (a per-destination socket only hears its destination)',
+    );
+  }
   if (
     type === undefined || tag === undefined || listen === undefined ||
     listen_port === undefined || network === undefined || mode === undefined ||
     sniff === undefined || sniff_timeout_ms === undefined || udp_timeout_ms === undefined ||
     tcp_idle_timeout_ms === undefined || udp_max_sessions === undefined ||
     udp_timeout_dns_ms === undefined || udp_timeout_quic_ms === undefined ||
-    udp_mapping === undefined
+    udp_mapping === undefined || udp_filtering === undefined
   ) return undefined;
   return {
     type,
@@ -235,6 +250,7 @@ function parseInbound(v: unknown, path: string, iss: Issues): InboundConfig | un
     udp_timeout_quic_ms,
     udp_max_sessions,
     udp_mapping,
+    udp_filtering,
     tcp_idle_timeout_ms,
   };
 }

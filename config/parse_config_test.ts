@@ -48,6 +48,7 @@ Deno.test("parseConfig() fills defaults and converts durations to ms", () => {
     udp_timeout_quic_ms: 30_000,
     udp_max_sessions: 65536,
     udp_mapping: "endpoint_independent",
+    udp_filtering: "address_port_dependent",
     tcp_idle_timeout_ms: 600_000,
   });
   assert.equal(c.route.default_mark, 255);
@@ -195,6 +196,14 @@ Deno.test("parseConfig() reports errors outside the rules, all at once", () => {
     inbounds: [
       { type: "tproxy", tag: "in", listen_port: 0, sniff_timeout: "soon" },
       { type: "tproxy", tag: "in", listen: "localhost", listen_port: 1, udp_mapping: "cone" },
+      {
+        type: "tproxy",
+        tag: "in3",
+        listen_port: 2,
+        udp_mapping: "per_destination",
+        udp_filtering: "endpoint_independent",
+      },
+      { type: "tproxy", tag: "in4", listen_port: 3, udp_filtering: "full" },
     ],
     outbounds: [
       { type: "direct", tag: "d", bind_interface: "a/b", inet4_bind_address: "::1" },
@@ -212,6 +221,8 @@ Deno.test("parseConfig() reports errors outside the rules, all at once", () => {
     'inbounds[0].sniff_timeout: "soon": Cannot parse duration "soon": expected e.g. "300ms", "5m"',
     'inbounds[1].listen: "localhost": not an IPv4 or IPv6 address',
     'inbounds[1].udp_mapping: "cone": expected one of endpoint_independent, per_destination',
+    'inbounds[2].udp_filtering: "endpoint_independent" needs udp_mapping "endpoint_independent" (a per-destination socket only hears its destination)',
+    'inbounds[3].udp_filtering: "full": expected one of address_port_dependent, endpoint_independent',
     'outbounds[0].bind_interface: "a/b": not a valid interface name (1..15 characters, no "/", ":" or spaces)',
     'outbounds[0].inet4_bind_address: "::1": not an IPv4 address',
     "outbounds[1].password: username and password go together",

@@ -20,6 +20,9 @@ export interface LogConfig {
 /** UDP source-port mapping of a TPROXY inbound (see {@linkcode TproxyInbound.udp_mapping}). */
 export type UdpMapping = "endpoint_independent" | "per_destination";
 
+/** Which senders may reach a UDP mapping (see {@linkcode TproxyInbound.udp_filtering}). */
+export type UdpFiltering = "address_port_dependent" | "endpoint_independent";
+
 /** A TPROXY (or REDIRECT) inbound. */
 export interface TproxyInbound {
   readonly type: "tproxy";
@@ -53,6 +56,16 @@ export interface TproxyInbound {
    * connected socket per (client, destination).
    */
   readonly udp_mapping: UdpMapping;
+  /**
+   * Which senders may reach a client through its mapping
+   * (`endpoint_independent` mapping only): `address_port_dependent`
+   * (default) only the addresses and ports the client sent to;
+   * `endpoint_independent` ("full cone") anyone, when the rules would route
+   * a datagram from that client to the sender through the same outbound:
+   * the datagram opens a session to the sender (at most
+   * `UDP_ADMITTED_MAX` per mapping).
+   */
+  readonly udp_filtering: UdpFiltering;
   /** Default 10 min. */
   readonly tcp_idle_timeout_ms: number;
 }

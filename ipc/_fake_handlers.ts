@@ -44,6 +44,7 @@ export const FAKE_STATUS: StatusResult = {
     fail_fast: 2,
     shared_sockets: 2,
     unsolicited: 5,
+    unsolicited_admitted: 4,
     socks_associations: 1,
   }],
 };

@@ -261,6 +261,8 @@ export interface UdpInboundInfo {
   shared_sockets?: number;
   /** Datagrams those dropped: their sender was never sent to by the client. */
   unsolicited?: number;
+  /** Sessions a stranger's datagram opened (`udp_filtering: "endpoint_independent"`). */
+  unsolicited_admitted?: number;
   /** SOCKS5 UDP associations open or opening. */
   socks_associations?: number;
 }

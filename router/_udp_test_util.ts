@@ -32,6 +32,7 @@ export function testInbound(extra: Partial<TproxyInbound> = {}): TproxyInbound {
     udp_timeout_quic_ms: 30_000,
     udp_max_sessions: 8,
     udp_mapping: "endpoint_independent",
+    udp_filtering: "address_port_dependent",
     tcp_idle_timeout_ms: 60_000,
     ...extra,
   };

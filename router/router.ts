@@ -588,6 +588,7 @@ export function udpPlaneChanges(was: TproxyInbound, now: TproxyInbound): string[
     ["udp_timeout_quic", was.udp_timeout_quic_ms, now.udp_timeout_quic_ms],
     ["udp_max_sessions", was.udp_max_sessions, now.udp_max_sessions],
     ["udp_mapping", was.udp_mapping, now.udp_mapping],
+    ["udp_filtering", was.udp_filtering, now.udp_filtering],
     ["sniff", was.sniff, now.sniff],
     ["sniff_timeout", was.sniff_timeout_ms, now.sniff_timeout_ms],
   ];

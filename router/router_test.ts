@@ -77,6 +77,10 @@ Deno.test("udpPlaneChanges() names the UDP fields a reload cannot apply (the pla
     ["udp_timeout", "udp_mapping"],
   );
   assert.deepEqual(
+    udpPlaneChanges(was, testInbound({ udp_filtering: "endpoint_independent" })),
+    ["udp_filtering"],
+  );
+  assert.deepEqual(
     udpPlaneChanges(was, testInbound({ sniff: false, udp_max_sessions: 9, sniff_timeout_ms: 5 })),
     ["udp_max_sessions", "sniff", "sniff_timeout"],
   );

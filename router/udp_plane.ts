@@ -14,7 +14,10 @@
  * a datagram that socket receives goes to the session of its sender, and
  * is dropped when the client never sent to that sender (counted as
  * `unsolicited`). With `per_destination` each session has its own socket,
- * connected to its destination.
+ * connected to its destination. With `udp_filtering: "endpoint_independent"`
+ * ("full cone") a datagram from a stranger opens a session from the client
+ * to it instead, when the rules route that pair through the same outbound
+ * and socket (`#admit`); the same holds for a socks outbound's shared relay.
  *
  * Lifecycle of a session: `sniffing` (datagrams held, bounded, until the
  * sniffer answers or `sniff_timeout` passes) → routed → `open` (direct at
@@ -154,6 +157,11 @@ export interface UdpPlaneStats {
    * sender its client never sent to: dropped.
    */
   unsolicited: number;
+  /**
+   * Sessions opened by a stranger's datagram (`udp_filtering:
+   * "endpoint_independent"`) since start.
+   */
+  unsolicited_admitted: number;
   /** Shared direct sockets open (endpoint-independent mapping). */
   shared_sockets: number;
   /** SOCKS5 UDP associations open or opening (one per client port and socks outbound). */
@@ -238,6 +246,8 @@ export class UdpPlane {
   #fwdDest: Uint8Array | null = null;
   /** Endpoint-independent mapping for direct sessions (see the module doc). */
   readonly #eim: boolean;
+  /** Endpoint-independent filtering: strangers may open sessions (`#admit`). */
+  readonly #eif: boolean;
   /** Shared direct sockets by client, family, outbound and socket options. */
   readonly #shared = new Map<string, SharedSocket>();
   /** SOCKS relays by client (and destination with `per_destination`), outbound and options. */
@@ -276,6 +286,7 @@ export class UdpPlane {
     sniffTimeouts: 0,
     failFast: 0,
     unsolicited: 0,
+    admitted: 0,
   };
   readonly #health: UdpHealth | null;
   readonly #newId: () => number;
@@ -290,6 +301,7 @@ export class UdpPlane {
     this.#newId = opts.nextId ?? (() => this.#nextId++);
     this.#sniffOn = ib.sniff;
     this.#eim = ib.udp_mapping === "endpoint_independent";
+    this.#eif = this.#eim && ib.udp_filtering === "endpoint_independent";
     this.#sniffTimeout = ib.sniff_timeout_ms;
     this.#maxPending = opts.maxPendingDatagrams ?? 16;
     this.#maxPendingBytes = opts.maxPendingBytes ?? 64 * 1024;
@@ -396,6 +408,7 @@ export class UdpPlane {
       sniff_timeouts: this.#c.sniffTimeouts,
       fail_fast: this.#c.failFast,
       unsolicited: this.#c.unsolicited,
+      unsolicited_admitted: this.#c.admitted,
       shared_sockets: this.#shared.size,
       socks_associations: this.#relays.size,
       refused: rc.sent,
@@ -522,29 +535,7 @@ export class UdpPlane {
     const m = markForRules(mark);
     if (m !== undefined && m !== 0) meta.mark = m;
     if (tos !== null) meta.dscp = dscpFromTos(tos);
-    const s: Session = {
-      id: this.#newId(),
-      key,
-      meta,
-      clientSa: sockaddrOf(source),
-      dstKey: endpointKey(destination),
-      lastActive: 0,
-      timeoutMs: sessionTimeout(this.#timeouts, destination, undefined),
-      state: "sniffing",
-      pending: [],
-      pendingBytes: 0,
-      sniffer: null,
-      sniffTimer: undefined,
-      upstream: null,
-      outbound: null,
-      rule: null,
-      refusedAt: -Infinity,
-      refuse: false,
-      startedAt: Date.now(),
-      up: 0,
-      down: 0,
-      detach: null,
-    };
+    const s = this.#newSession(key, meta);
     this.#table.add(key, s);
     if (this.#sniffOn) {
       s.sniffer = new QuicSniffer();
@@ -566,6 +557,33 @@ export class UdpPlane {
       this.#route(s);
     }
     return s;
+  }
+
+  /** A new session (not yet in the table) of the flow `meta`, keyed `key`. */
+  #newSession(key: string, meta: FlowMeta): Session {
+    return {
+      id: this.#newId(),
+      key,
+      meta,
+      clientSa: sockaddrOf(meta.source),
+      dstKey: endpointKey(meta.destination),
+      lastActive: 0,
+      timeoutMs: sessionTimeout(this.#timeouts, meta.destination, undefined),
+      state: "sniffing",
+      pending: [],
+      pendingBytes: 0,
+      sniffer: null,
+      sniffTimer: undefined,
+      upstream: null,
+      outbound: null,
+      rule: null,
+      refusedAt: -Infinity,
+      refuse: false,
+      startedAt: Date.now(),
+      up: 0,
+      down: 0,
+      detach: null,
+    };
   }
 
   /** Takes the rule decision against the newest snapshot and opens the upstream. */
@@ -706,13 +724,23 @@ export class UdpPlane {
     defaultMark: number,
   ): void {
     const dst = s.meta.destination;
-    const mark = cfg.routing_mark ?? defaultMark;
-    const key = `${this.#eim ? endpointKey(s.meta.source) : s.key}|${cfg.tag}|${mark}|${
-      cfg.dscp ?? ""
-    }|${cfg.server}|${cfg.server_port}`;
+    const key = this.#relayKey(s, cfg, defaultMark);
     let sh = this.#relays.get(key);
     if (sh === undefined) {
-      const shared: SharedRelay = { key, byRemote: new Map(), relay: null, done: false };
+      const shared: SharedRelay = {
+        key,
+        byRemote: new Map(),
+        admitted: 0,
+        relay: null,
+        done: false,
+        close: () => {
+          shared.done = true;
+          const relay = shared.relay;
+          if (relay === null) return;
+          if (this.#fwdTo === relay.sock) this.#flushForward();
+          relay.close();
+        },
+      };
       this.#relays.set(key, sh = shared);
       SocksRelay.open(cfg, defaultMark, this.#reactor, {
         batch: this.#upBatch,
@@ -748,16 +776,21 @@ export class UdpPlane {
         for (const w of waiting) this.#fail(w, "failed");
       });
     }
-    const shared = sh;
-    this.#join(s, shared, this.#relays, sockaddrKey(sockaddrOf(dst)), () => {
-      shared.done = true;
-      const relay = shared.relay;
-      if (relay === null) return;
-      if (this.#fwdTo === relay.sock) this.#flushForward();
-      relay.close();
-    });
+    this.#join(s, sh, this.#relays, sockaddrKey(sockaddrOf(dst)));
     s.state = "connecting";
-    if (shared.relay !== null) this.#attachSocks(s, shared.relay);
+    if (sh.relay !== null) this.#attachSocks(s, sh.relay);
+  }
+
+  /** The relay session `s` shares through `cfg`: its client port's (`endpoint_independent`), or its own. */
+  #relayKey(
+    s: Session,
+    cfg: Extract<OutboundConfig, { type: "socks" }>,
+    defaultMark: number,
+  ): string {
+    const mark = cfg.routing_mark ?? defaultMark;
+    return `${this.#eim ? endpointKey(s.meta.source) : s.key}|${cfg.tag}|${mark}|${
+      cfg.dscp ?? ""
+    }|${cfg.server}|${cfg.server_port}`;
   }
 
   #attachSocks(s: Session, relay: SocksRelay): void {
@@ -781,7 +814,8 @@ export class UdpPlane {
     } else {
       const src = socksSourceKey(buf);
       if (src === null) return;
-      s = sh.byRemote.get(src.key);
+      s = sh.byRemote.get(src.key) ??
+        (this.#eif ? this.#admit(sh, src.key, socksSender(buf)) : undefined);
       if (s === undefined) {
         this.#c.unsolicited++;
         return;
@@ -799,22 +833,80 @@ export class UdpPlane {
   /**
    * Session `s` (to the destination `remote`, a `sockaddrKey`) joins `sh`,
    * one of `owners`; when its last session leaves (`Session.detach`), `sh`
-   * is dropped from `owners` and `close` runs.
+   * is dropped from `owners` and closed.
    */
-  #join(
-    s: Session,
-    sh: Shared,
-    owners: Map<string, Shared>,
-    remote: string,
-    close: () => void,
-  ): void {
+  #join(s: Session, sh: Shared, owners: Map<string, Shared>, remote: string): void {
     sh.byRemote.set(remote, s);
     s.detach = () => {
       if (sh.byRemote.get(remote) === s) sh.byRemote.delete(remote);
       if (sh.byRemote.size > 0) return;
       if (owners.get(sh.key) === sh) owners.delete(sh.key);
-      close();
+      sh.close();
     };
+  }
+
+  /**
+   * Endpoint-independent filtering: a datagram from `from` (its
+   * `sockaddrKey` is `remote`), whom no session of `sh` sent to, opens a
+   * session from `sh`'s client to `from`, as if the client had sent to it
+   * first, when the rules route that flow (the client's address, marks and
+   * DSCP) through the same outbound and the same shared socket or relay, and
+   * `sh` holds fewer than {@linkcode UDP_ADMITTED_MAX} such sessions. The
+   * client's answers then find the session like any other. Returns the
+   * session, or undefined (the datagram is unsolicited).
+   */
+  #admit(
+    sh: SharedSocket | SharedRelay,
+    remote: string,
+    from: Endpoint | null,
+  ): Session | undefined {
+    const like: Session | undefined = sh.byRemote.values().next().value;
+    if (from === null || like === undefined || sh.admitted >= UDP_ADMITTED_MAX) return undefined;
+    const meta: FlowMeta = { ...like.meta, destination: from };
+    delete meta.domain;
+    delete meta.protocol;
+    // The pair's key as the inbound builds it: the client's part of a session's key, then `remote`.
+    const key = like.key.slice(0, 3 + like.key.charCodeAt(0)) + remote;
+    if (this.#table.get(key) !== undefined) return undefined;
+    const s = this.#newSession(key, meta);
+    const snap = this.#snapshot();
+    const d = snap.engine.match(meta);
+    const cfg = snap.outbounds.get(d.outbound)?.config;
+    if ("sock" in sh) {
+      if (cfg?.type !== "direct") return undefined;
+      const opts = directOptions(cfg, snap, from);
+      if (sharedKey(meta, d.outbound, opts) !== sh.key) return undefined;
+      s.upstream = new SharedLeg(sh.sock, sockaddrOf(from));
+      this.#join(s, sh, this.#shared, remote);
+    } else {
+      if (cfg?.type !== "socks" || sh.relay === null) return undefined;
+      if (this.#relayKey(s, cfg, snap.config.route.default_mark) !== sh.key) return undefined;
+      s.upstream = new SocksLeg(sh.relay, from);
+      this.#join(s, sh, this.#relays, remote);
+    }
+    s.outbound = d.outbound;
+    s.rule = d.rule;
+    s.state = "open";
+    sh.admitted++;
+    const leave = s.detach!;
+    s.detach = () => {
+      sh.admitted--;
+      leave();
+    };
+    // Joined first: should adding it evict `sh`'s last other session, `sh` stays open.
+    this.#table.add(key, s);
+    this.#c.admitted++;
+    this.#perOutbound.set(d.outbound, (this.#perOutbound.get(d.outbound) ?? 0) + 1);
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("udp session opened by the remote (endpoint-independent filtering)", {
+        id: s.id,
+        src: formatEndpoint(meta.source),
+        dst: formatEndpoint(from),
+        outbound: d.outbound,
+        rule: d.rule ?? "final",
+      });
+    }
+    return s;
   }
 
   /** A shared socket or relay failed: its sessions end (the last one out closes it). */
@@ -834,11 +926,20 @@ export class UdpPlane {
    */
   #sharedLeg(s: Session, tag: string, opts: UdpUpstreamOptions): Upstream {
     const dst = s.meta.destination;
-    const key = `${endpointKey(s.meta.source)}|${dst.addr.length}|${tag}|${optionsKey(opts)}`;
+    const key = sharedKey(s.meta, tag, opts);
     let sh = this.#shared.get(key);
     if (sh === undefined) {
       const fd = openUdpShared(dst, opts);
-      const shared: SharedSocket = { key, byRemote: new Map(), sock: null! };
+      const shared: SharedSocket = {
+        key,
+        byRemote: new Map(),
+        admitted: 0,
+        sock: null!,
+        close: () => {
+          if (this.#fwdTo === shared.sock) this.#flushForward();
+          shared.sock.close();
+        },
+      };
       shared.sock = new SocketUpstream(fd, this.#reactor, {
         batch: this.#upBatch,
         onData: (data, i) => this.#sharedReply(shared, data, i),
@@ -848,17 +949,18 @@ export class UdpPlane {
       this.#shared.set(key, sh = shared);
     }
     const dest = sockaddrOf(dst);
-    const sock = sh.sock;
-    this.#join(s, sh, this.#shared, sockaddrKey(dest), () => {
-      if (this.#fwdTo === sock) this.#flushForward();
-      sock.close();
-    });
-    return new SharedLeg(sock, dest);
+    this.#join(s, sh, this.#shared, sockaddrKey(dest));
+    return new SharedLeg(sh.sock, dest);
   }
 
-  /** A datagram on a shared socket: to the session that sent to its sender, else dropped. */
+  /**
+   * A datagram on a shared socket: to the session that sent to its sender;
+   * else (endpoint-independent filtering) to a session it opens, or dropped.
+   */
   #sharedReply(sh: SharedSocket, data: Uint8Array, i: number): void {
-    const s = sh.byRemote.get(this.#upBatch.sourceKey(i));
+    const remote = this.#upBatch.sourceKey(i);
+    const s = sh.byRemote.get(remote) ??
+      (this.#eif ? this.#admit(sh, remote, this.#upBatch.get(i).source) : undefined);
     if (s === undefined) {
       this.#c.unsolicited++;
       return;
@@ -985,6 +1087,23 @@ interface Shared {
   readonly key: string;
   /** The session of each destination (by `sockaddrKey`) sent to through it. */
   readonly byRemote: Map<string, Session>;
+  /** Sessions in `byRemote` that a remote opened (endpoint-independent filtering). */
+  admitted: number;
+  /** Closes the socket or relay (its last session left). */
+  readonly close: () => void;
+}
+
+/**
+ * Most sessions strangers may open through one mapping (a client port's
+ * shared socket or relay) with endpoint-independent filtering: a peer-to-peer
+ * client hears from many peers, but a flood of spoofed senders must not
+ * fill the session table. Past it, strangers are dropped as unsolicited.
+ */
+export const UDP_ADMITTED_MAX = 256;
+
+/** The shared socket of the flow `meta` through direct outbound `tag` with `opts`. */
+function sharedKey(meta: FlowMeta, tag: string, opts: UdpUpstreamOptions): string {
+  return `${endpointKey(meta.source)}|${meta.destination.addr.length}|${tag}|${optionsKey(opts)}`;
 }
 
 /** A direct outbound's socket shared by one client's sessions (endpoint-independent mapping). */
@@ -1330,4 +1449,19 @@ export function socksSourceKey(buf: Uint8Array): { key: string; start: number } 
 function isV4Mapped(b: Uint8Array, off: number): boolean {
   for (let j = off; j < off + 10; j++) if (b[j] !== 0) return false;
   return b[off + 10] === 0xff && b[off + 11] === 0xff;
+}
+
+/**
+ * The sender a relay datagram's SOCKS5 header names, as an endpoint (an
+ * IPv4-mapped address as IPv4, as {@linkcode socksSourceKey} keys it), or
+ * null when it names none.
+ */
+function socksSender(buf: Uint8Array): Endpoint | null {
+  const r = decodeUdpDatagram(buf);
+  if (!r.ok || r.source.address.kind !== "ip") return null;
+  const addr = r.source.address.addr;
+  return {
+    addr: addr.length === 16 && isV4Mapped(addr, 0) ? addr.slice(12) : addr,
+    port: r.source.port,
+  };
 }

@@ -10,7 +10,7 @@
 // byte), and danted (dante-server) for SOCKS5 UDP ASSOCIATE.
 import assert from "node:assert/strict";
 import { IpcClient } from "../../ipc/client.ts";
-import type { UdpPlaneStats } from "../../router/udp_plane.ts";
+import { UDP_ADMITTED_MAX, type UdpPlaneStats } from "../../router/udp_plane.ts";
 import { Lab, type LabProcess, peerPath } from "./harness.ts";
 import { startDante } from "./_kinds_lab.ts";
 import { burstThrough, startBurstEcho } from "./_udp_burst.ts";
@@ -259,6 +259,7 @@ async function mappingProbe(
 
 type MappingStats = UdpPlaneStats & {
   unsolicited: number;
+  unsolicited_admitted: number;
   shared_sockets: number;
   socks_associations: number;
 };
@@ -367,6 +368,193 @@ Deno.test("UDP TPROXY through a SOCKS5 outbound: endpoint-independent mapping sh
       assert.equal(st.shared_sockets, 0);
       if (eim) assert.equal(st.unsolicited, 5, "the stranger's 5 datagrams, named by the relay");
     });
+  } finally {
+    await lab.destroy();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * Full-cone probe (`udp_filtering: "endpoint_independent"`) through a
+ * running router: the client's mapping (what the first two `dests` saw) is
+ * poked from `admitted` (whom the rules route like the client's flows) and
+ * from `refused` (whom they route elsewhere); only `admitted`'s datagrams
+ * reach the client, from `admitted`'s own address, and the client's answer
+ * reaches `admitted` from the mapped address: the same mapping both ways.
+ */
+async function fullConeProbe(
+  lab: Lab,
+  dir: string,
+  label: string,
+  dests: readonly string[],
+  admitted: string,
+  refused: string,
+): Promise<string> {
+  const go = `${dir}/go-${label.replaceAll(/\W/g, "_")}`;
+  const client = lab.spawn("client", [
+    "python3",
+    peerPath("udp_mapping.py"),
+    "client",
+    "--first",
+    dests.slice(0, 2).join(","),
+    "--then",
+    dests[2]!,
+    "--go",
+    go,
+    "--answer",
+    "1",
+  ]);
+  const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
+    replies: MappingReply[];
+  };
+  const seen = new Set(first.replies.map((r) => r.peer));
+  assert.equal(seen.size, 1, `${label}: one mapping for both destinations: ${[...seen]}`);
+  const mapped = first.replies[0]!.peer;
+  const poke = (from: string, wait: number) =>
+    lab.spawn("server", [
+      "python3",
+      peerPath("udp_mapping.py"),
+      "poke",
+      "--from",
+      from,
+      "--to",
+      mapped,
+      "--count",
+      "3",
+      "--wait",
+      String(wait),
+    ]);
+  const out = poke(refused, 0);
+  const outDone = JSON.parse(await out.waitForLine(/"ok": true/)) as { from: string };
+  const stranger = poke(admitted, 8);
+  // The client waits for the go file; let the pokes arrive first.
+  await new Promise((r) => setTimeout(r, 500));
+  await Deno.writeTextFile(go, "");
+  const waited = JSON.parse(await client.waitForLine(/"phase": "waited"/)) as {
+    got: { from: string; text: string }[];
+  };
+  const froms = new Set(waited.got.map((g) => g.from));
+  assert.equal(
+    waited.got.length,
+    3,
+    `${label}: the admitted stranger's 3 datagrams: ${[...froms]}`,
+  );
+  assert.equal(froms.size, 1, `${label}: all from one sender`);
+  assert.ok(!froms.has(outDone.from), `${label}: nothing from the refused sender`);
+  const got = JSON.parse(await stranger.waitForLine(/"ok": true/, 15_000)) as {
+    from: string;
+    answers: { from: string; text: string }[];
+  };
+  assert.ok(froms.has(got.from), `${label}: the client heard the stranger at ${got.from}`);
+  assert.deepEqual(
+    got.answers,
+    [{ from: mapped, text: "answer" }],
+    `${label}: the client's answer left through its mapping`,
+  );
+  const then = JSON.parse(await client.waitForLine(/"phase": "then"/)) as {
+    replies: MappingReply[];
+  };
+  assert.equal(then.replies[0]?.peer, mapped, `${label}: the mapping is still the same`);
+  return mapped;
+}
+
+Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a stranger the rules route the same way reach a client's mapping, both ways (direct v4, v6; socks); others stay out", async () => {
+  const lab = await Lab.create({ extraAddrs: 5 });
+  const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
+  try {
+    const a = lab.addrs;
+    await lab.applyTproxy();
+    const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
+    const v6 = a.extra6.slice(0, 3).map((x) => ep(x, 7000));
+    await echoServer(lab, [...v4, ...v6]);
+    const port = 1080;
+    await startDante(lab, dir, port, [a.routerWan4]);
+    const config = (final: string) => ({
+      log: { level: "info" },
+      inbounds: [inbound({ udp_filtering: "endpoint_independent", sniff: false })],
+      outbounds: [
+        { type: "direct", tag: "direct" },
+        { type: "direct", tag: "other", routing_mark: 77 },
+        { type: "socks", tag: "dante", server: "127.0.0.1", server_port: port },
+      ],
+      route: {
+        rules: [{ ip_cidr: [`${a.extra4[4]}/32`, `${a.extra6[4]}/128`], outbound: "other" }],
+        final,
+        default_mark: 255,
+      },
+    });
+    for (const final of ["direct", "dante"]) {
+      const router = await startRouter(lab, config(final));
+      try {
+        const mapped4 = await fullConeProbe(
+          lab,
+          router.dir,
+          `${final} v4`,
+          v4,
+          ep(a.extra4[3]!, 0),
+          ep(a.extra4[4]!, 0),
+        );
+        if (final === "direct") {
+          await fullConeProbe(
+            lab,
+            router.dir,
+            "direct v6",
+            v6,
+            ep(a.extra6[3]!, 0),
+            ep(a.extra6[4]!, 0),
+          );
+        }
+        const st = await udpStatus(router.ipc) as MappingStats;
+        const families = final === "direct" ? 2 : 1;
+        assert.equal(st.unsolicited_admitted, families, "one stranger admitted per probe");
+        assert.equal(st.unsolicited, 3 * families, "the other outbound's sender: dropped");
+        assert.equal(
+          st.outbounds[final],
+          4 * families,
+          "3 sessions to destinations + the stranger",
+        );
+        const c = await IpcClient.connect(router.ipc);
+        try {
+          const udp = (await c.connectionsList()).connections.filter((x) => x.network === "udp");
+          const opened = udp.filter((x) => x.dst.startsWith(a.extra4[3]!));
+          assert.equal(opened.length, 1, "the stranger's session is listed");
+          assert.equal(opened[0]!.outbound, final);
+        } finally {
+          await c.close();
+        }
+        if (final !== "direct") continue;
+        // A flood of strangers (300 ports): at most UDP_ADMITTED_MAX sessions per mapping.
+        const r = await lab.run("server", [
+          "python3",
+          peerPath("udp_mapping.py"),
+          "poke",
+          "--from",
+          ep(a.extra4[3]!, 0),
+          "--to",
+          mapped4,
+          "--count",
+          "1",
+          "--senders",
+          "300",
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const before = st.unsolicited_admitted + st.unsolicited;
+        let flood = st;
+        for (
+          let i = 0;
+          i < 50 && flood.unsolicited_admitted + flood.unsolicited < before + 300;
+          i++
+        ) {
+          await new Promise((res) => setTimeout(res, 100));
+          flood = await udpStatus(router.ipc) as MappingStats;
+        }
+        assert.equal(flood.unsolicited_admitted, 1 + UDP_ADMITTED_MAX, "v6's one + v4's cap");
+        assert.equal(flood.unsolicited, st.unsolicited + 301 - UDP_ADMITTED_MAX, "the rest");
+      } finally {
+        await router.proc.kill();
+        await Deno.remove(router.dir, { recursive: true });
+      }
+    }
   } finally {
     await lab.destroy();
     await Deno.remove(dir, { recursive: true });
