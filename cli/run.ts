@@ -16,6 +16,7 @@ import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcServer } from "../ipc/server.ts";
 import { createIpcHandlers } from "../router/ipc_handlers.ts";
 import { Router } from "../router/router.ts";
+import type { Engine } from "../rules/engine.ts";
 import { VERSION } from "../core/version.ts";
 
 const RUN_HELP = `Usage: router run --config FILE [--log-level LEVEL] [--no-ipc]
@@ -153,7 +154,11 @@ export async function runRunCommand(args: string[]): Promise<number> {
   if (!mallocTuned) logger.debug("malloc: mmap threshold not set (no glibc mallopt)");
   let router: Router;
   try {
-    router = Router.start(loaded.config, loaded.engine, { logger });
+    // Engines a reload replaced give their indexes back to the worker (config/compile_client.ts).
+    router = Router.start(loaded.config, loaded.engine, {
+      logger,
+      onEngineRetired: (e) => compiler.retire(e),
+    });
   } catch (e) {
     logger.error("cannot start", { error: e });
     compiler.close();
@@ -165,6 +170,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
     configPath: configPath as string | null,
     logger,
     load: (source: ConfigSource) => compiler.load(source),
+    discard: (engine: Engine) => compiler.retire(engine),
   };
   const handlers = createIpcHandlers(ipcOpts);
   let ipc: IpcServer | null = null;

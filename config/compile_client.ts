@@ -10,6 +10,14 @@
  * The GeoIP database is opened on this thread (the reader cannot cross
  * threads), cached by path, size and modification time.
  *
+ * The typed arrays of a full compile are handed back to the worker
+ * (transferred, so detached here) once no engine made from them is in use
+ * ({@linkcode CompileWorker.retire}): transferred buffers count towards this
+ * thread's heap limits until a garbage collection finds them dead, and with
+ * `--optimize-for-size` every reload of a big rule set started a major
+ * collection here (9–16 ms stalls with the 102k-rule set); given back, they
+ * are the worker's to free. See docs/rules.md, round 8.
+ *
  * If the worker cannot run (e.g. a bundled build without the worker's
  * module) or dies, the load falls back to `loadConfig()` on this thread
  * (paced, as before); a worker that never answered once is not retried.
@@ -182,6 +190,13 @@ export class CompileWorker {
   /** A rebase that came before its (patched) job was built; see {@linkcode #takeRebase}. */
   #rebased: Last | null = null;
   #rebases = 0;
+  /** The transferred buffers of each full reply in use here, by job id (see {@linkcode retire}). */
+  readonly #owned = new Map<number, ArrayBuffer[]>();
+  /** Engines handed out and not yet retired, per full reply they read. */
+  readonly #users = new Map<number, number>();
+  /** The full reply each engine made here reads (a patched engine: its base). */
+  readonly #wireOf = new WeakMap<Engine, number>();
+  #returnedBytes = 0;
 
   /** Starts the worker now (so it is loaded and warm by the first reload). */
   constructor(opts: CompileWorkerOptions = {}) {
@@ -219,6 +234,7 @@ export class CompileWorker {
   }
 
   #takeTail(msg: JobTail): void {
+    if (this.#owned.has(msg.id)) this.#own(msg.id, msg.tail);
     const slot = this.#tails.get(msg.id);
     if (!slot) return;
     if (slot.dropped) this.#tails.delete(msg.id);
@@ -234,6 +250,7 @@ export class CompileWorker {
    */
   #takeRebase(reply: JobDone): void {
     this.#rebases++;
+    this.#own(reply.id, reply.wire, reply.rules);
     const table = new WireRuleTable(reply.rules, this.#ruleParser(reply.config), locateRules);
     if (reply.rules.fingerprints === null) this.#tails.set(reply.id, { table });
     const full = this.#full(reply.id, reply.wire, table);
@@ -262,6 +279,68 @@ export class CompileWorker {
     this.#tails.clear();
     for (const p of this.#pending.values()) p.reject(e);
     this.#pending.clear();
+  }
+
+  /** Adds the buffers of the typed arrays in `parts` to what full reply `id` owns. */
+  #own(id: number, ...parts: unknown[]): void {
+    let list = this.#owned.get(id);
+    if (!list) this.#owned.set(id, list = []);
+    const walk = (x: unknown): void => {
+      if (x === null || typeof x !== "object") return;
+      if (ArrayBuffer.isView(x)) {
+        const b = x.buffer;
+        if (b instanceof ArrayBuffer && b.byteLength > 0 && !list.includes(b)) list.push(b);
+        return;
+      }
+      for (const v of Array.isArray(x) ? x : Object.values(x)) walk(v);
+    };
+    for (const p of parts) walk(p);
+  }
+
+  #handOut(engine: Engine, id: number): void {
+    this.#wireOf.set(engine, id);
+    this.#users.set(id, (this.#users.get(id) ?? 0) + 1);
+  }
+
+  /**
+   * `engine` (from {@linkcode load}) is no longer read by anyone: the router
+   * replaced it and carried its hit counts over, or a reload failed after
+   * loading it. The buffers of every full reply that no engine in use and
+   * neither kept base (for later patches and reuses) reads any more go back
+   * to the worker. Engines not made here are ignored. Reading a retired
+   * engine afterwards is a bug: its arrays may be detached.
+   */
+  retire(engine: Engine): void {
+    const id = this.#wireOf.get(engine);
+    if (id === undefined) return;
+    this.#wireOf.delete(engine);
+    const n = (this.#users.get(id) ?? 1) - 1;
+    if (n > 0) this.#users.set(id, n);
+    else this.#users.delete(id);
+    const kept = new Set([this.#last?.base.id, this.#rebased?.base.id]);
+    for (const [owner, buffers] of this.#owned) {
+      if (this.#users.has(owner) || kept.has(owner)) continue;
+      this.#owned.delete(owner);
+      this.#giveBack(buffers);
+    }
+  }
+
+  /** Transfers `buffers` to the worker (to be freed there), or leaves them to the collector. */
+  #giveBack(buffers: ArrayBuffer[]): void {
+    const live = buffers.filter((b) => b.byteLength > 0);
+    const bytes = live.reduce((n, b) => n + b.byteLength, 0);
+    try {
+      if (this.#worker === null || live.length === 0) return;
+      this.#worker.postMessage({ giveBack: live.length }, live);
+      this.#returnedBytes += bytes;
+    } catch {
+      // The worker is gone: the collector frees them.
+    }
+  }
+
+  /** Bytes of typed arrays handed back to the worker (see {@linkcode retire}). */
+  get returnedBytes(): number {
+    return this.#returnedBytes;
   }
 
   /** Rebases received from the worker (see {@linkcode CompileWorkerOptions.rebaseIdleMs}). */
@@ -375,6 +454,7 @@ export class CompileWorker {
     // `last` holds what a reuse or patch refers to: load() checked it (#holds).
     if ("reused" in reply) {
       const engine = last!.rebuild(c.route.final, geoip);
+      this.#handOut(engine, last!.base.id);
       return { config: this.#withRules(c, engine), engine, reused: true, compiledOn: "worker" };
     }
     if ("patched" in reply) {
@@ -385,6 +465,7 @@ export class CompileWorker {
       const rebuild = (final: string, geoip: GeoIpLookup | undefined) =>
         Engine.patch(base.wire, stretches, wire, table, final, geoip, renumbered);
       const engine = rebuild(c.route.final, geoip);
+      this.#handOut(engine, base.id);
       const rebased = this.#rebased;
       this.#rebased = null;
       this.#last = rebased?.id === reply.id ? rebased : { id: reply.id, rebuild, base };
@@ -395,13 +476,16 @@ export class CompileWorker {
     const engine = Engine.fromWire(reply.wire, table, geoip);
     this.#last = this.#full(reply.id, reply.wire, table);
     this.#rebased = null;
+    this.#own(reply.id, reply.wire, reply.rules);
     const slot = this.#tails.get(reply.id);
     if (slot) {
       if (slot.tail) {
         this.#tails.delete(reply.id);
         table.complete(slot.tail);
+        this.#own(reply.id, slot.tail);
       } else slot.table = table;
     }
+    this.#handOut(engine, reply.id);
     return { config: this.#withRules(c, engine), engine, compiledOn: "worker" };
   }
 
@@ -434,6 +518,8 @@ export class CompileWorker {
   /** Stops the worker; pending loads fail. */
   close(): void {
     this.#closed = true;
+    this.#owned.clear();
+    this.#users.clear();
     this.#fail(new Error("CompileWorker closed"));
     this.#disabled = true;
   }

@@ -7,7 +7,9 @@
  * patch reply it compiles the patched file in full once it has been idle
  * for the request's `rebaseIdleMs`, and posts that as `{rebase: JobDone}`
  * (then its tail): the caller's new base ({@linkcode rebaseJob}). Jobs run
- * one at a time. Only meant to be loaded as a worker.
+ * one at a time. Buffers handed back (`{giveBack}`, see
+ * `CompileWorker.retire`) are dropped, to be freed here. Only meant to be
+ * loaded as a worker.
  *
  * @module
  */
@@ -41,7 +43,10 @@ function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) =
   }
 }
 
-self.onmessage = (ev: MessageEvent<JobRequest>) => {
+self.onmessage = (ev: MessageEvent<JobRequest | { giveBack: number }>) => {
+  // Buffers of an engine the data-plane thread no longer uses (`CompileWorker.retire`): they
+  // are freed by this isolate's collector, off the data-plane thread.
+  if ("giveBack" in ev.data) return;
   clearTimeout(rebaseTimer);
   rebaseTimer = undefined;
   const req = ev.data;

@@ -5,6 +5,7 @@ import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
 import { Rand, randomConfig, randomFlow, randomRule } from "../tests/reference/random_rules.ts";
 import { Engine } from "../rules/engine.ts";
 import { flow } from "../rules/_testing.ts";
+import { RuleStats } from "../rules/rule_stats.ts";
 import { CompileWorker } from "./compile_client.ts";
 import { ConfigError } from "./config_error.ts";
 import { loadConfig } from "./load_config.ts";
@@ -211,6 +212,9 @@ async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
   await Deno.writeFile(mmdb, writeCountryMmdb({ "1.0.0.0/8": "CN", "2001:db8::/32": "US" }));
   const path = join(dir, "c.json");
   const w = new CompileWorker({ rebaseIdleMs, rebaseMinAdded: 1 });
+  // As the router does: each engine replaced is retired, and its indexes go back to the worker
+  // unless a later engine or a kept base still reads them (checked by every decision below).
+  const stats = new RuleStats({ onRetire: (e) => w.retire(e) });
   const r = new Rand(seed);
   let patched = 0, loads = 0, cases = 0, multi = 0;
   try {
@@ -228,7 +232,7 @@ async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
           JSON.stringify({ ...raw, route: { ...raw.route, rules, final } }, null, indent),
         );
       await write(raw.route.rules);
-      await w.load(path); // the base
+      stats.adopt((await w.load(path)).engine); // the base
       let rules = raw.route.rules;
       for (let e = 0; e < 4; e++) {
         // Edits pile up on the base (each reload is compared with the last full compile).
@@ -246,6 +250,8 @@ async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
           continue;
         }
         const got = await w.load(path);
+        stats.adopt(got.engine);
+        await stats.settled();
         loads++;
         if (got.patched) patched++;
         if ((got.patched?.stretches.length ?? 0) > 1) multi++;
@@ -276,6 +282,7 @@ async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
     await Deno.remove(dir, { recursive: true });
   }
   assert.ok(patched > loads / 2, `${patched} of ${loads} reloads were patches`);
+  assert.ok(w.returnedBytes > 0, "indexes of retired engines went back to the worker");
   assert.ok(cases > 5_000, `${cases} flows`);
   if (rebaseIdleMs === 0) assert.ok(multi > 20, `${multi} patches of several stretches`);
 }
@@ -362,6 +369,66 @@ Deno.test("CompileWorker rebases only once a patch carries rebaseMinAdded rules 
     assert.equal(w.rebases, 1, "three: rebased once idle");
     await write([5, 6, 7, 35]);
     assert.equal((await w.load(path)).patched?.compiled, 1, "compared with the rebased file");
+  } finally {
+    w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("CompileWorker.retire() hands a full compile's indexes back once no engine or kept base reads them", async () => {
+  const { dir, path, w, write } = await rebaseSetup(60, { rebaseIdleMs: 0, rebaseMinAdded: 1 });
+  const check = async (e: Engine, edits: number[]) => {
+    for (let i = 0; i < 60; i++) {
+      const want = edits.includes(i) ? "direct" : "block";
+      assert.equal(e.match(flow({ domain: `r${i}.example` })).outbound, want, `r${i}`);
+    }
+  };
+  try {
+    const rules = Array.from({ length: 60 }, (_, i) => ({
+      domain: [`r${i}.example`],
+      outbound: "block",
+    }));
+    const spare = { type: "direct", tag: "spare" };
+    await Deno.writeTextFile(
+      path,
+      cfg(rules, {
+        outbounds: [{ type: "direct", tag: "direct" }, { type: "block", tag: "block" }, spare],
+      }),
+    );
+    const a = (await w.load(path)).engine;
+    // An outbound tag removed: compiled in full.
+    await write([]);
+    const b = await w.load(path);
+    assert.equal(b.patched, undefined);
+    assert.equal(w.returnedBytes, 0, "nothing retired yet");
+    w.retire(a);
+    const afterA = w.returnedBytes;
+    assert.ok(afterA > 0, "a's indexes went back");
+    // Using a retired engine is a bug; it fails loudly rather than reading detached arrays.
+    assert.throws(() => a.match(flow({ domain: "r1.example" })), /used after it was retired/);
+    await check(b.engine, []);
+    // A patch of b reads b's indexes: retiring b keeps them.
+    await write([7]);
+    const c = await w.load(path);
+    assert.ok(c.patched, "a patch");
+    w.retire(b.engine);
+    assert.equal(w.returnedBytes, afterA, "c still reads b's indexes");
+    await check(c.engine, [7]);
+    // Retiring twice, or an engine not made here, changes nothing.
+    w.retire(b.engine);
+    w.retire((await loadConfig(path)).engine);
+    assert.equal(w.returnedBytes, afterA);
+    // Full compiles replace the base while c is still in use: b's indexes stay until c is retired.
+    const d = await w.load({ inline: JSON.parse(cfg(rules)) });
+    const e = await w.load({ inline: JSON.parse(cfg(rules)) });
+    assert.equal(d.patched ?? e.patched, undefined);
+    w.retire(d.engine);
+    const afterD = w.returnedBytes;
+    assert.ok(afterD > afterA, "d's indexes went back");
+    await check(c.engine, [7]);
+    w.retire(c.engine);
+    assert.ok(w.returnedBytes > afterD, "b's indexes went back with c");
+    await check(e.engine, []);
   } finally {
     w.close();
     await Deno.remove(dir, { recursive: true });

@@ -68,6 +68,8 @@ export interface RouterIpcOptions {
    * `CompileWorker`'s `load`, which compiles off the data-plane thread.
    */
   readonly load?: (source: ConfigSource) => Promise<LoadedForReload>;
+  /** Told of an engine `load` gave that a failed reload never put in use (`CompileWorker.retire`). */
+  readonly discard?: (engine: Engine) => void;
 }
 
 /** Builds the IPC handlers for a router. */
@@ -131,8 +133,9 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
 
   const doReload = async (source: ConfigSource, closeRemoved: boolean) => {
     const t0 = performance.now();
+    let loaded: LoadedForReload | undefined;
     try {
-      const loaded: LoadedForReload = await (opts.load ?? loadConfig)(source);
+      loaded = await (opts.load ?? loadConfig)(source);
       const { config, engine } = loaded;
       const summary = router.reload(config, engine, { closeRemoved });
       if (typeof source === "string") opts.configPath = source;
@@ -152,6 +155,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         compiled_on: loaded.compiledOn ?? "main",
       };
     } catch (e) {
+      if (loaded && router.snapshot.engine !== loaded.engine) opts.discard?.(loaded.engine);
       reloadFailures++;
       const message = e instanceof Error ? e.message : String(e);
       lastReload = { at: new Date().toISOString(), ok: false, error: message };

@@ -67,6 +67,11 @@ export interface RouterOptions {
   readonly reusePort?: boolean;
   /** Health checker settings (clock, concurrency, thresholds); defaults suit production. */
   readonly health?: HealthCheckerOptions;
+  /**
+   * Told when an engine a reload replaced is no longer read by the router
+   * (its hit counts carried over): `CompileWorker.retire`.
+   */
+  readonly onEngineRetired?: (engine: Engine) => void;
 }
 
 /** What a reload did. */
@@ -109,7 +114,7 @@ export class Router {
   readonly #counters = new Map<string, OutboundCounters>();
   readonly #udpPlanes: UdpPlane[] = [];
   readonly #named = new Map<string, number>();
-  readonly #ruleStats = new RuleStats();
+  readonly #ruleStats: RuleStats;
   readonly #health: HealthChecker;
   readonly #startedAt = Date.now();
   #snap: Snapshot;
@@ -126,6 +131,9 @@ export class Router {
     this.#sniffMax = opts.sniffMaxBytes ?? SNIFF_PEEK_BYTES;
     this.#peekBuf = new Uint8Array(this.#sniffMax);
     this.#snap = snap;
+    this.#ruleStats = new RuleStats(
+      opts.onEngineRetired ? { onRetire: opts.onEngineRetired } : {},
+    );
     this.#ruleStats.adopt(snap.engine);
     this.#health = new HealthChecker({ logger: opts.logger.child("health"), ...opts.health });
   }

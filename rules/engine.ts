@@ -436,6 +436,12 @@ export class Engine {
   #overlayIndex: Int32Array = new Int32Array(0);
   readonly #hits: Float64Array;
   #finalHits = 0;
+  /**
+   * A buffer of the indexes (never empty): detached when they were handed
+   * back to the config worker (`CompileWorker.retire`), after which a lookup
+   * must fail loudly, not probe a hash table of no slots forever.
+   */
+  readonly #guard: ArrayBufferLike;
 
   readonly #stampDst = (node: number): void => {
     const info = this.#nodeInfo[node]!;
@@ -479,6 +485,7 @@ export class Engine {
     this.#dstCidr = new CidrIndex(img.dstCidr);
     this.#srcCidr = new CidrIndex(img.srcCidr);
     this.#ports = new PortIndex(img.ports);
+    this.#guard = img.domains.slots.buffer;
     const n = this.#table.count;
     this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp);
     this.#cand = new Int32Array(n);
@@ -636,6 +643,7 @@ export class Engine {
 
   /** Index of the first matching rule, or -1. */
   #first(flow: FlowMeta): number {
+    if (this.#guard.byteLength === 0) throw new Error("rule engine used after it was retired");
     const s = this.#scratch;
     s.begin(flow);
     this.#candLen = 0;

@@ -24,6 +24,16 @@ export interface RuleHits {
 export class RuleStats {
   #engine: Engine | null = null;
   #pending: Promise<void> | null = null;
+  readonly #onRetire: ((engine: Engine) => void) | undefined;
+
+  /**
+   * `onRetire` is told when an engine replaced by {@linkcode RuleStats.adopt}
+   * is no longer read here (its counts carried over): the router's last use
+   * of it (see `CompileWorker.retire`).
+   */
+  constructor(opts: { onRetire?: (engine: Engine) => void } = {}) {
+    this.#onRetire = opts.onRetire;
+  }
 
   /** The engine whose counters are live. */
   get engine(): Engine | null {
@@ -44,13 +54,15 @@ export class RuleStats {
     if (prev.final === next.final) next.setHits("final", next.finalHits + prev.finalHits);
     const ready = next.fingerprintsReady, prevReady = prev.fingerprintsReady;
     if (ready === null && prevReady === null && this.#pending === null) {
-      return carryHits(prev, next);
+      carryHits(prev, next);
+      this.#onRetire?.(prev);
+      return;
     }
     // Carries run in adoption order: `prev`'s own carry may still be pending.
     const p: Promise<void> = Promise.all([this.#pending, prevReady, ready]).then(() => {
       carryHits(prev, next);
       if (this.#pending === p) this.#pending = null;
-    });
+    }).finally(() => this.#onRetire?.(prev));
     this.#pending = p;
   }
 

@@ -97,7 +97,8 @@ Deno.test("fingerprintHash() is equal exactly when fingerprint() is", () => {
 });
 
 Deno.test("RuleStats.adopt() carries counts when a worker engine's fingerprints arrive, adding to its own", async () => {
-  const stats = new RuleStats();
+  const retired: Engine[] = [];
+  const stats = new RuleStats({ onRetire: (e) => retired.push(e) });
   const old = engine([{ domain: "a.com", outbound: "block" }, {
     domain: "b.com",
     outbound: "block",
@@ -122,7 +123,14 @@ Deno.test("RuleStats.adopt() carries counts when a worker engine's fingerprints 
   stats.adopt(next);
   next.match(flow({ domain: "a.com" })); // counted before the tail arrives
   assert.deepEqual([next.hits(0), next.hits(1)], [0, 1]);
+  await Promise.resolve();
+  assert.deepEqual(retired, [], "old is still read: its counts wait for the fingerprints");
   table.complete(buildRuleTail(parsed, arrayMemberSpans(file, ["route", "rules"])));
   await stats.settled();
   assert.deepEqual([next.hits(0), next.hits(1)], [2, 2]);
+  assert.deepEqual(retired, [old], "retired once its counts were carried");
+  // Without a pending carry, the engine replaced is retired at once.
+  const third = engine([{ domain: "a.com", outbound: "block" }]);
+  stats.adopt(third);
+  assert.deepEqual(retired, [old, next]);
 });
