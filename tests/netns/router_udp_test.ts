@@ -196,6 +196,45 @@ Deno.test("UDP TPROXY, v4 and v6: replies come from each original destination, e
 type MappingReply = { from: string; peer: string; text: string };
 
 /**
+ * Starts `peers/udp_mapping.py client` in the client namespace (answering
+ * whoever reaches it while it waits when `answer`) and waits for its first
+ * phase: the address each of the first two `dests` saw. `go` is the file
+ * that lets it go on.
+ */
+async function mappingClient(
+  lab: Lab,
+  dir: string,
+  label: string,
+  dests: readonly string[],
+  answer = false,
+): Promise<{ client: LabProcess; go: string; seen: Set<string>; mapped: string }> {
+  const go = `${dir}/go-${label.replaceAll(/\W/g, "_")}`;
+  const client = lab.spawn("client", [
+    "python3",
+    peerPath("udp_mapping.py"),
+    "client",
+    "--first",
+    dests.slice(0, 2).join(","),
+    "--then",
+    dests[2]!,
+    "--go",
+    go,
+    ...(answer ? ["--answer", "1"] : []),
+  ]);
+  const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
+    replies: MappingReply[];
+  };
+  assert.equal(first.replies.length, 2, `${label}: both destinations answered`);
+  const seen = new Set(first.replies.map((r) => r.peer));
+  return { client, go, seen, mapped: first.replies[0]!.peer };
+}
+
+/** argv of `peers/udp_mapping.py poke` from `from` to `to`, `extra` options after. */
+function pokeArgv(from: string, to: string, ...extra: string[]): string[] {
+  return ["python3", peerPath("udp_mapping.py"), "poke", "--from", from, "--to", to, ...extra];
+}
+
+/**
  * STUN-like probe through a running router (`peers/udp_mapping.py`): from
  * one client socket, the first two `dests` report the address they saw (one
  * when the mapping is endpoint-independent, two otherwise); pokes at it from
@@ -211,39 +250,14 @@ async function mappingProbe(
   pokers: readonly string[],
   eim: boolean,
 ): Promise<void> {
-  const go = `${dir}/go-${label.replaceAll(/\W/g, "_")}`;
-  const client = lab.spawn("client", [
-    "python3",
-    peerPath("udp_mapping.py"),
-    "client",
-    "--first",
-    dests.slice(0, 2).join(","),
-    "--then",
-    dests[2]!,
-    "--go",
-    go,
-  ]);
-  const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
-    replies: MappingReply[];
-  };
-  assert.equal(first.replies.length, 2, `${label}: both destinations answered`);
-  const seen = new Set(first.replies.map((r) => r.peer));
+  const { client, go, seen, mapped } = await mappingClient(lab, dir, label, dests);
   assert.equal(
     seen.size,
     eim ? 1 : 2,
     `${label}: the source address the destinations saw: ${[...seen]}`,
   );
-  const mapped = first.replies[0]!.peer;
   for (const from of pokers) {
-    const r = await lab.run("server", [
-      "python3",
-      peerPath("udp_mapping.py"),
-      "poke",
-      "--from",
-      from,
-      "--to",
-      mapped,
-    ]);
+    const r = await lab.run("server", pokeArgv(from, mapped));
     assert.equal(r.code, 0, r.stderr);
   }
   await Deno.writeTextFile(go, "");
@@ -390,40 +404,10 @@ async function fullConeProbe(
   admitted: string,
   refused: string,
 ): Promise<string> {
-  const go = `${dir}/go-${label.replaceAll(/\W/g, "_")}`;
-  const client = lab.spawn("client", [
-    "python3",
-    peerPath("udp_mapping.py"),
-    "client",
-    "--first",
-    dests.slice(0, 2).join(","),
-    "--then",
-    dests[2]!,
-    "--go",
-    go,
-    "--answer",
-    "1",
-  ]);
-  const first = JSON.parse(await client.waitForLine(/"phase": "first"/)) as {
-    replies: MappingReply[];
-  };
-  const seen = new Set(first.replies.map((r) => r.peer));
+  const { client, go, seen, mapped } = await mappingClient(lab, dir, label, dests, true);
   assert.equal(seen.size, 1, `${label}: one mapping for both destinations: ${[...seen]}`);
-  const mapped = first.replies[0]!.peer;
   const poke = (from: string, wait: number) =>
-    lab.spawn("server", [
-      "python3",
-      peerPath("udp_mapping.py"),
-      "poke",
-      "--from",
-      from,
-      "--to",
-      mapped,
-      "--count",
-      "3",
-      "--wait",
-      String(wait),
-    ]);
+    lab.spawn("server", pokeArgv(from, mapped, "--count", "3", "--wait", String(wait)));
   const out = poke(refused, 0);
   const outDone = JSON.parse(await out.waitForLine(/"ok": true/)) as { from: string };
   const stranger = poke(admitted, 8);
@@ -524,19 +508,10 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
         }
         if (final !== "direct") continue;
         // A flood of strangers (300 ports): at most UDP_ADMITTED_MAX sessions per mapping.
-        const r = await lab.run("server", [
-          "python3",
-          peerPath("udp_mapping.py"),
-          "poke",
-          "--from",
-          ep(a.extra4[3]!, 0),
-          "--to",
-          mapped4,
-          "--count",
-          "1",
-          "--senders",
-          "300",
-        ]);
+        const r = await lab.run(
+          "server",
+          pokeArgv(ep(a.extra4[3]!, 0), mapped4, "--count", "1", "--senders", "300"),
+        );
         assert.equal(r.code, 0, r.stderr);
         const before = st.unsolicited_admitted + st.unsolicited;
         let flood = st;
