@@ -386,6 +386,11 @@ export interface ConnectionInfo {
   started_at: string;
   bytes_up: number;
   bytes_down: number;
+  /**
+   * UDP only, present when true: the remote opened the session, reaching
+   * the client's mapping first (`udp_filtering: "endpoint_independent"`).
+   */
+  opened_by_remote?: boolean;
 }
 
 /** Result of `connections.list`. */

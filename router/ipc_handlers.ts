@@ -217,6 +217,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
           startedAt,
           up: f.counters.up,
           down: f.counters.down,
+          openedByRemote: false,
         });
       }
       rows.push(...router.udpSessions().filter((u) => u.outbound !== null));
@@ -237,6 +238,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         };
         if (r.meta.domain) c.domain = r.meta.domain;
         if (r.meta.protocol) c.protocol = r.meta.protocol;
+        if (r.openedByRemote) c.opened_by_remote = true;
         all.push(c);
       }
       const limit = params.limit ?? 1000;

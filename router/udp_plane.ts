@@ -213,6 +213,8 @@ interface Session extends SessionEntry, RefusalHolder {
   down: number;
   /** Leaves what the session shares with others (a direct socket, a SOCKS relay); called when it is removed. */
   detach: (() => void) | null;
+  /** A remote's datagram opened it (`#admit`). */
+  openedByRemote: boolean;
 }
 
 /** One session as `connections.list` shows it. */
@@ -224,6 +226,8 @@ export interface UdpSessionInfo {
   readonly startedAt: number;
   readonly up: number;
   readonly down: number;
+  /** The remote opened it (endpoint-independent filtering, see `#admit`). */
+  readonly openedByRemote: boolean;
 }
 
 /** The UDP side of one TPROXY inbound. */
@@ -583,6 +587,7 @@ export class UdpPlane {
       up: 0,
       down: 0,
       detach: null,
+      openedByRemote: false,
     };
   }
 
@@ -887,6 +892,7 @@ export class UdpPlane {
     s.outbound = d.outbound;
     s.rule = d.rule;
     s.state = "open";
+    s.openedByRemote = true;
     sh.admitted++;
     const leave = s.detach!;
     s.detach = () => {

@@ -503,6 +503,13 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
           const opened = udp.filter((x) => x.dst.startsWith(a.extra4[3]!));
           assert.equal(opened.length, 1, "the stranger's session is listed");
           assert.equal(opened[0]!.outbound, final);
+          assert.equal(opened[0]!.opened_by_remote, true);
+          const byRemote = udp.filter((x) => x.opened_by_remote).map((x) => x.dst);
+          const strangers = [a.extra4[3]!, `[${a.extra6[3]}]`].slice(0, families);
+          assert.equal(byRemote.length, families, `opened by the remote: ${byRemote}`);
+          for (const x of byRemote) {
+            assert.ok(strangers.some((h) => x.startsWith(`${h}:`)), `${x} is a stranger`);
+          }
         } finally {
           await c.close();
         }
