@@ -63,7 +63,7 @@ export interface TproxyInbound {
    * `endpoint_independent` ("full cone") anyone, when the rules would route
    * a datagram from that client to the sender through the same outbound:
    * the datagram opens a session to the sender (at most
-   * `UDP_ADMITTED_MAX` per mapping).
+   * `UDP_ADMITTED_MAX` per mapping, and half of `udp_max_sessions` in all).
    */
   readonly udp_filtering: UdpFiltering;
   /** Default 10 min. */

@@ -252,6 +252,8 @@ export class UdpPlane {
   readonly #eim: boolean;
   /** Endpoint-independent filtering: strangers may open sessions (`#admit`). */
   readonly #eif: boolean;
+  /** Sessions in the table that a remote opened (`#admit`). */
+  #admittedOpen = 0;
   /** Shared direct sockets by client, family, outbound and socket options. */
   readonly #shared = new Map<string, SharedSocket>();
   /** SOCKS relays by client (and destination with `per_destination`), outbound and options. */
@@ -856,7 +858,9 @@ export class UdpPlane {
    * session from `sh`'s client to `from`, as if the client had sent to it
    * first, when the rules route that flow (the client's address, marks and
    * DSCP) through the same outbound and the same shared socket or relay, and
-   * `sh` holds fewer than {@linkcode UDP_ADMITTED_MAX} such sessions. The
+   * `sh` holds fewer than {@linkcode UDP_ADMITTED_MAX} such sessions and the
+   * plane fewer than half its `udp_max_sessions` (the other half stays for
+   * sessions clients open, whatever a flood of strangers does). The
    * client's answers then find the session like any other. Returns the
    * session, or undefined (the datagram is unsolicited).
    */
@@ -867,6 +871,7 @@ export class UdpPlane {
   ): Session | undefined {
     const like: Session | undefined = sh.byRemote.values().next().value;
     if (from === null || like === undefined || sh.admitted >= UDP_ADMITTED_MAX) return undefined;
+    if (this.#admittedOpen >= this.#table.maxSessions >> 1) return undefined;
     const meta: FlowMeta = { ...like.meta, destination: from };
     delete meta.domain;
     delete meta.protocol;
@@ -894,9 +899,11 @@ export class UdpPlane {
     s.state = "open";
     s.openedByRemote = true;
     sh.admitted++;
+    this.#admittedOpen++;
     const leave = s.detach!;
     s.detach = () => {
       sh.admitted--;
+      this.#admittedOpen--;
       leave();
     };
     // Joined first: should adding it evict `sh`'s last other session, `sh` stays open.

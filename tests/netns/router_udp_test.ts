@@ -453,9 +453,15 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
     await echoServer(lab, [...v4, ...v6]);
     const port = 1080;
     await startDante(lab, dir, port, [a.routerWan4]);
-    const config = (final: string) => ({
+    const config = (final: string, maxSessions: number) => ({
       log: { level: "info" },
-      inbounds: [inbound({ udp_filtering: "endpoint_independent", sniff: false })],
+      inbounds: [
+        inbound({
+          udp_filtering: "endpoint_independent",
+          sniff: false,
+          udp_max_sessions: maxSessions,
+        }),
+      ],
       outbounds: [
         { type: "direct", tag: "direct" },
         { type: "direct", tag: "other", routing_mark: 77 },
@@ -467,8 +473,15 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
         default_mark: 255,
       },
     });
-    for (const final of ["direct", "dante"]) {
-      const router = await startRouter(lab, config(final));
+    // direct (v4, v6), dante (v4), and direct (v4) with a small session table: strangers may
+    // fill half of it.
+    const cases = [
+      { final: "direct", v6: true, maxSessions: 65536 },
+      { final: "dante", v6: false, maxSessions: 65536 },
+      { final: "direct", v6: false, maxSessions: 16 },
+    ];
+    for (const { final, v6: withV6, maxSessions } of cases) {
+      const router = await startRouter(lab, config(final, maxSessions));
       try {
         const mapped4 = await fullConeProbe(
           lab,
@@ -478,7 +491,7 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
           ep(a.extra4[3]!, 0),
           ep(a.extra4[4]!, 0),
         );
-        if (final === "direct") {
+        if (withV6) {
           await fullConeProbe(
             lab,
             router.dir,
@@ -489,7 +502,7 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
           );
         }
         const st = await udpStatus(router.ipc) as MappingStats;
-        const families = final === "direct" ? 2 : 1;
+        const families = withV6 ? 2 : 1;
         assert.equal(st.unsolicited_admitted, families, "one stranger admitted per probe");
         assert.equal(st.unsolicited, 3 * families, "the other outbound's sender: dropped");
         assert.equal(
@@ -514,7 +527,8 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
           await c.close();
         }
         if (final !== "direct") continue;
-        // A flood of strangers (300 ports): at most UDP_ADMITTED_MAX sessions per mapping.
+        // A flood of strangers (300 ports): at most UDP_ADMITTED_MAX sessions per mapping, and
+        // strangers' sessions take at most half the session table.
         const r = await lab.run(
           "server",
           pokeArgv(ep(a.extra4[3]!, 0), mapped4, "--count", "1", "--senders", "300"),
@@ -530,8 +544,11 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
           await new Promise((res) => setTimeout(res, 100));
           flood = await udpStatus(router.ipc) as MappingStats;
         }
-        assert.equal(flood.unsolicited_admitted, 1 + UDP_ADMITTED_MAX, "v6's one + v4's cap");
-        assert.equal(flood.unsolicited, st.unsolicited + 301 - UDP_ADMITTED_MAX, "the rest");
+        const cap = withV6 ? 1 + UDP_ADMITTED_MAX : maxSessions / 2;
+        assert.equal(flood.unsolicited_admitted, cap, withV6 ? "v6's one + v4's cap" : "half");
+        const more = cap - st.unsolicited_admitted;
+        assert.equal(flood.unsolicited, st.unsolicited + 300 - more, "the rest");
+        assert.equal(flood.sessions, 3 * families + cap, "no client session evicted");
       } finally {
         await router.proc.kill();
         await Deno.remove(router.dir, { recursive: true });
