@@ -132,6 +132,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
   const mallocTuned = fixMmapThreshold();
   let workerLog: Logger | null = null;
   const compiler = new CompileWorker({
+    handBack: true,
     onFallback: (e) =>
       workerLog?.warn("config worker failed; compiling on the main thread", { error: e }),
   });

@@ -10,9 +10,9 @@
  * The GeoIP database is opened on this thread (the reader cannot cross
  * threads), cached by path, size and modification time.
  *
- * The typed arrays of a full compile are handed back to the worker
- * (transferred, so detached here) once no engine made from them is in use
- * ({@linkcode CompileWorker.retire}): transferred buffers count towards this
+ * With `handBack` (the router's setting) the typed arrays of a full compile
+ * are handed back to the worker (transferred, so detached here) once no
+ * engine made from them is in use ({@linkcode CompileWorker.retire}): transferred buffers count towards this
  * thread's heap limits until a garbage collection finds them dead, and with
  * `--optimize-for-size` every reload of a big rule set started a major
  * collection here (9–16 ms stalls with the 102k-rule set); given back, they
@@ -131,6 +131,14 @@ export interface CompileWorkerOptions {
    * few rules costs a flow ~50 ns and each later patch recompiles them.
    */
   readonly rebaseMinAdded?: number;
+  /**
+   * Keep track of which engines read which full compile's buffers, and hand
+   * them back to the worker as engines are retired ({@linkcode
+   * CompileWorker.retire}); default false. Only for a caller that retires
+   * every engine it stops using (the router does): until retired, an
+   * engine's buffers are held here.
+   */
+  readonly handBack?: boolean;
 }
 
 /** A deferred rule table and its tail, whichever arrives first waits for the other. */
@@ -197,6 +205,7 @@ export class CompileWorker {
   /** The full reply each engine made here reads (a patched engine: its base). */
   readonly #wireOf = new WeakMap<Engine, number>();
   #returnedBytes = 0;
+  readonly #handBack: boolean;
 
   /** Starts the worker now (so it is loaded and warm by the first reload). */
   constructor(opts: CompileWorkerOptions = {}) {
@@ -205,6 +214,7 @@ export class CompileWorker {
     this.#url = opts.workerUrl ?? defaultWorkerUrl(import.meta.url);
     this.#rebaseIdleMs = opts.rebaseIdleMs ?? REBASE_IDLE_MS;
     this.#rebaseMinAdded = opts.rebaseMinAdded ?? REBASE_MIN_ADDED;
+    this.#handBack = opts.handBack ?? false;
     this.#start();
   }
 
@@ -283,6 +293,7 @@ export class CompileWorker {
 
   /** Adds the buffers of the typed arrays in `parts` to what full reply `id` owns. */
   #own(id: number, ...parts: unknown[]): void {
+    if (!this.#handBack) return;
     let list = this.#owned.get(id);
     if (!list) this.#owned.set(id, list = []);
     const walk = (x: unknown): void => {
@@ -298,6 +309,7 @@ export class CompileWorker {
   }
 
   #handOut(engine: Engine, id: number): void {
+    if (!this.#handBack) return;
     this.#wireOf.set(engine, id);
     this.#users.set(id, (this.#users.get(id) ?? 0) + 1);
   }
@@ -307,7 +319,8 @@ export class CompileWorker {
    * replaced it and carried its hit counts over, or a reload failed after
    * loading it. The buffers of every full reply that no engine in use and
    * neither kept base (for later patches and reuses) reads any more go back
-   * to the worker. Engines not made here are ignored. Reading a retired
+   * to the worker. Engines not made here are ignored, and every engine
+   * without {@linkcode CompileWorkerOptions.handBack}. Reading a retired
    * engine afterwards is a bug: its arrays may be detached.
    */
   retire(engine: Engine): void {

@@ -211,7 +211,7 @@ async function randomEdits(rebaseIdleMs: number, seed: number): Promise<void> {
   const mmdb = join(dir, "country.mmdb");
   await Deno.writeFile(mmdb, writeCountryMmdb({ "1.0.0.0/8": "CN", "2001:db8::/32": "US" }));
   const path = join(dir, "c.json");
-  const w = new CompileWorker({ rebaseIdleMs, rebaseMinAdded: 1 });
+  const w = new CompileWorker({ rebaseIdleMs, rebaseMinAdded: 1, handBack: true });
   // As the router does: each engine replaced is retired, and its indexes go back to the worker
   // unless a later engine or a kept base still reads them (checked by every decision below).
   const stats = new RuleStats({ onRetire: (e) => w.retire(e) });
@@ -300,7 +300,10 @@ Deno.test("CompileWorker.load() of edited files, never rebasing: edits compose i
  * A worker with `opts` and a config file of `count` rules (`r<i>.example` to
  * block); `write(edits)` rewrites it with the rules at `edits` sent direct.
  */
-async function rebaseSetup(count: number, opts: { rebaseIdleMs: number; rebaseMinAdded: number }) {
+async function rebaseSetup(
+  count: number,
+  opts: { rebaseIdleMs: number; rebaseMinAdded: number; handBack?: boolean },
+) {
   const dir = await Deno.makeTempDir({ prefix: "vr-rebase-" });
   const path = join(dir, "c.json");
   const w = new CompileWorker(opts);
@@ -376,7 +379,11 @@ Deno.test("CompileWorker rebases only once a patch carries rebaseMinAdded rules 
 });
 
 Deno.test("CompileWorker.retire() hands a full compile's indexes back once no engine or kept base reads them", async () => {
-  const { dir, path, w, write } = await rebaseSetup(60, { rebaseIdleMs: 0, rebaseMinAdded: 1 });
+  const { dir, path, w, write } = await rebaseSetup(60, {
+    rebaseIdleMs: 0,
+    rebaseMinAdded: 1,
+    handBack: true,
+  });
   const check = async (e: Engine, edits: number[]) => {
     for (let i = 0; i < 60; i++) {
       const want = edits.includes(i) ? "direct" : "block";
@@ -418,6 +425,16 @@ Deno.test("CompileWorker.retire() hands a full compile's indexes back once no en
     w.retire(b.engine);
     w.retire((await loadConfig(path)).engine);
     assert.equal(w.returnedBytes, afterA);
+    // Without handBack nothing is tracked: retire() is a no-op.
+    const plain = new CompileWorker();
+    try {
+      const p = (await plain.load(path)).engine;
+      plain.retire(p);
+      assert.equal(plain.returnedBytes, 0);
+      await check(p, [7]);
+    } finally {
+      plain.close();
+    }
     // Full compiles replace the base while c is still in use: b's indexes stay until c is retired.
     const d = await w.load({ inline: JSON.parse(cfg(rules)) });
     const e = await w.load({ inline: JSON.parse(cfg(rules)) });
