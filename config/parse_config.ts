@@ -519,7 +519,14 @@ function parseBlock(v: Obj, path: string, iss: Issues): BlockOutbound | undefine
   return { type: "block", tag, mode, implicit: false };
 }
 
-const ROUTE = new Set(["geoip", "rule_set", "rules", "final", "default_mark"]);
+const ROUTE = new Set([
+  "geoip",
+  "rule_set",
+  "rules",
+  "final",
+  "default_mark",
+  "dns_reverse_mapping",
+]);
 const SINGBOX_ROUTE = new Set([
   "geosite",
   "auto_detect_interface",
@@ -622,8 +629,18 @@ function parseRoute(
     }
   }
   const default_mark = opt(o, "default_mark", "route", 255, (x, p) => mark32(x, p, iss));
-  if (final === undefined || default_mark === undefined || geoip === undefined) return undefined;
-  return { geoip, rule_set, rules, final, default_mark };
+  const dns_reverse_mapping = opt(
+    o,
+    "dns_reverse_mapping",
+    "route",
+    false,
+    (x, p) => bool(x, p, iss),
+  );
+  if (
+    final === undefined || default_mark === undefined || geoip === undefined ||
+    dns_reverse_mapping === undefined
+  ) return undefined;
+  return { geoip, rule_set, rules, final, default_mark, dns_reverse_mapping };
 }
 
 const IPC = new Set(["path", "mode", "group"]);

@@ -52,6 +52,7 @@ Deno.test("parseConfig() fills defaults and converts durations to ms", () => {
     tcp_idle_timeout_ms: 600_000,
   });
   assert.equal(c.route.default_mark, 255);
+  assert.equal(c.route.dns_reverse_mapping, false);
   assert.equal(c.route.geoip, null);
   assert.deepEqual(c.ipc, { path: "/run/vpn-router/router.sock", mode: 0o600, group: null });
 });
@@ -211,7 +212,12 @@ Deno.test("parseConfig() reports errors outside the rules, all at once", () => {
       { type: "vless", tag: "v" },
       { type: "block", tag: "@reject" },
     ],
-    route: { final: "nope", default_mark: -1, auto_detect_interface: true },
+    route: {
+      final: "nope",
+      default_mark: -1,
+      auto_detect_interface: true,
+      dns_reverse_mapping: "yes",
+    },
     ipc: { path: "relative.sock", mode: "rw" },
     dns: {},
   });
@@ -231,6 +237,7 @@ Deno.test("parseConfig() reports errors outside the rules, all at once", () => {
     "route.auto_detect_interface: field is not supported by vpn-router",
     'route.final: "nope": no outbound with this tag',
     "route.default_mark: -1: out of range (0..4294967295)",
+    "route.dns_reverse_mapping: expected a boolean, got string",
     'ipc.path: "relative.sock": must be an absolute path',
     'ipc.mode: "rw": expected an octal mode string such as "0600" or "0660"',
   ]);

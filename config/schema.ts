@@ -169,6 +169,12 @@ export interface RouteConfig {
   readonly final: string;
   /** SO_MARK of outbound sockets without their own `routing_mark`; default 255. */
   readonly default_mark: number;
+  /**
+   * Remember the addresses DNS responses relayed to clients give for each
+   * name, and give a flow without a sniffed name the name its destination
+   * was looked up by (`router/reverse_dns.ts`); default false.
+   */
+  readonly dns_reverse_mapping: boolean;
 }
 
 /** `ipc` section. */

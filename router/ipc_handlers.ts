@@ -278,6 +278,8 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
           ...Object.fromEntries(c.named),
           ...udpCounters(c.udp),
           ...reactorCounters(c.reactor),
+          dns_reverse_entries: c.reverseDns.entries,
+          dns_reverse_answers: c.reverseDns.answers,
         },
         udp: c.udp,
       };

@@ -23,6 +23,8 @@ import { buildHealthSpec, buildOutbound, outboundKey } from "../outbound/registr
 import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts";
 import type { Engine } from "../rules/engine.ts";
 import { type RuleHits, RuleStats } from "../rules/rule_stats.ts";
+import { readDnsAnswers } from "../sniff/dns.ts";
+import { ReverseDnsMap } from "./reverse_dns.ts";
 import { type SniffClock, sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
 import { relay } from "./relay.ts";
@@ -115,6 +117,8 @@ export class Router {
   readonly #udpPlanes: UdpPlane[] = [];
   readonly #named = new Map<string, number>();
   readonly #ruleStats: RuleStats;
+  /** Names by address from relayed DNS answers (`route.dns_reverse_mapping`). */
+  readonly #reverse = new ReverseDnsMap();
   readonly #health: HealthChecker;
   readonly #startedAt = Date.now();
   #snap: Snapshot;
@@ -201,6 +205,8 @@ export class Router {
         snapshot: () => this.#snap,
         health: this.#health,
         nextId: () => this.#flows.allocateId(),
+        onDnsReply: (data) => this.#dnsReply(data),
+        nameOf: (addr) => this.#nameOf(addr),
         logger: this.#log.child(`udp/${inbound.tag}`),
         ...(this.#reactor ? { reactor: this.#reactor } : {}),
       });
@@ -253,6 +259,21 @@ export class Router {
     );
   }
 
+  /** A DNS response relayed to a client: its addresses are remembered (if enabled). */
+  #dnsReply(data: Uint8Array): void {
+    if (!this.#snap.config.route.dns_reverse_mapping) return;
+    const answers = readDnsAnswers(data);
+    if (answers !== null) this.#reverse.record(answers);
+  }
+
+  /** The name `addr` was looked up by, for a flow without a sniffed one (if enabled). */
+  #nameOf(addr: Uint8Array): string | undefined {
+    if (!this.#snap.config.route.dns_reverse_mapping) return undefined;
+    const name = this.#reverse.lookup(addr);
+    if (name !== undefined) this.#count("dns_mapped_flows");
+    return name;
+  }
+
   #count(name: string): void {
     this.#named.set(name, (this.#named.get(name) ?? 0) + 1);
   }
@@ -289,6 +310,10 @@ export class Router {
     try {
       const inbound = this.#snap.inbounds.get(inboundTag);
       if (inbound?.sniff) await this.#sniff(client, meta, inbound.sniff_timeout_ms, flow);
+      if (meta.domain === undefined) {
+        const name = this.#nameOf(meta.destination.addr);
+        if (name !== undefined) meta.domain = name;
+      }
       // The decision is taken against one snapshot; a reload later does not change it.
       const snap = this.#snap;
       const decision = snap.engine.match(meta);
@@ -499,6 +524,7 @@ export class Router {
       inbounds: new Map(config.inbounds.map((i) => [i.tag, i])),
     };
     this.#syncHealth(); // unchanged outbounds keep their health state
+    if (!config.route.dns_reverse_mapping) this.#reverse.clear();
     for (const tag of [...changed, ...removed]) old.outbounds.get(tag)?.outbound.close();
     let closed = 0;
     if (opts.closeRemoved && removed.length > 0) {
@@ -537,6 +563,8 @@ export class Router {
     udp: UdpPlaneStats[];
     /** The event loop's epoll counters (the reactor every socket of the router uses). */
     reactor: ReactorStats;
+    /** DNS reverse mapping: addresses held, responses recorded. */
+    reverseDns: { entries: number; answers: number };
   } {
     let up = this.#bytesUp, down = this.#bytesDown;
     for (const f of this.#flows.values()) {
@@ -553,6 +581,7 @@ export class Router {
       named: this.#named,
       udp: this.#udpPlanes.map((p) => p.stats()),
       reactor: (this.#reactor ?? defaultReactor()).stats(),
+      reverseDns: { entries: this.#reverse.size, answers: this.#reverse.answers },
     };
   }
 

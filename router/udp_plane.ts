@@ -121,6 +121,16 @@ export interface UdpPlaneOptions {
    * its outcome like a TCP dial does.
    */
   readonly health?: UdpHealth;
+  /**
+   * Told of every reply to a session whose destination port is 53 (a view,
+   * valid during the call): the router's DNS reverse mapping reads it.
+   */
+  readonly onDnsReply?: (data: Uint8Array) => void;
+  /**
+   * The name a new session's destination was looked up by, for a session
+   * without a sniffed name (`route.dns_reverse_mapping`).
+   */
+  readonly nameOf?: (addr: Uint8Array) => string | undefined;
 }
 
 /** The part of `HealthChecker` the plane uses. */
@@ -296,6 +306,8 @@ export class UdpPlane {
   };
   readonly #health: UdpHealth | null;
   readonly #newId: () => number;
+  readonly #onDnsReply: ((data: Uint8Array) => void) | null;
+  readonly #nameOf: ((addr: Uint8Array) => string | undefined) | null;
 
   private constructor(opts: UdpPlaneOptions) {
     const ib = opts.inbound;
@@ -304,6 +316,8 @@ export class UdpPlane {
     this.#log = opts.logger;
     this.#reactor = opts.reactor ?? defaultReactor();
     this.#health = opts.health ?? null;
+    this.#onDnsReply = opts.onDnsReply ?? null;
+    this.#nameOf = opts.nameOf ?? null;
     this.#newId = opts.nextId ?? (() => this.#nextId++);
     this.#sniffOn = ib.sniff;
     this.#eim = ib.udp_mapping === "endpoint_independent";
@@ -600,6 +614,10 @@ export class UdpPlane {
     s.sniffer = null;
     const snap = this.#snapshot();
     const meta = s.meta;
+    if (meta.domain === undefined && this.#nameOf !== null) {
+      const name = this.#nameOf(meta.destination.addr);
+      if (name !== undefined) meta.domain = name;
+    }
     const decision = snap.engine.match(meta);
     s.outbound = decision.outbound;
     s.rule = decision.rule;
@@ -998,6 +1016,7 @@ export class UdpPlane {
    */
   #reply(s: Session, data: Uint8Array): void {
     if (s.state !== "open") return;
+    if (s.meta.destination.port === 53 && this.#onDnsReply !== null) this.#onDnsReply(data);
     this.#table.touch(s.key, s);
     if (this.#repTo !== s) {
       // Before the cache lookup, which may close its least recent socket.
