@@ -78,6 +78,13 @@ async function runFlows(lab: Lab, flows: DemoFlow[]): Promise<DemoResult[]> {
   return r.stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as DemoResult);
 }
 
+/** "outbound (rule #i, protocol name)" from a flow's log line; a name without a protocol came from DNS. */
+function formatDecision(l: FlowLog | undefined): string {
+  if (!l) return "(no decision logged)";
+  const rule = l.rule === "final" ? "final" : `rule #${l.rule}`;
+  return `${l.outbound} (${rule}${l.domain ? `, ${l.protocol ?? "dns-mapped"} ${l.domain}` : ""})`;
+}
+
 function describe(f: DemoFlow): string {
   return f.kind === "raw" ? `${f.dst} (raw TCP)` : `${f.dst} ${f.kind}:${f.name}`;
 }
@@ -121,6 +128,19 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       "300",
     ]);
     await udpEcho.waitForLine(/^ready$/, 10_000);
+    // A resolver that answers every name with extra4[0] (for route.dns_reverse_mapping).
+    const dns = lab.spawn("server", [
+      "python3",
+      peerPath("udp_dns.py"),
+      "serve",
+      "--listen",
+      `${a.server4}:53`,
+      "--answer",
+      a.extra4[0]!,
+      "--seconds",
+      "300",
+    ]);
+    await dns.waitForLine(/^ready$/, 10_000);
     lab.spawn("router", ["microsocks", "-i", "127.0.0.1", "-p", "1080"]);
 
     const config = {
@@ -146,9 +166,11 @@ export async function runDemoCommand(args: string[]): Promise<number> {
           { domain_keyword: ["ads"], outbound: "block" },
           { ip_cidr: [`${a.extra4[1]}/32`], outbound: "block" },
           { port: [5201], outbound: "wg-us" },
+          { domain_suffix: ["ssh.example"], outbound: "xray-jp" },
         ],
         final: "direct",
         default_mark: 255,
+        dns_reverse_mapping: true,
       },
       ipc: { path: socket },
     };
@@ -157,6 +179,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     console.log(bold("\n2. Router config rules"));
     config.route.rules.forEach((r, i) => console.log(`   #${i} ${JSON.stringify(r)}`));
     console.log(`   final: ${config.route.final}`);
+    console.log("   dns_reverse_mapping: on (names from the DNS answers the router relays)");
 
     const router = lab.spawn("router", [
       Deno.execPath(),
@@ -178,11 +201,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
         const seen = [...printed].filter((p) => p.startsWith(`${key}#`)).length;
         const l = list[seen];
         printed.add(`${key}#${seen}`);
-        const decision = l
-          ? `${l.outbound} (${l.rule === "final" ? "final" : `rule #${l.rule}`}${
-            l.domain ? `, ${l.protocol} ${l.domain}` : ""
-          })`
-          : "(no decision logged)";
+        const decision = formatDecision(l);
         console.log(
           `   ${describe(f).padEnd(44)} => ${decision.padEnd(48)} client: ${r?.outcome ?? "?"}`,
         );
@@ -235,11 +254,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
       };
       await new Promise((res) => setTimeout(res, 200)); // let the log line land
       const l = (flowLogs(router.stderr).get(u.dst) ?? []).at(-1);
-      const decision = l
-        ? `${l.outbound} (${l.rule === "final" ? "final" : `rule #${l.rule}`}${
-          l.domain ? `, ${l.protocol} ${l.domain}` : ""
-        })`
-        : "(no decision logged)";
+      const decision = formatDecision(l);
       const seen = out.sent !== undefined ? `sent ${out.sent} datagrams` : out.result === "data"
         // The client's socket is connected: the kernel only delivers datagrams from u.dst.
         ? `reply from ${u.dst}`
@@ -250,6 +265,30 @@ export async function runDemoCommand(args: string[]): Promise<number> {
         `   ${`${u.dst} ${u.what}`.padEnd(44)} => ${decision.padEnd(48)} client: ${seen}`,
       );
     }
+
+    console.log(
+      bold("\n   A name from DNS: raw TCP carries none, until the client looks the address up"),
+    );
+    const raw: DemoFlow[] = [{ dst: `${a.extra4[0]}:80`, kind: "raw" }];
+    report(raw, await runFlows(lab, raw));
+    const q = await lab.run("client", [
+      "python3",
+      peerPath("udp_dns.py"),
+      "query",
+      "--server",
+      `${a.server4}:53`,
+      "--name",
+      "git.ssh.example",
+    ]);
+    const answer = JSON.parse(q.stdout.trim() || "{}") as { answers?: string[] };
+    await new Promise((res) => setTimeout(res, 200)); // let the log line land
+    const dnsLog = (flowLogs(router.stderr).get(`${a.server4}:53`) ?? []).at(-1);
+    console.log(
+      `   ${`${a.server4}:53 DNS query git.ssh.example`.padEnd(44)} => ${
+        formatDecision(dnsLog).padEnd(48)
+      } client: answer ${answer.answers?.join(", ") ?? "none"}`,
+    );
+    report(raw, await runFlows(lab, raw));
 
     console.log(bold("\n4. Hot reload over IPC: send www.example.com to block"));
     const client = await IpcClient.connect(socket);
