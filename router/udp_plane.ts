@@ -618,7 +618,15 @@ export class UdpPlane {
       const name = this.#nameOf(meta.destination.addr);
       if (name !== undefined) meta.domain = name;
     }
-    const decision = snap.engine.match(meta);
+    let decision: Decision;
+    try {
+      decision = snap.engine.match(meta);
+    } catch (e) {
+      // Never expected (a bug, e.g. a retired engine): this session fails, the plane goes on.
+      this.#warn("udp: rule engine failed; dropping session", { id: s.id, error: e });
+      this.#fail(s, "failed");
+      return;
+    }
     s.outbound = decision.outbound;
     s.rule = decision.rule;
     s.timeoutMs = sessionTimeout(this.#timeouts, meta.destination, meta.protocol);

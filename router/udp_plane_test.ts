@@ -204,6 +204,44 @@ Deno.test("UdpPlane evicts the least recently used session at udp_max_sessions",
   }
 });
 
+Deno.test("UdpPlane: a rule engine that throws fails that session only; the plane goes on", async () => {
+  const view = blockView("drop");
+  let calls = 0;
+  const throwing = () => {
+    const v = view();
+    return {
+      ...v,
+      engine: {
+        match: (f: Parameters<typeof v.engine.match>[0]) => {
+          if (calls++ === 0) throw new Error("rule engine used after it was retired");
+          return v.engine.match(f);
+        },
+      },
+    };
+  };
+  const { plane, close: closePlane } = openTestPlane(testInbound({ sniff: false }), throwing);
+  const clients = [loopbackClient(), loopbackClient()];
+  try {
+    const to = sockaddrOf(plane.addresses[0]!);
+    const s = new DatagramSender();
+    s.sendTo(clients[0]!, enc.encode("x"), to);
+    // The session failed (not left half-routed): its datagram, and the next, are dropped.
+    await until(() => plane.stats().dropped === 1, "the failed session's datagram dropped");
+    s.sendTo(clients[0]!, enc.encode("x2"), to);
+    await until(() => plane.stats().dropped === 2, "the next one dropped too");
+    s.sendTo(clients[1]!, enc.encode("y"), to);
+    const st = await until(
+      () => (plane.stats().created === 2 ? plane.stats() : null),
+      "a second session after the failure",
+    );
+    assert.equal(calls, 2);
+    assert.deepEqual(st.outbounds, { block: 1 }, "only the second was routed");
+  } finally {
+    for (const c of clients) close(c);
+    await closePlane();
+  }
+});
+
 Deno.test("UdpTproxyInbound under a flood lets timers run (it parks the reactor when it yields)", async () => {
   // A reactor with nothing else to wait for: each yield of the inbound would
   // otherwise restart the reactor's loop fresh, which then never parks.
