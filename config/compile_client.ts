@@ -10,13 +10,14 @@
  * The GeoIP database is opened on this thread (the reader cannot cross
  * threads), cached by path, size and modification time.
  *
- * With `handBack` (the router's setting) the typed arrays of a full compile
- * are handed back to the worker (transferred, so detached here) once no
- * engine made from them is in use ({@linkcode CompileWorker.retire}): transferred buffers count towards this
- * thread's heap limits until a garbage collection finds them dead, and with
- * `--optimize-for-size` every reload of a big rule set started a major
- * collection here (9–16 ms stalls with the 102k-rule set); given back, they
- * are the worker's to free. See docs/rules.md, round 8.
+ * With `handBack` (the router's setting) a full compile's typed arrays come
+ * in shared arenas (`arena.ts`) instead of transferred buffers, which count
+ * towards this thread's heap limits until a collection finds them dead
+ * (under `--optimize-for-size` every full reload of a big rule set started
+ * a major collection here: 10–16 ms stalls with the 102k-rule set). An
+ * arena goes back to the worker's pool, for the next compile, once no
+ * engine made from it is in use ({@linkcode CompileWorker.retire}). See
+ * docs/rules.md, round 8.
  *
  * If the worker cannot run (e.g. a bundled build without the worker's
  * module) or dies, the load falls back to `loadConfig()` on this thread
@@ -30,7 +31,7 @@ import { Engine, type EngineWire, patchedRuleTable, type PatchStretches } from "
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
-import type { JobDone, JobReply, JobRequest, JobTail } from "./compile_job.ts";
+import type { ArenaRef, JobDone, JobReply, JobRequest, JobTail } from "./compile_job.ts";
 import { arrayMemberSpans } from "./json_cooperative.ts";
 import { type ConfigSource, geoipIssue, loadConfig } from "./load_config.ts";
 import { validatedRuleParser } from "./rule_parser.ts";
@@ -132,11 +133,11 @@ export interface CompileWorkerOptions {
    */
   readonly rebaseMinAdded?: number;
   /**
-   * Keep track of which engines read which full compile's buffers, and hand
-   * them back to the worker as engines are retired ({@linkcode
-   * CompileWorker.retire}); default false. Only for a caller that retires
-   * every engine it stops using (the router does): until retired, an
-   * engine's buffers are held here.
+   * Receive full compiles in shared arenas (`arena.ts`), keep track of
+   * which engines read which arena, and give arenas back to the worker's
+   * pool as engines are retired ({@linkcode CompileWorker.retire}); default
+   * false. Only for a caller that retires every engine it stops using (the
+   * router does): an arena is reused once given back.
    */
   readonly handBack?: boolean;
 }
@@ -198,8 +199,10 @@ export class CompileWorker {
   /** A rebase that came before its (patched) job was built; see {@linkcode #takeRebase}. */
   #rebased: Last | null = null;
   #rebases = 0;
-  /** The transferred buffers of each full reply in use here, by job id (see {@linkcode retire}). */
-  readonly #owned = new Map<number, ArrayBuffer[]>();
+  /** The shared arenas of each full reply (and its tail) here, by job id (see {@linkcode retire}). */
+  readonly #owned = new Map<number, ArenaRef[]>();
+  /** Jobs whose reply came and whose engine is being built: their arenas stay. */
+  readonly #building = new Set<number>();
   /** Engines handed out and not yet retired, per full reply they read. */
   readonly #users = new Map<number, number>();
   /** The full reply each engine made here reads (a patched engine: its base). */
@@ -223,11 +226,16 @@ export class CompileWorker {
     const w = new Worker(this.#url, { type: "module" });
     w.onmessage = (ev: MessageEvent<JobReply | JobTail | { rebase: JobDone }>) => {
       this.#answered = true;
+      // Arenas are recorded as they come, so that whatever becomes of the message (a load that
+      // fails, a tail nobody waits for) they are freed once nothing here reads them.
+      const arrived = "rebase" in ev.data ? ev.data.rebase : ev.data;
+      if ("arena" in arrived && arrived.arena !== undefined) this.#own(arrived.id, arrived.arena);
       if ("tail" in ev.data) return this.#takeTail(ev.data);
       if ("rebase" in ev.data) return this.#takeRebase(ev.data.rebase);
       const p = this.#pending.get(ev.data.id);
       if (!p) return;
       this.#pending.delete(ev.data.id);
+      this.#building.add(ev.data.id);
       if (ev.data.ok && "rules" in ev.data && ev.data.rules.fingerprints === null) {
         this.#tails.set(ev.data.id, {});
       }
@@ -244,7 +252,6 @@ export class CompileWorker {
   }
 
   #takeTail(msg: JobTail): void {
-    if (this.#owned.has(msg.id)) this.#own(msg.id, msg.tail);
     const slot = this.#tails.get(msg.id);
     if (!slot) return;
     if (slot.dropped) this.#tails.delete(msg.id);
@@ -260,7 +267,6 @@ export class CompileWorker {
    */
   #takeRebase(reply: JobDone): void {
     this.#rebases++;
-    this.#own(reply.id, reply.wire, reply.rules);
     const table = new WireRuleTable(reply.rules, this.#ruleParser(reply.config), locateRules);
     if (reply.rules.fingerprints === null) this.#tails.set(reply.id, { table });
     const full = this.#full(reply.id, reply.wire, table);
@@ -291,21 +297,11 @@ export class CompileWorker {
     this.#pending.clear();
   }
 
-  /** Adds the buffers of the typed arrays in `parts` to what full reply `id` owns. */
-  #own(id: number, ...parts: unknown[]): void {
-    if (!this.#handBack) return;
+  /** Records that job `id`'s engine data lives (partly) in `arena`. */
+  #own(id: number, arena: ArenaRef): void {
     let list = this.#owned.get(id);
     if (!list) this.#owned.set(id, list = []);
-    const walk = (x: unknown): void => {
-      if (x === null || typeof x !== "object") return;
-      if (ArrayBuffer.isView(x)) {
-        const b = x.buffer;
-        if (b instanceof ArrayBuffer && b.byteLength > 0 && !list.includes(b)) list.push(b);
-        return;
-      }
-      for (const v of Array.isArray(x) ? x : Object.values(x)) walk(v);
-    };
-    for (const p of parts) walk(p);
+    list.push(arena);
   }
 
   #handOut(engine: Engine, id: number): void {
@@ -317,11 +313,13 @@ export class CompileWorker {
   /**
    * `engine` (from {@linkcode load}) is no longer read by anyone: the router
    * replaced it and carried its hit counts over, or a reload failed after
-   * loading it. The buffers of every full reply that no engine in use and
-   * neither kept base (for later patches and reuses) reads any more go back
-   * to the worker. Engines not made here are ignored, and every engine
-   * without {@linkcode CompileWorkerOptions.handBack}. Reading a retired
-   * engine afterwards is a bug: its arrays may be detached.
+   * loading it. The arenas of every full reply that no engine in use, no
+   * kept base (for later patches and reuses) and no load being built reads
+   * any more go back to the worker's pool; their generation is bumped first,
+   * so an engine on them fails its lookups from now on. Engines not made
+   * here are ignored, and every engine without {@linkcode
+   * CompileWorkerOptions.handBack}. Reading a retired engine afterwards is a
+   * bug.
    */
   retire(engine: Engine): void {
     const id = this.#wireOf.get(engine);
@@ -331,27 +329,24 @@ export class CompileWorker {
     if (n > 0) this.#users.set(id, n);
     else this.#users.delete(id);
     const kept = new Set([this.#last?.base.id, this.#rebased?.base.id]);
-    for (const [owner, buffers] of this.#owned) {
-      if (this.#users.has(owner) || kept.has(owner)) continue;
+    const free: ArenaRef[] = [];
+    for (const [owner, arenas] of this.#owned) {
+      if (this.#users.has(owner) || kept.has(owner) || this.#building.has(owner)) continue;
       this.#owned.delete(owner);
-      this.#giveBack(buffers);
+      free.push(...arenas);
     }
-  }
-
-  /** Transfers `buffers` to the worker (to be freed there), or leaves them to the collector. */
-  #giveBack(buffers: ArrayBuffer[]): void {
-    const live = buffers.filter((b) => b.byteLength > 0);
-    const bytes = live.reduce((n, b) => n + b.byteLength, 0);
+    if (free.length === 0) return;
+    // From now on an engine on these arenas fails its lookups (see `rules/arena_cell.ts`).
+    for (const a of free) Atomics.add(new Int32Array(a.sab, 0, 1), 0, 1);
+    this.#returnedBytes += free.reduce((n, a) => n + a.sab.byteLength, 0);
     try {
-      if (this.#worker === null || live.length === 0) return;
-      this.#worker.postMessage({ giveBack: live.length }, live);
-      this.#returnedBytes += bytes;
+      this.#worker?.postMessage({ free: free.map((a) => a.id) });
     } catch {
-      // The worker is gone: the collector frees them.
+      // The worker is gone, and its arenas with it.
     }
   }
 
-  /** Bytes of typed arrays handed back to the worker (see {@linkcode retire}). */
+  /** Bytes of shared arenas handed back to the worker for reuse (see {@linkcode retire}). */
   get returnedBytes(): number {
     return this.#returnedBytes;
   }
@@ -417,6 +412,7 @@ export class CompileWorker {
       ...(prev !== undefined && typeof source === "string" ? { prev } : {}),
       rebaseIdleMs: this.#rebaseIdleMs,
       rebaseMinAdded: this.#rebaseMinAdded,
+      ...(this.#handBack ? { arenas: true } : {}),
     };
     const worker = this.#start();
     return new Promise<JobReply>((resolve, reject) => {
@@ -435,6 +431,7 @@ export class CompileWorker {
     try {
       return await this.#build(reply, last);
     } finally {
+      this.#building.delete(reply.id);
       // A tail nobody waits for (the load failed) is dropped when it comes.
       const slot = this.#tails.get(reply.id);
       if (slot && !slot.table) {
@@ -489,13 +486,11 @@ export class CompileWorker {
     const engine = Engine.fromWire(reply.wire, table, geoip);
     this.#last = this.#full(reply.id, reply.wire, table);
     this.#rebased = null;
-    this.#own(reply.id, reply.wire, reply.rules);
     const slot = this.#tails.get(reply.id);
     if (slot) {
       if (slot.tail) {
         this.#tails.delete(reply.id);
         table.complete(slot.tail);
-        this.#own(reply.id, slot.tail);
       } else slot.table = table;
     }
     this.#handOut(engine, reply.id);
@@ -533,6 +528,7 @@ export class CompileWorker {
     this.#closed = true;
     this.#owned.clear();
     this.#users.clear();
+    this.#building.clear();
     this.#fail(new Error("CompileWorker closed"));
     this.#disabled = true;
   }

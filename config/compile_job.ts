@@ -75,6 +75,12 @@ export interface JobRequest {
    * {@linkcode CompileWorkerOptions.rebaseMinAdded}.
    */
   readonly rebaseMinAdded?: number;
+  /**
+   * Copy a full compile's arrays (and its tail's) into shared arenas
+   * (`arena.ts`) instead of transferring them; the caller frees arenas with
+   * `{free: ids}` once no engine reads them (`CompileWorker.retire`).
+   */
+  readonly arenas?: boolean;
 }
 
 /** Timings of a job in the worker, ms. */
@@ -97,12 +103,23 @@ export interface JobDone {
   readonly wire: EngineWire;
   readonly rules: RuleWire;
   readonly ms: JobTimings;
+  /** The shared arena its arrays are in (see {@linkcode JobRequest.arenas}). */
+  readonly arena?: ArenaRef;
+}
+
+/** A shared arena as the worker names it to the caller (`arena.ts`). */
+export interface ArenaRef {
+  readonly id: number;
+  /** The arena itself (shared, not copied, by `postMessage`): its first Int32 is the generation. */
+  readonly sab: SharedArrayBuffer;
 }
 
 /** The rest of a deferred {@linkcode JobDone}'s rule table, posted right after it. */
 export interface JobTail {
   readonly id: number;
   readonly tail: RuleWireTail;
+  /** As {@linkcode JobDone.arena}. */
+  readonly arena?: ArenaRef;
 }
 
 /**

@@ -7,9 +7,10 @@
  * patch reply it compiles the patched file in full once it has been idle
  * for the request's `rebaseIdleMs`, and posts that as `{rebase: JobDone}`
  * (then its tail): the caller's new base ({@linkcode rebaseJob}). Jobs run
- * one at a time. Buffers handed back (`{giveBack}`, see
- * `CompileWorker.retire`) are dropped, to be freed here. Only meant to be
- * loaded as a worker.
+ * one at a time. With `JobRequest.arenas` a full compile's arrays go out in
+ * shared arenas (`arena.ts`), reused once the caller frees them
+ * (`{free: ids}`, see `CompileWorker.retire`). Only meant to be loaded as a
+ * worker.
  *
  * @module
  */
@@ -24,6 +25,7 @@ import {
   rebaseJob,
 } from "./compile_job.ts";
 import { lowerThreadPriority } from "./thread_priority.ts";
+import { ArenaPool, intoArena } from "./arena.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
@@ -35,7 +37,23 @@ let rebaseTimer: ReturnType<typeof setTimeout> | undefined;
 /** How long the last full compile took, ms: a rebase waits a few times that (see below). */
 let lastFullMs = 0;
 
+/** Shared arenas for full compiles, when the caller asks for them (`JobRequest.arenas`). */
+const arenas = new ArenaPool();
+let useArenas = false;
+
+/** Posts a result: a full compile (and its tail) copied into arenas when asked, else transferred. */
 function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
+  const full = r.reply.ok && "wire" in r.reply && !("patched" in r.reply);
+  if (useArenas && full) {
+    const a = intoArena(r.reply, r.transfer, arenas);
+    self.postMessage(wrap({ ...a.msg, arena: a.arena }));
+    if (r.tail) {
+      const t = r.tail();
+      const b = intoArena(t.reply, t.transfer, arenas);
+      self.postMessage({ ...b.msg, arena: b.arena });
+    }
+    return;
+  }
   self.postMessage(wrap(r.reply), r.transfer);
   if (r.tail) {
     const t = r.tail();
@@ -43,13 +61,13 @@ function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) =
   }
 }
 
-self.onmessage = (ev: MessageEvent<JobRequest | { giveBack: number }>) => {
-  // Buffers of an engine the data-plane thread no longer uses (`CompileWorker.retire`): they
-  // are freed by this isolate's collector, off the data-plane thread.
-  if ("giveBack" in ev.data) return;
+self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
+  // Arenas no engine on the data-plane thread reads any more (`CompileWorker.retire`).
+  if ("free" in ev.data) return arenas.free(ev.data.free);
   clearTimeout(rebaseTimer);
   rebaseTimer = undefined;
   const req = ev.data;
+  useArenas = req.arenas === true;
   queue = queue.then(async () => {
     const r = await compileJob(req, {}, memo);
     post(r);

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { arenaCell } from "./arena_cell.ts";
 import type { Decision, FlowMeta } from "../core/types.ts";
 import { CidrIndex, CidrIndexBuilder } from "./item_cidr.ts";
 import type { CidrImage } from "./item_cidr.ts";
@@ -437,11 +438,13 @@ export class Engine {
   readonly #hits: Float64Array;
   #finalHits = 0;
   /**
-   * A buffer of the indexes (never empty): detached when they were handed
-   * back to the config worker (`CompileWorker.retire`), after which a lookup
-   * must fail loudly, not probe a hash table of no slots forever.
+   * The generation cell of the shared arena the indexes are in (and its
+   * value when this engine was built), or null: once the config worker
+   * reuses the arena (`CompileWorker.retire`, `config/arena.ts`) a lookup
+   * must fail loudly, not read another compile's indexes.
    */
-  readonly #guard: ArrayBufferLike;
+  readonly #arena: Int32Array | null;
+  readonly #arenaGen: number;
 
   readonly #stampDst = (node: number): void => {
     const info = this.#nodeInfo[node]!;
@@ -485,7 +488,8 @@ export class Engine {
     this.#dstCidr = new CidrIndex(img.dstCidr);
     this.#srcCidr = new CidrIndex(img.srcCidr);
     this.#ports = new PortIndex(img.ports);
-    this.#guard = img.domains.slots.buffer;
+    this.#arena = arenaCell(img.domains.slots.buffer);
+    this.#arenaGen = this.#arena === null ? 0 : Atomics.load(this.#arena, 0);
     const n = this.#table.count;
     this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp);
     this.#cand = new Int32Array(n);
@@ -643,7 +647,9 @@ export class Engine {
 
   /** Index of the first matching rule, or -1. */
   #first(flow: FlowMeta): number {
-    if (this.#guard.byteLength === 0) throw new Error("rule engine used after it was retired");
+    if (this.#arena !== null && this.#arena[0] !== this.#arenaGen) {
+      throw new Error("rule engine used after it was retired");
+    }
     const s = this.#scratch;
     s.begin(flow);
     this.#candLen = 0;
