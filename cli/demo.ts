@@ -129,18 +129,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     ]);
     await udpEcho.waitForLine(/^ready$/, 10_000);
     // A resolver that answers every name with extra4[0] (for route.dns_reverse_mapping).
-    const dns = lab.spawn("server", [
-      "python3",
-      peerPath("udp_dns.py"),
-      "serve",
-      "--listen",
-      `${a.server4}:53`,
-      "--answer",
-      a.extra4[0]!,
-      "--seconds",
-      "300",
-    ]);
-    await dns.waitForLine(/^ready$/, 10_000);
+    await lab.dnsServer(`${a.server4}:53`, a.extra4[0]!, 300);
     lab.spawn("router", ["microsocks", "-i", "127.0.0.1", "-p", "1080"]);
 
     const config = {
@@ -271,16 +260,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     );
     const raw: DemoFlow[] = [{ dst: `${a.extra4[0]}:80`, kind: "raw" }];
     report(raw, await runFlows(lab, raw));
-    const q = await lab.run("client", [
-      "python3",
-      peerPath("udp_dns.py"),
-      "query",
-      "--server",
-      `${a.server4}:53`,
-      "--name",
-      "git.ssh.example",
-    ]);
-    const answer = JSON.parse(q.stdout.trim() || "{}") as { answers?: string[] };
+    const answer = await lab.dnsQuery(`${a.server4}:53`, "git.ssh.example");
     await new Promise((res) => setTimeout(res, 200)); // let the log line land
     const dnsLog = (flowLogs(router.stderr).get(`${a.server4}:53`) ?? []).at(-1);
     console.log(

@@ -384,7 +384,7 @@ Deno.test("CompileWorker.retire() hands a full compile's indexes back once no en
     rebaseMinAdded: 1,
     handBack: true,
   });
-  const check = async (e: Engine, edits: number[]) => {
+  const check = (e: Engine, edits: number[]) => {
     for (let i = 0; i < 60; i++) {
       const want = edits.includes(i) ? "direct" : "block";
       assert.equal(e.match(flow({ domain: `r${i}.example` })).outbound, want, `r${i}`);
@@ -413,14 +413,14 @@ Deno.test("CompileWorker.retire() hands a full compile's indexes back once no en
     assert.ok(afterA > 0, "a's indexes went back");
     // Using a retired engine is a bug; it fails loudly rather than reading detached arrays.
     assert.throws(() => a.match(flow({ domain: "r1.example" })), /used after it was retired/);
-    await check(b.engine, []);
+    check(b.engine, []);
     // A patch of b reads b's indexes: retiring b keeps them.
     await write([7]);
     const c = await w.load(path);
     assert.ok(c.patched, "a patch");
     w.retire(b.engine);
     assert.equal(w.returnedBytes, afterA, "c still reads b's indexes");
-    await check(c.engine, [7]);
+    check(c.engine, [7]);
     // Retiring twice, or an engine not made here, changes nothing.
     w.retire(b.engine);
     w.retire((await loadConfig(path)).engine);
@@ -431,7 +431,7 @@ Deno.test("CompileWorker.retire() hands a full compile's indexes back once no en
       const p = (await plain.load(path)).engine;
       plain.retire(p);
       assert.equal(plain.returnedBytes, 0);
-      await check(p, [7]);
+      check(p, [7]);
     } finally {
       plain.close();
     }
@@ -442,10 +442,10 @@ Deno.test("CompileWorker.retire() hands a full compile's indexes back once no en
     w.retire(d.engine);
     const afterD = w.returnedBytes;
     assert.ok(afterD > afterA, "d's indexes went back");
-    await check(c.engine, [7]);
+    check(c.engine, [7]);
     w.retire(c.engine);
     assert.ok(w.returnedBytes > afterD, "b's indexes went back with c");
-    await check(e.engine, []);
+    check(e.engine, []);
   } finally {
     w.close();
     await Deno.remove(dir, { recursive: true });

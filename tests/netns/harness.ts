@@ -444,6 +444,51 @@ export class Lab {
     return p;
   }
 
+  /**
+   * Starts `peers/udp_dns.py serve` in the server namespace on `listen`
+   * (`ADDR:PORT`), answering every A query with `answer`, for `seconds`
+   * (default 120), and waits until it is bound.
+   */
+  async dnsServer(listen: string, answer: string, seconds = 120): Promise<LabProcess> {
+    const p = this.spawn("server", [
+      "python3",
+      peerPath("udp_dns.py"),
+      "serve",
+      "--listen",
+      listen,
+      "--answer",
+      answer,
+      "--seconds",
+      String(seconds),
+    ]);
+    await p.waitForLine(/^ready$/, 10_000);
+    return p;
+  }
+
+  /**
+   * One A query for `name` to `server` (`ADDR:PORT`) from the client
+   * namespace with `peers/udp_dns.py query`: its report.
+   */
+  async dnsQuery(
+    server: string,
+    name: string,
+  ): Promise<{ ok: boolean; from?: string; answers?: string[]; error?: string }> {
+    const r = await this.run("client", [
+      "python3",
+      peerPath("udp_dns.py"),
+      "query",
+      "--server",
+      server,
+      "--name",
+      name,
+    ]);
+    try {
+      return JSON.parse(r.stdout.trim());
+    } catch {
+      return { ok: false, error: `udp_dns.py: exit ${r.code}: ${r.stderr.trim()}` };
+    }
+  }
+
   /** Runs `peers/tcp_client.ts` to `target` (`ADDR:PORT` / `[V6]:PORT`) and parses its report. */
   async tcpClient(
     ns: Role | string,

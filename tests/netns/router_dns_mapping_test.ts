@@ -18,16 +18,7 @@ routerLabTest(
     const a = rl.addrs;
     const mapped = a.extra4[2]!;
     await rl.server(["[::]:8080"], "echo");
-    const dns = rl.lab.spawn("server", [
-      "python3",
-      peerPath("udp_dns.py"),
-      "serve",
-      "--listen",
-      `${a.server4}:53`,
-      "--answer",
-      mapped,
-    ]);
-    await dns.waitForLine(/^ready$/);
+    await rl.lab.dnsServer(`${a.server4}:53`, mapped);
     const udpEcho = rl.lab.spawn("server", [
       "python3",
       peerPath("udp_echo.py"),
@@ -50,17 +41,8 @@ routerLabTest(
     const passes = (r: FlowResult, what: string) =>
       assert.ok(r.ok && r.verified, `${what}: ${failures([r])}`);
     const lookup = async () => {
-      const q = await rl.lab.run("client", [
-        "python3",
-        peerPath("udp_dns.py"),
-        "query",
-        "--server",
-        `${a.server4}:53`,
-        "--name",
-        "www.Mapped.e2e.test",
-      ]);
-      const answer = JSON.parse(q.stdout) as { ok: boolean; answers: string[] };
-      assert.deepEqual(answer.answers, [mapped], q.stdout + q.stderr);
+      const answer = await rl.lab.dnsQuery(`${a.server4}:53`, "www.Mapped.e2e.test");
+      assert.deepEqual(answer.answers, [mapped], JSON.stringify(answer));
     };
     const counters = async () => (await ipc.stats()).counters as Record<string, number>;
 

@@ -118,16 +118,7 @@ Deno.test("UDP TPROXY, v4 and v6: replies come from each original destination, e
     const dests = [...a.extra4.slice(0, 3), ...a.extra6.slice(0, 3)].map((x) => ep(x, 7000));
     const blocked = [ep(a.extra4[3]!, 7000), ep(a.extra6[3]!, 7000)];
     await echoServer(lab, [...dests, ...blocked]);
-    const dns = lab.spawn("server", [
-      "python3",
-      peerPath("udp_dns.py"),
-      "serve",
-      "--listen",
-      `${a.server4}:53`,
-      "--answer",
-      "192.0.2.77",
-    ]);
-    await dns.waitForLine(/^ready$/);
+    await lab.dnsServer(`${a.server4}:53`, "192.0.2.77");
     router = await startRouter(lab, {
       log: { level: "info" },
       inbounds: [inbound({ udp_timeout: "2s", sniff: true })],
