@@ -73,6 +73,20 @@ export class ArenaPool {
     }
   }
 
+  /**
+   * Drops every free arena (an idle worker's: the memory goes once both
+   * threads' collectors let go of it); returns how many.
+   */
+  dropFree(): number {
+    let n = 0;
+    for (const [id, a] of this.#arenas) {
+      if (!a.free) continue;
+      this.#arenas.delete(id);
+      n++;
+    }
+    return n;
+  }
+
   /** Arenas held (in use or free) and allocated since start. */
   counts(): { held: number; free: number; allocated: number } {
     let free = 0;

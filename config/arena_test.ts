@@ -52,4 +52,8 @@ Deno.test("ArenaPool reuses a freed arena that fits, and keeps at most two free 
   assert.equal(pool.counts().free, 2, "at most two free arenas kept");
   assert.equal(pool.counts().allocated, before.allocated + 3);
   pool.free([12345]); // unknown: ignored
+  const held = pool.counts().held;
+  assert.equal(pool.dropFree(), 2);
+  assert.deepEqual(pool.counts(), { held: held - 2, free: 0, allocated: before.allocated + 3 });
+  assert.notEqual(pool.take(10).id, more[2]!.id, "dropped arenas are not reused");
 });

@@ -40,6 +40,14 @@ let lastFullMs = 0;
 /** Shared arenas for full compiles, when the caller asks for them (`JobRequest.arenas`). */
 const arenas = new ArenaPool();
 let useArenas = false;
+/**
+ * Free arenas are kept for the next reload, but not for long: after this long
+ * without a job they are dropped, so that the collectors that run once both
+ * threads go idle give the memory back (large set: RSS 114 MiB idle against
+ * 131 when kept a minute). A burst of reloads still reuses them.
+ */
+const ARENA_IDLE_MS = 5_000;
+let arenaTimer: ReturnType<typeof setTimeout> | undefined;
 
 /** Posts a result: a full compile (and its tail) copied into arenas when asked, else transferred. */
 function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
@@ -63,7 +71,14 @@ function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) =
 
 self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
   // Arenas no engine on the data-plane thread reads any more (`CompileWorker.retire`).
-  if ("free" in ev.data) return arenas.free(ev.data.free);
+  if ("free" in ev.data) {
+    arenas.free(ev.data.free);
+    clearTimeout(arenaTimer);
+    arenaTimer = setTimeout(() => arenas.dropFree(), ARENA_IDLE_MS);
+    Deno.unrefTimer(arenaTimer);
+    return;
+  }
+  clearTimeout(arenaTimer);
   clearTimeout(rebaseTimer);
   rebaseTimer = undefined;
   const req = ev.data;
