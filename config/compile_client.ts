@@ -200,7 +200,7 @@ export class CompileWorker {
   #rebased: Last | null = null;
   #rebases = 0;
   /** The shared arenas of each full reply (and its tail) here, by job id (see {@linkcode retire}). */
-  readonly #owned = new Map<number, ArenaRef[]>();
+  readonly #owned = new Map<number, { ref: ArenaRef; worker: Worker }[]>();
   /** Jobs whose reply came and whose engine is being built: their arenas stay. */
   readonly #building = new Set<number>();
   /** Engines handed out and not yet retired, per full reply they read. */
@@ -229,7 +229,9 @@ export class CompileWorker {
       // Arenas are recorded as they come, so that whatever becomes of the message (a load that
       // fails, a tail nobody waits for) they are freed once nothing here reads them.
       const arrived = "rebase" in ev.data ? ev.data.rebase : ev.data;
-      if ("arena" in arrived && arrived.arena !== undefined) this.#own(arrived.id, arrived.arena);
+      if ("arena" in arrived && arrived.arena !== undefined) {
+        this.#own(arrived.id, { ref: arrived.arena, worker: w });
+      }
       if ("tail" in ev.data) return this.#takeTail(ev.data);
       if ("rebase" in ev.data) return this.#takeRebase(ev.data.rebase);
       const p = this.#pending.get(ev.data.id);
@@ -297,8 +299,8 @@ export class CompileWorker {
     this.#pending.clear();
   }
 
-  /** Records that job `id`'s engine data lives (partly) in `arena`. */
-  #own(id: number, arena: ArenaRef): void {
+  /** Records that job `id`'s engine data lives (partly) in `arena`, from `worker`'s pool. */
+  #own(id: number, arena: { ref: ArenaRef; worker: Worker }): void {
     let list = this.#owned.get(id);
     if (!list) this.#owned.set(id, list = []);
     list.push(arena);
@@ -329,18 +331,21 @@ export class CompileWorker {
     if (n > 0) this.#users.set(id, n);
     else this.#users.delete(id);
     const kept = new Set([this.#last?.base.id, this.#rebased?.base.id]);
-    const free: ArenaRef[] = [];
+    const free: number[] = [];
     for (const [owner, arenas] of this.#owned) {
       if (this.#users.has(owner) || kept.has(owner) || this.#building.has(owner)) continue;
       this.#owned.delete(owner);
-      free.push(...arenas);
+      for (const { ref, worker } of arenas) {
+        // From now on an engine on this arena fails its lookups (see `rules/arena_cell.ts`).
+        Atomics.add(new Int32Array(ref.sab, 0, 1), 0, 1);
+        this.#returnedBytes += ref.sab.byteLength;
+        // Only to the pool it came from: a restarted worker numbers its arenas afresh.
+        if (worker === this.#worker) free.push(ref.id);
+      }
     }
-    if (free.length === 0) return;
-    // From now on an engine on these arenas fails its lookups (see `rules/arena_cell.ts`).
-    for (const a of free) Atomics.add(new Int32Array(a.sab, 0, 1), 0, 1);
-    this.#returnedBytes += free.reduce((n, a) => n + a.sab.byteLength, 0);
+    if (free.length === 0 || this.#worker === null) return;
     try {
-      this.#worker?.postMessage({ free: free.map((a) => a.id) });
+      this.#worker.postMessage({ free });
     } catch {
       // The worker is gone, and its arenas with it.
     }
