@@ -452,6 +452,52 @@ Deno.test("CompileWorker.retire() hands a full compile's indexes back once no en
   }
 });
 
+Deno.test("CompileWorker.retire(): a restarted worker's pool is never told to free an arena of the dead one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vr-restart-" });
+  const fallbacks: Error[] = [];
+  const w = new CompileWorker({
+    handBack: true,
+    rebaseIdleMs: 0,
+    workerUrl: new URL("./testdata/crashing_worker.ts", import.meta.url),
+    onFallback: (e) => fallbacks.push(e),
+  });
+  const rules = (p: string, out: string) =>
+    Array.from({ length: 40 }, (_, i) => ({ domain: [`${p}${i}.example`], outbound: out }));
+  const check = (e: Engine, p: string, out: string, label: string) => {
+    for (let i = 0; i < 40; i++) {
+      assert.equal(e.match(flow({ domain: `${p}${i}.example` })).outbound, out, `${label}: ${i}`);
+    }
+  };
+  try {
+    const path = join(dir, "c.json");
+    await Deno.writeTextFile(path, cfg(rules("r", "block")));
+    const a = (await w.load(path)).engine; // arena 1 of the first worker
+    // The worker answers (no such file), then dies; the next load starts another.
+    await assert.rejects(() => w.load("/crash"), ConfigError);
+    await new Promise((r) => setTimeout(r, 300));
+    const b = await w.load(path); // arena 1 of the second worker
+    assert.equal(b.compiledOn, "worker");
+    w.retire(a); // a's arena: not the second worker's to reuse
+    // Another full compile (an outbound tag removed): must not take b's arena.
+    const other = join(dir, "d.json");
+    await Deno.writeTextFile(
+      other,
+      JSON.stringify({
+        outbounds: [{ type: "direct", tag: "direct" }, { type: "direct", tag: "x" }],
+        route: { rules: rules("s", "x"), final: "direct" },
+      }),
+    );
+    const c = await w.load(other);
+    assert.equal(c.patched, undefined);
+    check(b.engine, "r", "block", "b after c was compiled");
+    check(c.engine, "s", "x", "c");
+    assert.deepEqual(fallbacks, [], "every load but the crash's ran on a worker");
+  } finally {
+    w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("contextFits(): tags may be added, not removed; GeoIP and inline rule sets must stay", () => {
   const ctx = (o: string[], i: string[], geoip: boolean, sets: unknown[] = []) =>
     JSON.stringify([o, i, geoip, sets]);
