@@ -22,9 +22,10 @@
 
 import { ARENA_HEADER } from "../rules/arena_cell.ts";
 
-/** An arena the pool handed out. */
+/** An arena the pool handed out, as the worker names it to the caller. */
 export interface Arena {
   readonly id: number;
+  /** The arena itself (shared, not copied, by `postMessage`): its first Int32 is the generation. */
   readonly sab: SharedArrayBuffer;
 }
 
@@ -106,7 +107,7 @@ export function intoArena<T>(
   msg: T,
   buffers: readonly ArrayBufferLike[],
   pool: ArenaPool,
-): { msg: T; arena: Arena; bytes: number } {
+): { msg: T; arena: Arena } {
   const at = new Map<ArrayBufferLike, number>();
   let end = ARENA_HEADER;
   for (const b of buffers) {
@@ -141,5 +142,5 @@ export function intoArena<T>(
       (b as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
     }
   }
-  return { msg: out, arena, bytes: arena.sab.byteLength };
+  return { msg: out, arena };
 }

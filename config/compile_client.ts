@@ -31,7 +31,8 @@ import { Engine, type EngineWire, patchedRuleTable, type PatchStretches } from "
 import { type GeoIpLookup, openGeoIp } from "../rules/item_geoip.ts";
 import { WireRuleTable } from "../rules/wire_rule_table.ts";
 import { ConfigError, Issues } from "./config_error.ts";
-import type { ArenaRef, JobDone, JobReply, JobRequest, JobTail } from "./compile_job.ts";
+import type { Arena } from "./arena.ts";
+import type { JobDone, JobReply, JobRequest, JobTail } from "./compile_job.ts";
 import { arrayMemberSpans } from "./json_cooperative.ts";
 import { type ConfigSource, geoipIssue, loadConfig } from "./load_config.ts";
 import { validatedRuleParser } from "./rule_parser.ts";
@@ -200,7 +201,7 @@ export class CompileWorker {
   #rebased: Last | null = null;
   #rebases = 0;
   /** The shared arenas of each full reply (and its tail) here, by job id (see {@linkcode retire}). */
-  readonly #owned = new Map<number, { ref: ArenaRef; worker: Worker }[]>();
+  readonly #owned = new Map<number, { ref: Arena; worker: Worker }[]>();
   /** Jobs whose reply came and whose engine is being built: their arenas stay. */
   readonly #building = new Set<number>();
   /** Engines handed out and not yet retired, per full reply they read. */
@@ -300,7 +301,7 @@ export class CompileWorker {
   }
 
   /** Records that job `id`'s engine data lives (partly) in `arena`, from `worker`'s pool. */
-  #own(id: number, arena: { ref: ArenaRef; worker: Worker }): void {
+  #own(id: number, arena: { ref: Arena; worker: Worker }): void {
     let list = this.#owned.get(id);
     if (!list) this.#owned.set(id, list = []);
     list.push(arena);

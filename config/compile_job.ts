@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { Arena } from "./arena.ts";
 import { dirname, resolve } from "node:path";
 import {
   Engine,
@@ -104,14 +105,7 @@ export interface JobDone {
   readonly rules: RuleWire;
   readonly ms: JobTimings;
   /** The shared arena its arrays are in (see {@linkcode JobRequest.arenas}). */
-  readonly arena?: ArenaRef;
-}
-
-/** A shared arena as the worker names it to the caller (`arena.ts`). */
-export interface ArenaRef {
-  readonly id: number;
-  /** The arena itself (shared, not copied, by `postMessage`): its first Int32 is the generation. */
-  readonly sab: SharedArrayBuffer;
+  readonly arena?: Arena;
 }
 
 /** The rest of a deferred {@linkcode JobDone}'s rule table, posted right after it. */
@@ -119,7 +113,7 @@ export interface JobTail {
   readonly id: number;
   readonly tail: RuleWireTail;
   /** As {@linkcode JobDone.arena}. */
-  readonly arena?: ArenaRef;
+  readonly arena?: Arena;
 }
 
 /**

@@ -14,6 +14,7 @@
  */
 
 import type { DnsAnswers } from "../sniff/dns.ts";
+import { latin1 } from "../sniff/domain.ts";
 
 /** Options of {@linkcode ReverseDnsMap}. */
 export interface ReverseDnsOptions {
@@ -56,7 +57,7 @@ export class ReverseDnsMap {
     this.#answers++;
     const now = this.#now();
     for (const a of answers.addresses) {
-      const k = addrKey(a.addr);
+      const k = latin1(a.addr);
       const ttl = Math.min(this.#maxTtl, Math.max(this.#minTtl, a.ttl * 1000));
       // Re-inserted: the most recent answer is the last to be dropped.
       this.#map.delete(k);
@@ -69,7 +70,7 @@ export class ReverseDnsMap {
 
   /** The name last answered for `addr`, if it has not expired. */
   lookup(addr: Uint8Array): string | undefined {
-    const k = addrKey(addr);
+    const k = latin1(addr);
     const e = this.#map.get(k);
     if (e === undefined) return undefined;
     if (e.expires <= this.#now()) {
@@ -93,10 +94,4 @@ export class ReverseDnsMap {
   clear(): void {
     this.#map.clear();
   }
-}
-
-function addrKey(addr: Uint8Array): string {
-  let k = "";
-  for (let i = 0; i < addr.length; i++) k += String.fromCharCode(addr[i]!);
-  return k;
 }

@@ -31,7 +31,7 @@
  */
 
 import type { OutboundConfig, RouteConfig, TproxyInbound } from "../config/schema.ts";
-import { formatEndpoint, parseIp } from "../core/ip.ts";
+import { formatEndpoint, parseIp, unmapIpv4 } from "../core/ip.ts";
 import type { Logger } from "../core/log.ts";
 import type { Decision, Endpoint, FlowMeta } from "../core/types.ts";
 import { dscpFromTos, markForRules } from "../inbound/flow_marks.ts";
@@ -904,22 +904,25 @@ export class UdpPlane {
     // The pair's key as the inbound builds it: the client's part of a session's key, then `remote`.
     const key = like.key.slice(0, 3 + like.key.charCodeAt(0)) + remote;
     if (this.#table.get(key) !== undefined) return undefined;
-    const s = this.#newSession(key, meta);
     const snap = this.#snapshot();
     const d = snap.engine.match(meta);
     const cfg = snap.outbounds.get(d.outbound)?.config;
+    let upstream: Upstream;
     if ("sock" in sh) {
       if (cfg?.type !== "direct") return undefined;
       const opts = directOptions(cfg, snap, from);
       if (sharedKey(meta, d.outbound, opts) !== sh.key) return undefined;
-      s.upstream = new SharedLeg(sh.sock, sockaddrOf(from));
-      this.#join(s, sh, this.#shared, remote);
+      upstream = new SharedLeg(sh.sock, sockaddrOf(from));
     } else {
+      // `like` has the same client port: the same relay key (filtering implies the mapping).
       if (cfg?.type !== "socks" || sh.relay === null) return undefined;
-      if (this.#relayKey(s, cfg, snap.config.route.default_mark) !== sh.key) return undefined;
-      s.upstream = new SocksLeg(sh.relay, from);
-      this.#join(s, sh, this.#relays, remote);
+      if (this.#relayKey(like, cfg, snap.config.route.default_mark) !== sh.key) return undefined;
+      upstream = new SocksLeg(sh.relay, from);
     }
+    // Only now: a refused stranger costs no session id.
+    const s = this.#newSession(key, meta);
+    s.upstream = upstream;
+    this.#join(s, sh, "sock" in sh ? this.#shared : this.#relays, remote);
     s.outbound = d.outbound;
     s.rule = d.rule;
     s.state = "open";
@@ -1499,9 +1502,5 @@ function isV4Mapped(b: Uint8Array, off: number): boolean {
 function socksSender(buf: Uint8Array): Endpoint | null {
   const r = decodeUdpDatagram(buf);
   if (!r.ok || r.source.address.kind !== "ip") return null;
-  const addr = r.source.address.addr;
-  return {
-    addr: addr.length === 16 && isV4Mapped(addr, 0) ? addr.slice(12) : addr,
-    port: r.source.port,
-  };
+  return { addr: unmapIpv4(r.source.address.addr), port: r.source.port };
 }

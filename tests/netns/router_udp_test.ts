@@ -286,14 +286,25 @@ async function eachMapping(
   }
 }
 
+/**
+ * The destinations of the NAT-behaviour tests: applies the lab's TPROXY
+ * rules and starts a UDP echo on the first three extra addresses of each
+ * family (port 7000); `v6` empty when `withV6` is false.
+ */
+async function mappingDests(lab: Lab, withV6 = true): Promise<{ v4: string[]; v6: string[] }> {
+  const a = lab.addrs;
+  await lab.applyTproxy();
+  const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
+  const v6 = withV6 ? a.extra6.slice(0, 3).map((x) => ep(x, 7000)) : [];
+  await echoServer(lab, [...v4, ...v6]);
+  return { v4, v6 };
+}
+
 Deno.test("UDP TPROXY: endpoint-independent mapping gives every destination one source port (v4, v6) and drops senders the client never sent to; per_destination maps each destination apart", async () => {
   const lab = await Lab.create();
   try {
     const a = lab.addrs;
-    await lab.applyTproxy();
-    const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
-    const v6 = a.extra6.slice(0, 3).map((x) => ep(x, 7000));
-    await echoServer(lab, [...v4, ...v6]);
+    const { v4, v6 } = await mappingDests(lab);
     const config = (mapping: string) => ({
       log: { level: "info" },
       inbounds: [inbound({ udp_mapping: mapping, sniff: false })],
@@ -348,9 +359,7 @@ Deno.test("UDP TPROXY through a SOCKS5 outbound: endpoint-independent mapping sh
   const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
   try {
     const a = lab.addrs;
-    await lab.applyTproxy();
-    const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
-    await echoServer(lab, v4);
+    const { v4 } = await mappingDests(lab, false);
     const port = 1080;
     await startDante(lab, dir, port, [a.routerWan4]);
     const config = (mapping: string) => ({
@@ -438,10 +447,7 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
   const dir = await Deno.makeTempDir({ prefix: "vr-danted-" });
   try {
     const a = lab.addrs;
-    await lab.applyTproxy();
-    const v4 = a.extra4.slice(0, 3).map((x) => ep(x, 7000));
-    const v6 = a.extra6.slice(0, 3).map((x) => ep(x, 7000));
-    await echoServer(lab, [...v4, ...v6]);
+    const { v4, v6 } = await mappingDests(lab);
     const port = 1080;
     await startDante(lab, dir, port, [a.routerWan4]);
     const config = (final: string, maxSessions: number) => ({
