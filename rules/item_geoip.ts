@@ -71,20 +71,62 @@ const JUMP_BITS = 16;
 /** Jump-table entry not computed yet (no tree position is this large). */
 const UNSET = 0xffffffff;
 
+/** What `openGeoIp` needs from `maxmind` and `node:buffer`. */
+interface ReaderModule {
+  Reader: new (db: Uint8Array) => { get(ip: string): unknown; metadata: Metadata };
+  Buffer: { from(b: ArrayBufferLike, offset: number, length: number): Uint8Array };
+}
+
+let readerModule: Promise<ReaderModule> | null = null;
+
+/**
+ * `maxmind`, loaded on first use: it costs an isolate ~11 MiB of RSS and
+ * 2.5 MiB of heap, which a router without GeoIP rules does not pay (in
+ * neither of its two isolates). Loading it runs each module's top-level
+ * code on the calling thread, the data plane's: at once that stalled a
+ * reload bringing the first GeoIP rules by 18–20 ms. The Node compatibility
+ * modules it needs are loaded first, one per task (each of the biggest,
+ * `node:fs`, `node:process`, the CommonJS loader, took 3–10 ms), so that
+ * flows and IPC get the thread in between: the longest stall of that
+ * reload is now 4–6 ms (`bench/geoip_stall_bench.ts`), and it takes ~37 ms
+ * instead of ~24. Specifiers stay literal, for `deno compile`.
+ */
+function loadReader(): Promise<ReaderModule> {
+  return readerModule ??= (async () => {
+    const task = () => new Promise((r) => setTimeout(r, 0));
+    const { Buffer } = await import("node:buffer");
+    await task();
+    await import("node:assert");
+    await task();
+    await import("node:util");
+    await task();
+    await import("node:process");
+    await task();
+    await import("node:stream");
+    await task();
+    await import("node:fs");
+    await task();
+    await import("node:module");
+    await task();
+    const { Reader } = await import("maxmind");
+    await task();
+    return { Reader, Buffer } as unknown as ReaderModule;
+  })().catch((e) => {
+    readerModule = null;
+    throw e;
+  });
+}
+
 /**
  * Opens an mmdb from its bytes; rejects with a `TypeError` when they are
  * not an mmdb. Lookups walk the search tree directly over the address bytes
  * (no text formatting); each data record is decoded once, through the
- * `maxmind` reader, and then cached by its pointer — a country database has
- * only a few hundred distinct records.
- *
- * `maxmind` (and the Node compatibility modules it needs) is imported here,
- * on first use: loading it costs an isolate ~11 MiB of RSS and 2.5 MiB of
- * heap, which a router without GeoIP rules does not pay (in neither of its
- * two isolates).
+ * `maxmind` reader (loaded on first use: {@linkcode loadReader}), and then
+ * cached by its pointer — a country database has only a few hundred
+ * distinct records.
  */
 export async function openGeoIp(bytes: Uint8Array): Promise<GeoIpLookup> {
-  const [{ Reader }, { Buffer }] = await Promise.all([import("maxmind"), import("node:buffer")]);
+  const { Reader, Buffer } = await loadReader();
   let reader: { get(ip: string): unknown; metadata: Metadata };
   try {
     reader = new Reader(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
