@@ -129,7 +129,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     ]);
     await udpEcho.waitForLine(/^ready$/, 10_000);
     // A resolver that answers every name with extra4[0] (for route.dns_reverse_mapping).
-    await lab.dnsServer(`${a.server4}:53`, a.extra4[0]!, 300);
+    await lab.dnsServer(`${a.server4}:53`, a.extra4[0]!, { seconds: 300 });
     lab.spawn("router", ["microsocks", "-i", "127.0.0.1", "-p", "1080"]);
 
     const config = {

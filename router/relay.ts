@@ -49,6 +49,12 @@ export interface RelayOptions {
   pipePool?: PipePool;
   /** Buffer size of copy mode (default 256 KiB). */
   copyBufferSize?: number;
+  /**
+   * Sees every chunk relayed b→a, before it is sent on (a view of the relay's
+   * buffer: copy what you keep; it must not throw). That direction then
+   * copies instead of splicing.
+   */
+  onDown?: (chunk: Uint8Array) => void;
 }
 
 /** What {@linkcode relay} resolves with. */
@@ -201,8 +207,10 @@ export async function relay(
 
   const run = async (d: Direction) => {
     try {
-      if (opts.mode === "copy") await pumpCopy(d, st, counters, opts.copyBufferSize ?? 1 << 18);
-      else await pumpSplice(d, st, counters, pool);
+      const observe = d.key === "down" ? opts.onDown : undefined;
+      if (opts.mode === "copy" || observe) {
+        await pumpCopy(d, st, counters, opts.copyBufferSize ?? 1 << 18, observe);
+      } else await pumpSplice(d, st, counters, pool);
     } catch (e) {
       if (st.done) return;
       if (e instanceof ErrnoError) {
@@ -290,6 +298,7 @@ async function pumpCopy(
   st: FlowState,
   counters: RelayCounters,
   bufSize: number,
+  observe?: (chunk: Uint8Array) => void,
 ): Promise<void> {
   const { src, dst } = d;
   const reactor = src.reactor;
@@ -307,6 +316,7 @@ async function pumpCopy(
       return;
     }
     st.active = true;
+    observe?.(buf.subarray(0, n));
     let off = 0;
     while (off < n) {
       if (st.done) return;

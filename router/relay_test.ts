@@ -61,6 +61,45 @@ for (const mode of ["splice", "copy"] as const) {
   });
 }
 
+Deno.test("relay() onDown sees every byte b→a before it is delivered, and nothing a→b", async () => {
+  const front = new TestServer();
+  const back = new TestServer();
+  const f = await flow(front, back);
+  const size = 3 << 20;
+  const upData = randomBytes(size, 3);
+  const downData = randomBytes(size, 4);
+  const seen: Uint8Array[] = [];
+  let seenBytes = 0;
+  const [res, , , atRemote, atClient] = await Promise.all([
+    // Splice otherwise: only the observed direction copies.
+    relay(f.a, f.b, {
+      idleTimeoutMs: 30_000,
+      onDown: (chunk) => {
+        seen.push(chunk.slice());
+        seenBytes += chunk.length;
+      },
+    }),
+    sendAndFinish(f.client, upData),
+    sendAndFinish(f.remote, downData),
+    drain(f.remote),
+    drain(f.client),
+  ]);
+  assert.equal(res.reason, "eof");
+  assert.deepEqual([res.up, res.down], [size, size]);
+  assert.equal(seenBytes, size, "observed exactly the bytes relayed down");
+  const joined = new Uint8Array(size);
+  let at = 0;
+  for (const c of seen) joined.set(c, (at += c.length) - c.length);
+  assert.equal(await sha256(joined), await sha256(downData), "in order, unchanged");
+  assert.equal(atClient.hash, await sha256(downData));
+  assert.equal(atRemote.hash, await sha256(upData));
+  f.client.close();
+  f.remote.close();
+  front.close();
+  back.close();
+  await defaultReactor().idle();
+});
+
 Deno.test("relay() half-close: EOF one way is forwarded, the other way keeps flowing", async () => {
   const front = new TestServer();
   const back = new TestServer();

@@ -23,7 +23,7 @@ import { buildHealthSpec, buildOutbound, outboundKey } from "../outbound/registr
 import { HealthChecker, type HealthCheckerOptions, type HealthStatus } from "../outbound/health.ts";
 import type { Engine } from "../rules/engine.ts";
 import { type RuleHits, RuleStats } from "../rules/rule_stats.ts";
-import { readDnsAnswers } from "../sniff/dns.ts";
+import { DnsStreamReader, readDnsAnswers } from "../sniff/dns.ts";
 import { ReverseDnsMap } from "./reverse_dns.ts";
 import { type SniffClock, sniffStream } from "../sniff/sniff.ts";
 import { type Flow, FlowTable } from "./flow_table.ts";
@@ -266,6 +266,26 @@ export class Router {
     if (answers !== null) this.#reverse.record(answers);
   }
 
+  /**
+   * The relay's observer of what a DNS server sends back over TCP: its
+   * responses are read as over UDP ({@linkcode DnsStreamReader} splits them).
+   */
+  #dnsOverTcp(): (chunk: Uint8Array) => void {
+    const reader = new DnsStreamReader();
+    const onMessage = (msg: Uint8Array) => this.#dnsReply(msg);
+    let failed = false;
+    return (chunk) => {
+      if (failed || reader.stopped) return;
+      try {
+        reader.push(chunk, onMessage);
+      } catch (e) {
+        // Not expected (both parsers are bounded and fuzzed); the flow goes on regardless.
+        failed = true;
+        this.#log.warn("DNS over TCP: stopped reading responses", { error: e });
+      }
+    };
+  }
+
   /** The name `addr` was looked up by, for a flow without a sniffed one (if enabled). */
   #nameOf(addr: Uint8Array): string | undefined {
     if (!this.#snap.config.route.dns_reverse_mapping) return undefined;
@@ -378,6 +398,9 @@ export class Router {
         idleTimeoutMs: idle,
         counters: flow.counters,
         signal: flow.abort.signal,
+        ...(meta.destination.port === 53 && this.#snap.config.route.dns_reverse_mapping
+          ? { onDown: this.#dnsOverTcp() }
+          : {}),
       });
       if (r.reason === "error") counters.errors++;
       this.#log.debug("flow closed", {

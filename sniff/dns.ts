@@ -13,6 +13,10 @@
  * the client asked for `www.example.com`, and that is the name its rules
  * are written for.
  *
+ * Over TCP (RFC 1035 §4.2.2, RFC 7766) each message follows its 2-byte
+ * length: {@linkcode DnsStreamReader} splits one direction of such a
+ * connection into messages.
+ *
  * @module
  */
 
@@ -76,6 +80,76 @@ export function readDnsAnswers(msg: Uint8Array): DnsAnswers | null {
     off = data + len;
   }
   return addresses.length > 0 ? { name, addresses } : null;
+}
+
+/** Messages a {@linkcode DnsStreamReader} reads from one stream before it stops. */
+export const MAX_DNS_STREAM_MESSAGES = 64;
+
+/**
+ * Splits the bytes of one direction of a DNS-over-TCP connection, as they
+ * come in chunks, into messages. It holds at most one message (≤ 65,535
+ * bytes, copied only when it spans chunks) and stops for good after
+ * {@linkcode MAX_DNS_STREAM_MESSAGES} messages or at a length too short for
+ * a DNS header (not DNS), so a long-lived or foreign connection on port 53
+ * costs nothing more.
+ */
+export class DnsStreamReader {
+  readonly #len = new Uint8Array(2);
+  #lenHave = 0;
+  #msg: Uint8Array | null = null;
+  #have = 0;
+  #count = 0;
+  #stopped = false;
+
+  /** Whether it stopped (see the class doc). */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /**
+   * Reads `chunk`; calls `onMessage` with each message it completes (a view
+   * valid during the call). Returns false once stopped.
+   */
+  push(chunk: Uint8Array, onMessage: (msg: Uint8Array) => void): boolean {
+    let i = 0;
+    while (!this.#stopped && i < chunk.length) {
+      if (this.#msg === null) {
+        if (this.#lenHave < 2) {
+          this.#len[this.#lenHave++] = chunk[i++]!;
+          continue;
+        }
+        this.#lenHave = 0;
+        const len = (this.#len[0]! << 8) | this.#len[1]!;
+        if (len < 12) {
+          this.#stopped = true;
+          break;
+        }
+        if (chunk.length - i >= len) {
+          // Whole in this chunk: no copy.
+          i += len;
+          this.#delivered(chunk.subarray(i - len, i), onMessage);
+          continue;
+        }
+        this.#msg = new Uint8Array(len);
+        this.#have = 0;
+      }
+      const take = Math.min(this.#msg.length - this.#have, chunk.length - i);
+      this.#msg.set(chunk.subarray(i, i + take), this.#have);
+      this.#have += take;
+      i += take;
+      if (this.#have === this.#msg.length) {
+        const msg = this.#msg;
+        this.#msg = null;
+        this.#delivered(msg, onMessage);
+      }
+    }
+    return !this.#stopped;
+  }
+
+  #delivered(msg: Uint8Array, onMessage: (msg: Uint8Array) => void): void {
+    onMessage(msg);
+    if (++this.#count >= MAX_DNS_STREAM_MESSAGES) this.#stopped = true;
+  }
 }
 
 /** Bounds on a name: labels followed, including compression pointers. */

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { formatIp, parseIp } from "../core/ip.ts";
-import { MAX_DNS_ANSWERS, readDnsAnswers } from "./dns.ts";
+import {
+  DnsStreamReader,
+  MAX_DNS_ANSWERS,
+  MAX_DNS_STREAM_MESSAGES,
+  readDnsAnswers,
+} from "./dns.ts";
 
 function name(n: string): number[] {
   const out: number[] = [];
@@ -137,5 +142,63 @@ Deno.test("readDnsAnswers() survives cut, looping and random messages", () => {
     for (let k = 0; k < 1 + (i % 6); k++) m[rand() % m.length] = rand();
     readDnsAnswers(m); // must not throw
     readDnsAnswers(new Uint8Array(Array.from({ length: rand() % 80 }, rand)));
+  }
+});
+
+/** `msgs` as one DNS-over-TCP byte stream (each after its 2-byte length). */
+function stream(msgs: Uint8Array[]): Uint8Array {
+  return new Uint8Array(msgs.flatMap((m) => [...u16(m.length), ...m]));
+}
+
+/** Feeds `bytes` to a reader in chunks of the given sizes (cycled); the messages it gave, copied. */
+function readStream(bytes: Uint8Array, sizes: number[]): { msgs: Uint8Array[]; open: boolean } {
+  const r = new DnsStreamReader();
+  const msgs: Uint8Array[] = [];
+  let open = true;
+  for (let at = 0, k = 0; at < bytes.length; k++) {
+    const n = sizes[k % sizes.length]!;
+    open = r.push(bytes.subarray(at, at + n), (m) => msgs.push(m.slice()));
+    at += n;
+  }
+  return { msgs, open };
+}
+
+Deno.test("DnsStreamReader splits a TCP stream into messages, however it is cut", () => {
+  const msgs = [
+    message("one.example", [a("192.0.2.1")]),
+    message("two.example", [aaaa("2001:db8::2"), a("192.0.2.2")]),
+    message("three.example", [a("192.0.2.3")]),
+  ];
+  const bytes = stream(msgs);
+  for (const sizes of [[bytes.length], [1], [2], [3, 7], [msgs[0]!.length + 2], [5, 1, 64]]) {
+    const got = readStream(bytes, sizes);
+    assert.deepEqual(got.msgs, msgs, `chunks of ${sizes}`);
+    assert.equal(got.open, true);
+    assert.deepEqual(
+      got.msgs.map((m) => readDnsAnswers(m)!.name),
+      ["one.example", "two.example", "three.example"],
+    );
+  }
+  // A message cut by the end of the stream is never delivered.
+  assert.deepEqual(readStream(bytes.subarray(0, bytes.length - 1), [4]).msgs, msgs.slice(0, 2));
+});
+
+Deno.test("DnsStreamReader stops at a length too short for DNS and after MAX_DNS_STREAM_MESSAGES", () => {
+  const one = message("x.example", [a("192.0.2.1")]);
+  const junk = new Uint8Array([0, 5, 1, 2, 3, 4, 5, ...stream([one])]);
+  for (const sizes of [[junk.length], [1], [2]]) {
+    const got = readStream(junk, sizes);
+    assert.deepEqual(got, { msgs: [], open: false }, `chunks of ${sizes}`);
+  }
+  const many = stream(Array.from({ length: MAX_DNS_STREAM_MESSAGES + 5 }, () => one));
+  const got = readStream(many, [100]);
+  assert.equal(got.msgs.length, MAX_DNS_STREAM_MESSAGES);
+  assert.equal(got.open, false);
+  // Whatever comes, at most one message is held: random streams never throw.
+  let seed = 11;
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let i = 0; i < 2_000; i++) {
+    const bytes = new Uint8Array(Array.from({ length: rand() * 4 }, rand));
+    readStream(bytes, [1 + rand() % 40]);
   }
 });

@@ -447,9 +447,13 @@ export class Lab {
   /**
    * Starts `peers/udp_dns.py serve` in the server namespace on `listen`
    * (`ADDR:PORT`), answering every A query with `answer`, for `seconds`
-   * (default 120), and waits until it is bound.
+   * (default 120), over TCP too with `tcp`, and waits until it is bound.
    */
-  async dnsServer(listen: string, answer: string, seconds = 120): Promise<LabProcess> {
+  async dnsServer(
+    listen: string,
+    answer: string,
+    opts: { seconds?: number; tcp?: boolean } = {},
+  ): Promise<LabProcess> {
     const p = this.spawn("server", [
       "python3",
       peerPath("udp_dns.py"),
@@ -459,7 +463,8 @@ export class Lab {
       "--answer",
       answer,
       "--seconds",
-      String(seconds),
+      String(opts.seconds ?? 120),
+      ...(opts.tcp ? ["--tcp", "1"] : []),
     ]);
     await p.waitForLine(/^ready$/, 10_000);
     return p;
@@ -467,11 +472,12 @@ export class Lab {
 
   /**
    * One A query for `name` to `server` (`ADDR:PORT`) from the client
-   * namespace with `peers/udp_dns.py query`: its report.
+   * namespace with `peers/udp_dns.py query` (over TCP with `tcp`): its report.
    */
   async dnsQuery(
     server: string,
     name: string,
+    opts: { tcp?: boolean } = {},
   ): Promise<{ ok: boolean; from?: string; answers?: string[]; error?: string }> {
     const r = await this.run("client", [
       "python3",
@@ -481,6 +487,7 @@ export class Lab {
       server,
       "--name",
       name,
+      ...(opts.tcp ? ["--tcp", "1"] : []),
     ]);
     try {
       return JSON.parse(r.stdout.trim());

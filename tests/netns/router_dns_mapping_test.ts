@@ -1,6 +1,7 @@
 // Privileged (root, netns, nft): `route.dns_reverse_mapping` on the real `router run`: a DNS
-// answer relayed through the router gives later flows to that address the name the client
-// looked up, so domain rules route protocols that carry no name. Traffic stays in the lab.
+// answer relayed through the router (over UDP or TCP) gives later flows to that address the
+// name the client looked up, so domain rules route protocols that carry no name. Traffic stays
+// in the lab.
 import assert from "node:assert/strict";
 import { peerPath } from "./harness.ts";
 import {
@@ -13,12 +14,12 @@ import {
 } from "./_router_lab.ts";
 
 routerLabTest(
-  "route.dns_reverse_mapping: flows to an address a client looked up are matched by its name (TCP, UDP); a sniffed name wins; a reload turning it off forgets",
+  "route.dns_reverse_mapping: flows to an address a client looked up are matched by its name (TCP, UDP); a sniffed name wins; a reload turning it off forgets; DNS over TCP maps too",
   async (rl, t) => {
     const a = rl.addrs;
     const mapped = a.extra4[2]!;
     await rl.server(["[::]:8080"], "echo");
-    await rl.lab.dnsServer(`${a.server4}:53`, mapped);
+    await rl.lab.dnsServer(`${a.server4}:53`, mapped, { tcp: true });
     const udpEcho = rl.lab.spawn("server", [
       "python3",
       peerPath("udp_echo.py"),
@@ -86,6 +87,24 @@ routerLabTest(
       await lookup();
       assert.equal((await counters())["dns_reverse_answers"], 1, "answers not recorded when off");
       passes(await plain(), "plain TCP after another lookup");
+    });
+
+    await t.step("turned on again, a lookup over DNS over TCP maps the address", async () => {
+      await ipc.reload({ path: await rl.writeConfig("on-again.json", config(true)) });
+      passes(await plain(), "plain TCP before the lookup");
+      const before = await counters();
+      assert.equal(before["dns_reverse_entries"], 0);
+      const answer = await rl.lab.dnsQuery(`${a.server4}:53`, "tcp.Mapped.e2e.test", {
+        tcp: true,
+      });
+      assert.deepEqual(answer.answers, [mapped], JSON.stringify(answer));
+      const c = await counters();
+      assert.equal(c["dns_reverse_entries"], 1, "the address is mapped");
+      assert.equal(c["dns_reverse_answers"], before["dns_reverse_answers"]! + 1);
+      const r = await plain();
+      assert.equal(r.kind, "reset", `plain TCP after a TCP lookup: ${failures([r])}`);
+      const line = await router.waitFlowLine(r);
+      assert.match(line, /domain=tcp\.mapped\.e2e\.test/, line);
     });
   },
 );
