@@ -13,7 +13,7 @@ Commands:
   run --config FILE        run the data plane (TPROXY inbound, rules, outbounds, IPC)
   check --config FILE      validate a config; exit 0 if valid, else name the bad fields
   reload [--config FILE]   ask a running router to reload (IPC)
-  status [--json]          show a running router's state (IPC)
+  status [--json]          show a running router's state (IPC; --rules N: most hit rules)
   route-test               which outbound and rule a flow would take (IPC or --config)
   doctor                   check the kernel and sysctls TPROXY needs, print fixes
   tproxy-rules             print (or --apply/--remove) our nftables table and ip rules

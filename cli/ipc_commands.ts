@@ -15,8 +15,10 @@ import { IpcClient } from "../ipc/client.ts";
 import { LineReader, writeAll } from "../ipc/line_reader.ts";
 import {
   IpcError,
+  MAX_LIST_LIMIT,
   type RouteTestParams,
   type RouteTestResult,
+  type StatsResult,
   type StatusResult,
   validateRouteTest,
 } from "../ipc/protocol.ts";
@@ -96,10 +98,12 @@ const COMMON_HELP =
   -h, --help       show this help`;
 
 /** Help text of `router status`. */
-export const STATUS_HELP = `Usage: router status [--json] [--socket PATH]
+export const STATUS_HELP = `Usage: router status [--rules N] [--json] [--socket PATH]
 
 Shows the running router: uptime, flows, rules, outbounds with their state.
 
+  --rules N        also list the N most hit route rules and final's hits
+                   (counts survive reloads for rules whose text is unchanged)
 ${COMMON_HELP}
 `;
 
@@ -205,20 +209,50 @@ async function run(name: string, io: Io, help: string, body: () => Promise<numbe
 export function runStatus(args: string[], deps: IpcCommandDeps): Promise<number> {
   const io = makeIo(deps);
   return run("status", io, STATUS_HELP, async () => {
-    const { values } = parse(args, COMMON_OPTIONS);
+    const { values } = parse(args, { ...COMMON_OPTIONS, rules: { type: "string" } });
     if (values.help) {
       await io.out(STATUS_HELP);
       return 0;
     }
+    const top = values.rules === undefined ? null : countFlag(values.rules, "rules");
     const client = await connect(socketPath(values.socket, io), timeoutMs(values.timeout));
     try {
       const status = await client.status();
-      await io.out(values.json ? JSON.stringify(status) + "\n" : formatStatus(status));
+      const hits = top === null ? null : await client.stats({ rules: true, limit: top });
+      const out = hits === null
+        ? status
+        : { ...status, rules_hits: hits.rules, rules_hit: hits.rules_hit };
+      if (values.json) await io.out(JSON.stringify(out) + "\n");
+      else await io.out(formatStatus(status) + (hits ? formatRuleHits(hits) : ""));
       return 0;
     } finally {
       await client.close();
     }
   });
+}
+
+/** `--flag N`: a count from 0 to {@linkcode MAX_LIST_LIMIT}. */
+function countFlag(value: string, flag: string): number {
+  if (!/^\d{1,6}$/.test(value) || Number(value) > MAX_LIST_LIMIT) {
+    throw new UsageError(`--${flag}: "${value}": expected a count from 0 to ${MAX_LIST_LIMIT}`);
+  }
+  return Number(value);
+}
+
+/** The human form of `stats {rules: true}`'s rule counters. */
+export function formatRuleHits(st: Pick<StatsResult, "rules" | "rules_hit">): string {
+  const rows = st.rules ?? [];
+  const lines = rows.map((r, k) =>
+    `${k === 0 ? "hits:" : ""}`.padEnd(10) +
+    `${r.rule === null ? "final" : `rule #${r.rule}`} -> ${r.outbound}: ${r.hits}`
+  );
+  const listed = rows.filter((r) => r.rule !== null).length;
+  const hit = st.rules_hit ?? listed;
+  lines.push(
+    "".padEnd(10) +
+      `(${hit} rule${hit === 1 ? "" : "s"} with hits${listed < hit ? `, ${listed} shown` : ""})`,
+  );
+  return lines.join("\n") + "\n";
 }
 
 /** Formats seconds as `1d 2h 3m 4s` (largest units only as needed). */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { FAKE_STATUS, fakeHandlers, fakeRouteTest, tempSocketPath } from "../ipc/_fake_handlers.ts";
 import { IpcServer } from "../ipc/server.ts";
 import type { IpcHandlers } from "../ipc/server.ts";
+import type { StatsParams, StatsResult } from "../ipc/protocol.ts";
 import {
   formatUptime,
   type IpcCommandDeps,
@@ -92,6 +93,36 @@ Deno.test("runStatus(--json) prints the status object", async () => {
     assert.equal(await runStatus(["--json", "--socket", path], t.deps), 0);
     assert.deepEqual(JSON.parse(t.out.text), FAKE_STATUS);
   });
+});
+
+Deno.test("runStatus(--rules N) asks stats for the N most hit rules and lists them", async () => {
+  const rules = [
+    { rule: 4, outbound: "block", hits: 9 },
+    { rule: 0, outbound: "wg-us", hits: 2 },
+    { rule: null, outbound: "direct", hits: 30 },
+  ];
+  const asked: StatsParams[] = [];
+  const stats = (p: StatsParams) => {
+    asked.push(p);
+    const base = fakeHandlers().handlers.stats({}) as StatsResult;
+    return { ...base, ...(p.rules ? { rules, rules_hit: 5 } : {}) };
+  };
+  await withRouter(async (path) => {
+    const t = io();
+    assert.equal(await runStatus(["--rules", "2", "--socket", path], t.deps), 0);
+    assert.deepEqual(asked, [{ rules: true, limit: 2 }]);
+    assert.match(
+      t.out.text,
+      /hits: +rule #4 -> block: 9\n +rule #0 -> wg-us: 2\n +final -> direct: 30\n +\(5 rules with hits, 2 shown\)/,
+    );
+    const j = io();
+    assert.equal(await runStatus(["--rules", "2", "--json", "--socket", path], j.deps), 0);
+    const out = JSON.parse(j.out.text);
+    assert.deepEqual([out.rules_hits, out.rules_hit, out.rules], [rules, 5, FAKE_STATUS.rules]);
+    const bad = io();
+    assert.equal(await runStatus(["--rules", "lots", "--socket", path], bad.deps), 2);
+    assert.match(bad.err.text, /--rules: "lots": expected a count/);
+  }, { stats });
 });
 
 Deno.test("runStatus() uses VPN_ROUTER_SOCKET and reports an unreachable router", async () => {

@@ -110,7 +110,7 @@ export function fakeHandlers(
     connectionsList: (p) => ({ connections: [], total: p.limit ?? 0 }),
     connectionsClose: (p) => ({ closed: "id" in p ? 1 : 7 }),
     outboundsList: () => ({ outbounds: structuredClone(FAKE_STATUS.outbounds) }),
-    stats: () => ({
+    stats: (p) => ({
       uptime_s: 1,
       flows: { active: 0, tcp: 0, udp: 0, total: 0 },
       bytes_up: 10,
@@ -118,6 +118,10 @@ export function fakeHandlers(
       reloads: 1,
       reload_failures: 0,
       outbounds: {},
+      // With rules: final's row, its hits = the limit asked for (to check what was sent).
+      ...(p.rules
+        ? { rules: [{ rule: null, outbound: "direct", hits: p.limit ?? 100 }], rules_hit: 0 }
+        : {}),
     }),
     ...overrides,
   };

@@ -24,6 +24,7 @@ import {
   type RequestId,
   type RouteTestParams,
   type RouteTestResult,
+  type StatsParams,
   type StatsResult,
   type StatusResult,
 } from "./protocol.ts";
@@ -223,9 +224,9 @@ export class IpcClient {
     return this.call("outbounds.list", undefined, options);
   }
 
-  /** `stats` */
-  stats(options?: CallOptions): Promise<StatsResult> {
-    return this.call("stats", undefined, options);
+  /** `stats`; `{rules: true}` adds the most hit rules (see {@linkcode StatsParams}). */
+  stats(params?: StatsParams, options?: CallOptions): Promise<StatsResult> {
+    return this.call("stats", params ?? {}, options);
   }
 
   /** Closes the connection; pending calls fail with `connection_closed`. */

@@ -77,7 +77,7 @@ Deno.test("IpcClient times out a call with no reply and stays usable", async () 
   await withServer({ stats: () => new Promise(() => {}) }, {}, async (path) => {
     await using c = await IpcClient.connect(path, { timeoutMs: 5000 });
     await assert.rejects(
-      c.stats({ timeoutMs: 50 }),
+      c.stats({}, { timeoutMs: 50 }),
       hasCode("timeout", /stats: no reply within 50 ms/),
     );
     assert.deepEqual(await c.ping(), { pong: true });

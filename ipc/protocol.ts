@@ -422,6 +422,17 @@ export interface OutboundStats {
   errors: number;
 }
 
+/** Params of `stats` (all optional; none at all is fine). */
+export interface StatsParams {
+  /** Include per-rule hit counters (`rules`, `rules_hit`). */
+  rules?: boolean;
+  /** At most this many rules in `rules` (default {@linkcode DEFAULT_RULES_LIMIT}). */
+  limit?: number;
+}
+
+/** Rules listed by `stats {rules: true}` without a limit. */
+export const DEFAULT_RULES_LIMIT = 100;
+
 /** Result of `stats`. */
 export interface StatsResult {
   uptime_s: number;
@@ -434,10 +445,14 @@ export interface StatsResult {
   /** Other named counters (sniff timeouts, pool misses, …). */
   counters?: Record<string, number>;
   /**
-   * Hits per route rule of the active engine, then `final` (rule null).
-   * Counts of a rule carry over a reload when its text is unchanged.
+   * With `params.rules`: the route rules of the active engine that have
+   * hits, most hit first (ties in rule order), at most `params.limit`, then
+   * `final` (rule null). Counts of a rule carry over a reload when its text
+   * is unchanged; an edited rule starts from zero.
    */
   rules?: { rule: number | null; outbound: string; hits: number }[];
+  /** With `params.rules`: how many rules have hits (more than listed when over the limit). */
+  rules_hit?: number;
   /** UDP session tables, one per inbound serving UDP. */
   udp?: UdpInboundInfo[];
 }
@@ -451,7 +466,7 @@ export interface IpcMethods {
   "connections.list": { params: ConnectionsListParams; result: ConnectionsListResult };
   "connections.close": { params: ConnectionsCloseParams; result: ConnectionsCloseResult };
   "outbounds.list": { params: undefined; result: OutboundsListResult };
-  "stats": { params: undefined; result: StatsResult };
+  "stats": { params: StatsParams; result: StatsResult };
 }
 
 /** A method name. */
@@ -627,6 +642,20 @@ function validateConnectionsClose(params: unknown): ConnectionsCloseParams {
   return { outbound: str(obj.outbound, "params.outbound", MAX_TAG_LENGTH) };
 }
 
+function validateStats(params: unknown): StatsParams {
+  const obj = asObject(params, "params.");
+  checkKeys(obj, ["rules", "limit"], "params.");
+  const out: StatsParams = {};
+  if (obj.rules !== undefined) {
+    if (typeof obj.rules !== "boolean") {
+      throw invalid("params.rules", `${show(obj.rules)}: expected a boolean`);
+    }
+    out.rules = obj.rules;
+  }
+  if (obj.limit !== undefined) out.limit = int(obj.limit, "params.limit", 0, MAX_LIST_LIMIT);
+  return out;
+}
+
 const VALIDATORS: { [M in IpcMethod]: (params: unknown) => IpcParams<M> } = {
   "ping": noParams,
   "status": noParams,
@@ -635,7 +664,7 @@ const VALIDATORS: { [M in IpcMethod]: (params: unknown) => IpcParams<M> } = {
   "connections.list": validateConnectionsList,
   "connections.close": validateConnectionsClose,
   "outbounds.list": noParams,
-  "stats": noParams,
+  "stats": validateStats,
 };
 
 /**

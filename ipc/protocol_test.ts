@@ -74,8 +74,8 @@ Deno.test("parseResponse() reads results and errors and rejects unknown codes", 
   }
 });
 
-Deno.test("validateParams() accepts no params for ping/status/outbounds.list/stats and rejects extras", () => {
-  for (const m of ["ping", "status", "outbounds.list", "stats"] as const) {
+Deno.test("validateParams() accepts no params for ping/status/outbounds.list and rejects extras", () => {
+  for (const m of ["ping", "status", "outbounds.list"] as const) {
     assert.equal(validateParams(m, undefined), undefined);
     assert.equal(validateParams(m, {}), undefined);
     invalidParams(() => validateParams(m, { x: 1 }), "params.x");
@@ -141,6 +141,16 @@ Deno.test("validateRouteTest() checks every field and normalises the domain", ()
   invalidParams(() => validateRouteTest({ dst: "1.2.3.4:1", inbound: "" }), "params.inbound");
   invalidParams(() => validateRouteTest({ dst: "1.2.3.4:1", port: 1 }), "params.port");
   invalidParams(() => validateRouteTest({ dst: 5 }, "--"), "--dst");
+});
+
+Deno.test("validateParams(stats): optional rules and limit, named on error", () => {
+  assert.deepEqual(validateParams("stats", undefined), {});
+  assert.deepEqual(validateParams("stats", { rules: true, limit: 5 }), { rules: true, limit: 5 });
+  invalidParams(() => validateParams("stats", { rules: "yes" }), "params.rules");
+  invalidParams(() => validateParams("stats", { limit: -1 }), "params.limit");
+  invalidParams(() => validateParams("stats", { limit: 1.5 }), "params.limit");
+  invalidParams(() => validateParams("stats", { top: 3 }), "params.top");
+  assert.deepEqual(validateParams("stats", {}), {});
 });
 
 Deno.test("validateParams('connections.*') bounds limit and wants id xor outbound", () => {

@@ -41,6 +41,7 @@ import {
   type ReloadResult,
   type RouteTestParams,
   type RouteTestResult,
+  type StatsParams,
   type StatsResult,
   type StatusResult,
   validateParams,
@@ -71,7 +72,7 @@ export interface IpcHandlers {
   /** `outbounds.list` */
   outboundsList(): Awaitable<OutboundsListResult>;
   /** `stats` */
-  stats(): Awaitable<StatsResult>;
+  stats(params: StatsParams): Awaitable<StatsResult>;
 }
 
 /** Options of {@linkcode IpcServer}. */
@@ -132,8 +133,7 @@ export async function dispatch(
       validateParams(method, params);
       return await handlers.outboundsList();
     case "stats":
-      validateParams(method, params);
-      return await handlers.stats();
+      return await handlers.stats(validateParams(method, params));
   }
 }
 

@@ -55,6 +55,8 @@ export function blockView(
         opts.seen?.push({ ...flow });
         return { outbound: "block", rule: 0 };
       },
+      decide: () => ({ outbound: "block", rule: 0 }),
+      count: () => {},
     },
     outbounds: new Map([["block", { config: block }]]),
     config: { route: { default_mark: mark() } },

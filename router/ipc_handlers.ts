@@ -10,15 +10,17 @@ import { formatEndpoint } from "../core/ip.ts";
 import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
 import type { RouterConfig } from "../config/schema.ts";
 import type { Engine } from "../rules/engine.ts";
+import type { RuleHits } from "../rules/rule_stats.ts";
 import type { Logger } from "../core/log.ts";
 import type { ReactorStats } from "../ffi/reactor.ts";
-import { IpcError } from "../ipc/protocol.ts";
+import { DEFAULT_RULES_LIMIT, IpcError } from "../ipc/protocol.ts";
 import {
   type ConnectionInfo,
   flowFromRouteTest,
   type LastReload,
   type MemoryInfo,
   type OutboundInfo,
+  type StatsParams,
   type StatsResult,
   type StatusResult,
 } from "../ipc/protocol.ts";
@@ -252,7 +254,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       return { closed };
     },
     outboundsList: () => ({ outbounds: outboundInfos() }),
-    stats(): StatsResult & { udp: UdpPlaneStats[] } {
+    stats(params: StatsParams = {}): StatsResult & { udp: UdpPlaneStats[] } {
       const c = router.counters();
       const outbounds: StatsResult["outbounds"] = {};
       for (const [tag, o] of c.outbounds) {
@@ -282,9 +284,14 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
           dns_reverse_answers: c.reverseDns.answers,
         },
         udp: c.udp,
+        ...(params.rules ? rulesOf(router.hotRules(params.limit ?? DEFAULT_RULES_LIMIT)) : {}),
       };
     },
   };
+}
+
+function rulesOf(hot: { rows: RuleHits[]; hit: number }): Pick<StatsResult, "rules" | "rules_hit"> {
+  return { rules: hot.rows.map((r) => ({ ...r })), rules_hit: hot.hit };
 }
 
 /**

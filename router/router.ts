@@ -613,6 +613,11 @@ export class Router {
     return this.#ruleStats.snapshot();
   }
 
+  /** The most hit rules of the active engine (see `RuleStats.hot`). */
+  hotRules(limit: number): { rows: RuleHits[]; hit: number } {
+    return this.#ruleStats.hot(limit);
+  }
+
   /** When the router started (ms since epoch). */
   get startedAt(): number {
     return this.#startedAt;

@@ -81,7 +81,13 @@ import { QuicSniffer } from "../sniff/quic.ts";
 /** What the plane reads from the router's current snapshot (a `Snapshot` fits). */
 export interface UdpRouteView {
   readonly generation: number;
-  readonly engine: { match(flow: FlowMeta): Decision };
+  readonly engine: {
+    match(flow: FlowMeta): Decision;
+    /** `match` without counting a hit (for a stranger that may be refused). */
+    decide(flow: FlowMeta): Decision;
+    /** Counts the hit `decide` did not. */
+    count(d: Decision): void;
+  };
   readonly outbounds: ReadonlyMap<string, { readonly config: OutboundConfig }>;
   readonly config: { readonly route: Pick<RouteConfig, "default_mark"> };
   readonly inbounds: ReadonlyMap<string, TproxyInbound>;
@@ -905,7 +911,8 @@ export class UdpPlane {
     const key = like.key.slice(0, 3 + like.key.charCodeAt(0)) + remote;
     if (this.#table.get(key) !== undefined) return undefined;
     const snap = this.#snapshot();
-    const d = snap.engine.match(meta);
+    // Counted only if admitted: a refused stranger is no flow of that rule's.
+    const d = snap.engine.decide(meta);
     const cfg = snap.outbounds.get(d.outbound)?.config;
     let upstream: Upstream;
     if ("sock" in sh) {
@@ -919,7 +926,8 @@ export class UdpPlane {
       if (this.#relayKey(like, cfg, snap.config.route.default_mark) !== sh.key) return undefined;
       upstream = new SocksLeg(sh.relay, from);
     }
-    // Only now: a refused stranger costs no session id.
+    // Only now: a refused stranger costs no session id and no rule hit.
+    snap.engine.count(d);
     const s = this.#newSession(key, meta);
     s.upstream = upstream;
     this.#join(s, sh, "sock" in sh ? this.#shared : this.#relays, remote);

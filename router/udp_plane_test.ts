@@ -212,6 +212,7 @@ Deno.test("UdpPlane: a rule engine that throws fails that session only; the plan
     return {
       ...v,
       engine: {
+        ...v.engine,
         match: (f: Parameters<typeof v.engine.match>[0]) => {
           if (calls++ === 0) throw new Error("rule engine used after it was retired");
           return v.engine.match(f);
@@ -335,7 +336,11 @@ Deno.test("UdpPlane reports a failed UDP ASSOCIATE to health and fails sessions 
   };
   const view = (): UdpRouteView => ({
     generation: 1,
-    engine: { match: () => ({ outbound: "proxy", rule: 0 }) },
+    engine: {
+      match: () => ({ outbound: "proxy", rule: 0 }),
+      decide: () => ({ outbound: "proxy", rule: 0 }),
+      count: () => {},
+    },
     outbounds: new Map([["proxy", { config: socks }]]),
     config: { route: { default_mark: 0 } },
     inbounds: new Map(),

@@ -689,16 +689,35 @@ export class Engine {
 
   /** The decision for `flow`; counts a hit for the rule (or final). */
   match(flow: FlowMeta): Decision {
+    // `decide` + `count` written out: this is the per-flow path (~3% in bench_rules).
     const i = this.#first(flow);
     if (i < 0) {
       this.#finalHits++;
       return this.#finalDecision;
     }
     this.#hits[i]!++;
-    return this.#decisions[i] ?? (this.#decisions[i] = {
-      outbound: this.#table.outbound(i),
-      rule: i,
-    });
+    return this.#decisions[i] ?? this.#decision(i);
+  }
+
+  /**
+   * {@linkcode Engine.match} without counting: for a decision that may not
+   * be acted on (count it with {@linkcode Engine.count} if it is).
+   */
+  decide(flow: FlowMeta): Decision {
+    const i = this.#first(flow);
+    if (i < 0) return this.#finalDecision;
+    return this.#decisions[i] ?? this.#decision(i);
+  }
+
+  /** Rule `i`'s decision, made once. */
+  #decision(i: number): Decision {
+    return this.#decisions[i] = { outbound: this.#table.outbound(i), rule: i };
+  }
+
+  /** Counts a hit for `d`, a decision {@linkcode Engine.decide} of this engine gave. */
+  count(d: Decision): void {
+    if (d.rule === null) this.#finalHits++;
+    else this.#hits[d.rule]!++;
   }
 
   /** Like {@linkcode Engine.match} but says why, and counts nothing. */

@@ -181,6 +181,13 @@ Deno.test("Engine.explain() names the rule and its JSON, or final; it counts not
   e.match(flow({}));
   assert.equal(e.hits(0), 1);
   assert.equal(e.finalHits, 1);
+  // decide() is match() without the count; count() adds it when the decision is used.
+  const d = e.decide(flow({ domain: "x.com" })), f = e.decide(flow({}));
+  assert.deepEqual([d, f], [e.match(flow({ domain: "x.com" })), e.match(flow({}))]);
+  assert.deepEqual([e.hits(0), e.finalHits], [2, 2]);
+  e.count(d);
+  e.count(f);
+  assert.deepEqual([e.hits(0), e.finalHits], [3, 3]);
 });
 
 Deno.test("Engine: many indexed rules still honour rule order", () => {

@@ -71,6 +71,26 @@ export class RuleStats {
     while (this.#pending) await this.#pending;
   }
 
+  /**
+   * The rules with at least one hit, most hit first (ties in rule order),
+   * at most `limit` of them, then `final`; and how many rules have hits.
+   * Allocates nothing for rules without hits (a large set has 100k rules).
+   */
+  hot(limit: number): { rows: RuleHits[]; hit: number } {
+    const e = this.#engine;
+    if (!e) return { rows: [], hit: 0 };
+    const hit: number[] = [];
+    for (let i = 0; i < e.ruleCount; i++) if (e.hits(i) > 0) hit.push(i);
+    hit.sort((a, b) => e.hits(b) - e.hits(a) || a - b);
+    const rows: RuleHits[] = hit.slice(0, Math.max(0, limit)).map((i) => ({
+      rule: i,
+      outbound: e.outboundOf(i),
+      hits: e.hits(i),
+    }));
+    rows.push({ rule: null, outbound: e.final, hits: e.finalHits });
+    return { rows, hit: hit.length };
+  }
+
   /** Current counters, one row per rule, then `final`. */
   snapshot(): RuleHits[] {
     const e = this.#engine;

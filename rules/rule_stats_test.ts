@@ -134,3 +134,29 @@ Deno.test("RuleStats.adopt() carries counts when a worker engine's fingerprints 
   stats.adopt(third);
   assert.deepEqual(retired, [old, next]);
 });
+
+Deno.test("RuleStats.hot() lists the rules with hits, most first, up to a limit, then final", () => {
+  const stats = new RuleStats();
+  assert.deepEqual(stats.hot(10), { rows: [], hit: 0 }, "no engine yet");
+  const e = engine([
+    { domain: "a.com", outbound: "block" },
+    { domain: "b.com", outbound: "direct" },
+    { domain: "c.com", outbound: "block" },
+    { domain: "d.com", outbound: "block" },
+  ]);
+  stats.adopt(e);
+  for (const [d, n] of [["a.com", 1], ["c.com", 3], ["d.com", 1], ["x.com", 2]] as const) {
+    for (let i = 0; i < n; i++) e.match(flow({ domain: d }));
+  }
+  assert.deepEqual(stats.hot(10), {
+    rows: [
+      { rule: 2, outbound: "block", hits: 3 },
+      { rule: 0, outbound: "block", hits: 1 }, // ties in rule order
+      { rule: 3, outbound: "block", hits: 1 },
+      { rule: null, outbound: "direct", hits: 2 },
+    ],
+    hit: 3,
+  });
+  assert.deepEqual(stats.hot(1).rows.map((r) => r.rule), [2, null]);
+  assert.deepEqual(stats.hot(0), { rows: [{ rule: null, outbound: "direct", hits: 2 }], hit: 3 });
+});

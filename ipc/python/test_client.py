@@ -71,6 +71,9 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
             await self.client.connections_close()
         self.assertEqual(len((await self.client.outbounds_list())["outbounds"]), 3)
         self.assertEqual((await self.client.stats())["bytes_up"], 10)
+        self.assertNotIn("rules", await self.client.stats())
+        hot = await self.client.stats(rules=True, limit=3)
+        self.assertEqual(hot["rules"], [{"rule": None, "outbound": "direct", "hits": 3}])
 
     async def test_unknown_method_keeps_connection(self):
         with self.assertRaises(RouterIpcError) as cm:

@@ -206,9 +206,15 @@ class AsyncRustRouterClient:
         """``outbounds.list``."""
         return await self.call("outbounds.list")
 
-    async def stats(self) -> Dict[str, Any]:
-        """``stats``: counters."""
-        return await self.call("stats")
+    async def stats(self, rules: bool = False, limit: Optional[int] = None) -> Dict[str, Any]:
+        """``stats``: counters; with ``rules=True`` also the most hit route rules
+        (``rules``: at most ``limit`` of them, most hit first, then final; ``rules_hit``)."""
+        params: Dict[str, Any] = {}
+        if rules:
+            params["rules"] = True
+        if limit is not None:
+            params["limit"] = limit
+        return await self.call("stats", params)
 
     # ------------------------------------------------------------ internals
 

@@ -177,6 +177,23 @@ routerLabTest(
     );
 
     await t.step(
+      "rule hit counters: in `stats` and `router status --rules`, kept across that reload",
+      async () => {
+        // Rule 0 (extra4[1] → block) was hit once in each of the last two steps.
+        const s = await ipc.stats({ rules: true });
+        assert.equal(s.rules_hit, 1, JSON.stringify(s.rules));
+        assert.deepEqual(s.rules![0], { rule: 0, outbound: "block", hits: 2 });
+        assert.equal(s.rules!.at(-1)!.rule, null, "final comes last");
+        const r = await rl.cli(["status", "--rules", "5", "--socket", rl.socketPath]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(
+          r.stdout,
+          /hits: +rule #0 -> block: 2\n +final -> direct: \d+\n +\(1 rule with hits\)/,
+        );
+      },
+    );
+
+    await t.step(
       "a reload that edits one rule compiles that rule alone; decisions follow it",
       async () => {
         const fillers = Array.from({ length: 28 }, (_, i) => ({

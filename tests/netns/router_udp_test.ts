@@ -509,6 +509,11 @@ Deno.test("UDP TPROXY: endpoint-independent filtering (full cone) lets a strange
         );
         const c = await IpcClient.connect(router.ipc);
         try {
+          // The refused sender's rule ("other") counts no hit: no flow went there.
+          const hits = await c.stats({ rules: true });
+          assert.equal(hits.rules_hit, 0, `rules with hits: ${JSON.stringify(hits.rules)}`);
+          const finalRow = hits.rules?.find((r) => r.rule === null);
+          assert.ok(finalRow!.hits >= 4 * families, "final counts the flows and the stranger");
           const udp = (await c.connectionsList()).connections.filter((x) => x.network === "udp");
           const opened = udp.filter((x) => x.dst.startsWith(a.extra4[3]!));
           assert.equal(opened.length, 1, "the stranger's session is listed");
