@@ -398,8 +398,10 @@ export class Router {
         idleTimeoutMs: idle,
         counters: flow.counters,
         signal: flow.abort.signal,
+        // DNS over TCP: responses read on their way down, through a small buffer (16 KiB,
+        // not the copy mode's 256: resolvers may hold many such connections).
         ...(meta.destination.port === 53 && this.#snap.config.route.dns_reverse_mapping
-          ? { onDown: this.#dnsOverTcp() }
+          ? { onDown: this.#dnsOverTcp(), copyBufferSize: 16 << 10 }
           : {}),
       });
       if (r.reason === "error") counters.errors++;
