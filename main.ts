@@ -10,10 +10,12 @@ const HELP = `router — transparent-proxy data plane of the vpn-router gateway
 Usage: router <command> [options]
 
 Commands:
-  run --config FILE        run the data plane (TPROXY inbound, rules, outbounds, IPC)
+  run --config FILE        run the data plane (TPROXY inbound, rules, outbounds, IPC);
+                           --replace takes over from a running one without dropping flows
   check --config FILE      validate a config; exit 0 if valid, else name the bad fields
   reload [--config FILE]   ask a running router to reload (IPC)
   status [--json]          show a running router's state (IPC; --rules N: most hit rules)
+  stop [--drain T]         stop a running router, letting its TCP flows finish (IPC)
   route-test               which outbound and rule a flow would take (IPC or --config)
   doctor                   check the kernel and sysctls TPROXY needs, print fixes
   tproxy-rules             print (or --apply/--remove) our nftables table and ip rules
@@ -33,6 +35,7 @@ const commands: Record<string, () => Promise<Command>> = {
   check: async () => (await import("./cli/run.ts")).runCheckCommand,
   reload: async () => (await import("./cli/commands.ts")).runReloadCommand,
   status: async () => (await import("./cli/commands.ts")).runStatusCommand,
+  stop: async () => (await import("./cli/commands.ts")).runStopCommand,
   "route-test": async () => (await import("./cli/commands.ts")).runRouteTestCommand,
   doctor: async () => (await import("./cli/doctor.ts")).runDoctorCommand,
   "tproxy-rules": async () => (await import("./cli/tproxy_rules.ts")).runTproxyRulesCommand,

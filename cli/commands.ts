@@ -1,5 +1,5 @@
 /**
- * `router reload|status|route-test`: the IPC client commands of
+ * `router reload|status|stop|route-test`: the IPC client commands of
  * `cli/ipc_commands.ts`, given the real stdio and the offline route tester
  * (the rule engine compiled from `--config FILE`).
  *
@@ -14,6 +14,7 @@ import {
   runReload,
   runRouteTest,
   runStatus,
+  runStop,
 } from "./ipc_commands.ts";
 
 /** Compiles the config at `path` and answers route tests from it, without a router. */
@@ -44,6 +45,11 @@ export function runReloadCommand(args: string[]): Promise<number> {
 /** `router status` */
 export function runStatusCommand(args: string[]): Promise<number> {
   return runStatus(args, deps());
+}
+
+/** `router stop` */
+export function runStopCommand(args: string[]): Promise<number> {
+  return runStop(args, deps());
 }
 
 /** `router route-test` */

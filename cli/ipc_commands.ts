@@ -15,6 +15,7 @@ import { IpcClient } from "../ipc/client.ts";
 import { LineReader, writeAll } from "../ipc/line_reader.ts";
 import {
   IpcError,
+  MAX_DRAIN_MS,
   MAX_LIST_LIMIT,
   type RouteTestParams,
   type RouteTestResult,
@@ -386,6 +387,61 @@ export function runReload(args: string[], deps: IpcCommandDeps): Promise<number>
           `reloaded ${path}: ${result.rules} rules, ${result.outbounds} outbounds in ${result.took_ms} ms${closed}${reused}${where}\n`,
         );
       }
+      return 0;
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+// ---------------------------------------------------------------- stop
+
+/** Help text of `router stop`. */
+export const STOP_HELP = `Usage: router stop [--drain T] [--socket PATH]
+
+Asks the running router to stop. It stops taking flows at once (UDP sessions
+end); its open TCP flows go on until they end or --drain passes (default 0:
+closed at once), then it exits. To restart without dropping flows, start the
+new router with 'router run --replace' instead.
+
+  --drain T        how long open TCP flows may go on, e.g. 30s, 10m (at most 24h)
+${COMMON_HELP}
+`;
+
+/** `router stop [--drain T]`: asks the router to stop, letting its TCP flows finish. */
+export function runStop(args: string[], deps: IpcCommandDeps): Promise<number> {
+  const io = makeIo(deps);
+  return run("stop", io, STOP_HELP, async () => {
+    const { values } = parse(args, { ...COMMON_OPTIONS, drain: { type: "string" } });
+    if (values.help) {
+      await io.out(STOP_HELP);
+      return 0;
+    }
+    let drainMs = 0;
+    if (values.drain !== undefined) {
+      try {
+        drainMs = parseDuration(
+          /^\d+(\.\d+)?$/.test(values.drain) ? Number(values.drain) : values.drain,
+        );
+        if (drainMs > MAX_DRAIN_MS) throw new RangeError(`at most ${MAX_DRAIN_MS / 3_600_000}h`);
+      } catch (e) {
+        throw new UsageError(`--drain: "${values.drain}": ${(e as Error).message}`);
+      }
+    }
+    const client = await connect(socketPath(values.socket, io), timeoutMs(values.timeout));
+    try {
+      const r = await client.shutdown({ drain_ms: drainMs });
+      await io.out(
+        values.json
+          ? JSON.stringify(r) + "\n"
+          : `router (pid ${r.pid}) stopping: ${
+            r.flows === 0 || r.drain_ms === 0
+              ? `${r.flows} open TCP flow${r.flows === 1 ? "" : "s"} closed`
+              : `its ${r.flows} open TCP flow${r.flows === 1 ? "" : "s"} may go on for ${
+                r.drain_ms / 1000
+              } s`
+          }\n`,
+      );
       return 0;
     } finally {
       await client.close();

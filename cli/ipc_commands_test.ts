@@ -10,6 +10,7 @@ import {
   runReload,
   runRouteTest,
   runStatus,
+  runStop,
 } from "./ipc_commands.ts";
 
 class Sink {
@@ -123,6 +124,25 @@ Deno.test("runStatus(--rules N) asks stats for the N most hit rules and lists th
     assert.equal(await runStatus(["--rules", "lots", "--socket", path], bad.deps), 2);
     assert.match(bad.err.text, /--rules: "lots": expected a count/);
   }, { stats });
+});
+
+Deno.test("runStop() asks the router to shut down, with --drain as drain_ms", async () => {
+  await withRouter(async (path) => {
+    const t = io();
+    assert.equal(await runStop(["--drain", "90s", "--socket", path], t.deps), 0);
+    assert.equal(
+      t.out.text,
+      "router (pid 4242) stopping: its 12 open TCP flows may go on for 90 s\n",
+    );
+    const now = io();
+    assert.equal(await runStop(["--json", "--socket", path], now.deps), 0);
+    assert.deepEqual(JSON.parse(now.out.text), { pid: 4242, flows: 12, drain_ms: 0 });
+    for (const bad of ["soon", "25h"]) {
+      const b = io();
+      assert.equal(await runStop(["--drain", bad, "--socket", path], b.deps), 2);
+      assert.match(b.err.text, new RegExp(`--drain: "${bad}"`));
+    }
+  });
 });
 
 Deno.test("runStatus() uses VPN_ROUTER_SOCKET and reports an unreachable router", async () => {

@@ -13,13 +13,20 @@ import { lowerV8HelperPriority } from "../config/thread_priority.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
 import { fixMmapThreshold } from "../ffi/malloc.ts";
 import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
+import { IpcClient } from "../ipc/client.ts";
+import { MAX_DRAIN_MS } from "../ipc/protocol.ts";
 import { IpcServer } from "../ipc/server.ts";
+import { parseDuration } from "../core/duration.ts";
 import { createIpcHandlers } from "../router/ipc_handlers.ts";
 import { Router } from "../router/router.ts";
 import type { Engine } from "../rules/engine.ts";
 import { VERSION } from "../core/version.ts";
 
+/** Default `--drain`: how long a replaced router's TCP flows may go on. */
+const DEFAULT_DRAIN = "10m";
+
 const RUN_HELP = `Usage: router run --config FILE [--log-level LEVEL] [--no-ipc]
+                  [--replace [--drain T]]
 
 Runs the data plane: TPROXY listeners, sniffing, the rule engine, outbounds
 and the IPC socket (ipc.path in the config). SIGHUP reloads the config file,
@@ -29,6 +36,13 @@ Options:
   -c, --config FILE     router config (JSON); see docs/config.md
       --log-level L     override log.level: ${LEVELS.join(", ")}
       --no-ipc          do not open the IPC socket
+      --replace         take over from the router running on ipc.path (an upgrade,
+                        a restart for an inbound change) without dropping flows:
+                        this one opens its listeners beside the old one's, then asks
+                        it to stop taking flows; the old one's open TCP flows go on
+                        until they end or --drain passes (then it exits)
+      --drain T         with --replace: how long the old router's flows may go on
+                        (default ${DEFAULT_DRAIN}; 0 closes them at once), e.g. 90s, 1h
   -h, --help            this help
 `;
 
@@ -47,6 +61,8 @@ function parse(args: string[]) {
       help: { type: "boolean", short: "h" },
       "log-level": { type: "string" },
       "no-ipc": { type: "boolean" },
+      replace: { type: "boolean" },
+      drain: { type: "string" },
     },
     strict: true,
     allowPositionals: false,
@@ -58,7 +74,10 @@ export async function runCheckCommand(args: string[]): Promise<number> {
   let values;
   try {
     values = parse(args).values;
-    if (values["log-level"] !== undefined || values["no-ipc"]) {
+    if (
+      values["log-level"] !== undefined || values["no-ipc"] || values.replace ||
+      values.drain !== undefined
+    ) {
       throw new TypeError("check takes only --config");
     }
   } catch (e) {
@@ -123,6 +142,23 @@ export async function runRunCommand(args: string[]): Promise<number> {
     return 2;
   }
   const configPath = resolve(values.config);
+  let drainMs = parseDuration(DEFAULT_DRAIN);
+  if (values.drain !== undefined) {
+    try {
+      if (!values.replace) throw new TypeError("goes with --replace");
+      drainMs = parseDuration(values.drain);
+      if (drainMs > MAX_DRAIN_MS) throw new RangeError(`at most ${MAX_DRAIN_MS / 3_600_000}h`);
+    } catch (e) {
+      console.error(`router run: --drain: ${values.drain}: ${(e as Error).message}`);
+      return 2;
+    }
+  }
+  if (values.replace && values["no-ipc"]) {
+    console.error(
+      "router run: --replace finds the running router through its IPC socket; drop --no-ipc",
+    );
+    return 2;
+  }
   // Start-up and reloads compile on a worker thread (warm after start-up): no data-plane stall.
   // V8's shared helper threads (concurrent GC and JIT of every isolate) get the config worker's
   // lower priority: the garbage a reload makes is collected there, and the data-plane thread must
@@ -153,18 +189,64 @@ export async function runRunCommand(args: string[]): Promise<number> {
   workerLog = logger;
   raiseFdLimit(logger);
   if (!mallocTuned) logger.debug("malloc: mmap threshold not set (no glibc mallopt)");
-  let router: Router;
-  try {
-    // Engines a reload replaced give their indexes back to the worker (config/compile_client.ts).
-    router = Router.start(loaded.config, loaded.engine, {
-      logger,
-      onEngineRetired: (e) => compiler.retire(e),
+  // One router per IPC socket: a second one (without --replace) must not open its listeners
+  // beside the first (SO_REUSEPORT would let it) only to fail at the socket.
+  const ipcPath = values["no-ipc"] ? null : loaded.config.ipc.path;
+  const running = ipcPath === null ? null : await runningRouter(ipcPath);
+  if (running && !values.replace) {
+    logger.error("a router is already running; stop it, or start this one with --replace", {
+      path: ipcPath,
+      pid: running.pid,
     });
-  } catch (e) {
-    logger.error("cannot start", { error: e });
+    await running.client.close();
     compiler.close();
     return 1;
   }
+  if (values.replace && !running) {
+    logger.warn("--replace: no router answers on the IPC socket; starting as usual", {
+      path: ipcPath,
+    });
+  }
+  let router: Router;
+  try {
+    // Engines a reload replaced give their indexes back to the worker (config/compile_client.ts).
+    // SO_REUSEPORT on the listeners: a successor (`--replace`) binds beside them.
+    router = Router.start(loaded.config, loaded.engine, {
+      logger,
+      onEngineRetired: (e) => compiler.retire(e),
+      reusePort: ipcPath !== null,
+    });
+  } catch (e) {
+    logger.error("cannot start", { error: e });
+    await running?.client.close();
+    compiler.close();
+    return 1;
+  }
+  if (running) {
+    // Our listeners are up: the old router may stop taking flows now.
+    try {
+      const r = await running.client.shutdown({ drain_ms: drainMs });
+      logger.info("taking over: the running router stops taking flows", {
+        pid: r.pid,
+        its_flows: r.flows,
+        drain_ms: r.drain_ms,
+      });
+    } catch (e) {
+      logger.error("the running router did not hand over; stopping this one", {
+        pid: running.pid,
+        error: e,
+      });
+      await router.stop();
+      compiler.close();
+      return 1;
+    } finally {
+      await running.client.close();
+    }
+  }
+  /** Why the router stops, and how long its TCP flows may go on (`shutdown` over IPC). */
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<
+    { why: string; drainMs: number }
+  >();
   const ipcOpts = {
     router,
     version: VERSION,
@@ -172,6 +254,11 @@ export async function runRunCommand(args: string[]): Promise<number> {
     logger,
     load: (source: ConfigSource) => compiler.load(source),
     discard: (engine: Engine) => compiler.retire(engine),
+    // Stop listening before the reply: a successor may take the socket path at once.
+    onShutdown: async (ms: number) => {
+      await ipc?.stopListening();
+      stop({ why: "shutdown over IPC", drainMs: ms });
+    },
   };
   const handlers = createIpcHandlers(ipcOpts);
   let ipc: IpcServer | null = null;
@@ -184,6 +271,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
         ...(ipcCfg.group !== null ? { group: ipcCfg.group } : {}),
         handlers,
         logger,
+        replace: running !== null,
       });
       logger.info("ipc listening", { path: ipcCfg.path });
     } catch (e) {
@@ -199,8 +287,10 @@ export async function runRunCommand(args: string[]): Promise<number> {
     outbounds: loaded.config.outbounds.length,
   });
 
-  const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
-  const onStop = (sig: Deno.Signal) => () => stop(sig);
+  let draining = false;
+  // A signal stops at once, a drain included.
+  const onStop = (sig: Deno.Signal) => () =>
+    draining ? void router.stop() : stop({ why: sig, drainMs: 0 });
   const stopHandlers = (["SIGTERM", "SIGINT"] as const).map((s) => [s, onStop(s)] as const);
   for (const [s, h] of stopHandlers) Deno.addSignalListener(s, h);
   const onHup = () => {
@@ -211,12 +301,37 @@ export async function runRunCommand(args: string[]): Promise<number> {
     );
   };
   Deno.addSignalListener("SIGHUP", onHup);
-  const sig = await stopped;
-  logger.info("stopping", { signal: sig });
-  for (const [s, h] of stopHandlers) Deno.removeSignalListener(s, h);
+  const { why, drainMs: drain } = await stopped;
   Deno.removeSignalListener("SIGHUP", onHup);
+  if (drain > 0) {
+    draining = true;
+    logger.info("draining: no new flows; open TCP flows go on", {
+      reason: why,
+      drain_ms: drain,
+      flows: router.flows.size,
+    });
+    const left = await router.drain(drain);
+    logger.info("stopping", { reason: why, flows_left: left });
+  } else logger.info("stopping", { signal: why });
+  for (const [s, h] of stopHandlers) Deno.removeSignalListener(s, h);
   await ipc?.close();
   await router.stop();
   compiler.close();
   return 0;
+}
+
+/** The router answering on `path` (its client, still open, and pid), or null. */
+async function runningRouter(path: string): Promise<{ client: IpcClient; pid: number } | null> {
+  let client: IpcClient;
+  try {
+    client = await IpcClient.connect(path, { timeoutMs: 5_000 });
+  } catch {
+    return null; // no socket, or a stale one: the IPC server replaces it
+  }
+  try {
+    return { client, pid: (await client.status()).pid };
+  } catch {
+    await client.close();
+    return null; // not a router: the IPC server refuses the path
+  }
 }

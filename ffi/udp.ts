@@ -38,6 +38,7 @@ import {
   SO_RCVBUF,
   SO_RCVMARK,
   SO_REUSEADDR,
+  SO_REUSEPORT,
   SO_SNDBUF,
   SOCK_DGRAM,
   socket,
@@ -85,6 +86,12 @@ export interface TransparentUdpOptions {
   recvMark?: boolean;
   /** Ask for each datagram's TOS / traffic class (`IP_RECVTOS`, `IPV6_RECVTCLASS`). */
   recvTos?: boolean;
+  /**
+   * `SO_REUSEPORT`: another socket of the same user with it may bind the same
+   * address (a successor router during a takeover); datagrams are spread
+   * between them by flow hash.
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -99,6 +106,7 @@ export function openTransparentUdp(ep: Endpoint, opts: TransparentUdpOptions = {
   const fd = socket(family, SOCK_DGRAM);
   try {
     setsockoptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (opts.reusePort) setsockoptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
     if (family === AF_INET6) {
       setsockoptInt(fd, SOL_IPV6, IPV6_V6ONLY, opts.v6only === false ? 0 : 1);
       setsockoptInt(fd, SOL_IPV6, IPV6_TRANSPARENT, 1);

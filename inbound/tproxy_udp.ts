@@ -59,6 +59,8 @@ export interface UdpInboundOptions {
   rcvbuf?: number;
   /** Longest stretch (ms) of back-to-back reads before yielding to the event loop (default 2). */
   maxBusyMs?: number;
+  /** `SO_REUSEPORT` on the sockets (a successor may bind the same address: `router run --replace`). */
+  reusePort?: boolean;
   logger?: Logger;
   reactor?: Reactor;
 }
@@ -124,7 +126,14 @@ export class UdpTproxyInbound {
     const fds: number[] = [];
     try {
       for (const ep of binds) {
-        fds.push(openTransparentUdp(ep, { rcvbuf, recvMark: true, recvTos: true }));
+        fds.push(
+          openTransparentUdp(ep, {
+            rcvbuf,
+            recvMark: true,
+            recvTos: true,
+            reusePort: opts.reusePort === true,
+          }),
+        );
       }
     } catch (e) {
       for (const fd of fds) closeFd(fd);

@@ -110,6 +110,7 @@ export function fakeHandlers(
     connectionsList: (p) => ({ connections: [], total: p.limit ?? 0 }),
     connectionsClose: (p) => ({ closed: "id" in p ? 1 : 7 }),
     outboundsList: () => ({ outbounds: structuredClone(FAKE_STATUS.outbounds) }),
+    shutdown: (p) => ({ pid: 4242, flows: 12, drain_ms: p.drain_ms ?? 0 }),
     stats: (p) => ({
       uptime_s: 1,
       flows: { active: 0, tcp: 0, udp: 0, total: 0 },

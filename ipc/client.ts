@@ -24,6 +24,8 @@ import {
   type RequestId,
   type RouteTestParams,
   type RouteTestResult,
+  type ShutdownParams,
+  type ShutdownResult,
   type StatsParams,
   type StatsResult,
   type StatusResult,
@@ -227,6 +229,11 @@ export class IpcClient {
   /** `stats`; `{rules: true}` adds the most hit rules (see {@linkcode StatsParams}). */
   stats(params?: StatsParams, options?: CallOptions): Promise<StatsResult> {
     return this.call("stats", params ?? {}, options);
+  }
+
+  /** `shutdown`: the router stops taking flows and exits once its flows end or `drain_ms` passed. */
+  shutdown(params?: ShutdownParams, options?: CallOptions): Promise<ShutdownResult> {
+    return this.call("shutdown", params ?? {}, options);
   }
 
   /** Closes the connection; pending calls fail with `connection_closed`. */

@@ -457,6 +457,27 @@ export interface StatsResult {
   udp?: UdpInboundInfo[];
 }
 
+/** Params of `shutdown`. */
+export interface ShutdownParams {
+  /**
+   * How long open TCP flows may go on, ms (default 0: closed at once). New
+   * flows are not taken meanwhile; UDP sessions end at once.
+   */
+  drain_ms?: number;
+}
+
+/** Longest `shutdown.drain_ms`: a day. */
+export const MAX_DRAIN_MS = 86_400_000;
+
+/** Result of `shutdown` (sent before the router stops taking flows). */
+export interface ShutdownResult {
+  /** Process id of the router that is stopping. */
+  pid: number;
+  /** Its open TCP flows when asked. */
+  flows: number;
+  drain_ms: number;
+}
+
 /** The method table: params and result type of every method. */
 export interface IpcMethods {
   "ping": { params: undefined; result: PingResult };
@@ -467,6 +488,7 @@ export interface IpcMethods {
   "connections.close": { params: ConnectionsCloseParams; result: ConnectionsCloseResult };
   "outbounds.list": { params: undefined; result: OutboundsListResult };
   "stats": { params: StatsParams; result: StatsResult };
+  "shutdown": { params: ShutdownParams; result: ShutdownResult };
 }
 
 /** A method name. */
@@ -486,6 +508,7 @@ export const METHODS: readonly IpcMethod[] = [
   "connections.close",
   "outbounds.list",
   "stats",
+  "shutdown",
 ];
 
 /** True when `name` is a known method. */
@@ -656,6 +679,16 @@ function validateStats(params: unknown): StatsParams {
   return out;
 }
 
+function validateShutdown(params: unknown): ShutdownParams {
+  const obj = asObject(params, "params.");
+  checkKeys(obj, ["drain_ms"], "params.");
+  const out: ShutdownParams = {};
+  if (obj.drain_ms !== undefined) {
+    out.drain_ms = int(obj.drain_ms, "params.drain_ms", 0, MAX_DRAIN_MS);
+  }
+  return out;
+}
+
 const VALIDATORS: { [M in IpcMethod]: (params: unknown) => IpcParams<M> } = {
   "ping": noParams,
   "status": noParams,
@@ -665,6 +698,7 @@ const VALIDATORS: { [M in IpcMethod]: (params: unknown) => IpcParams<M> } = {
   "connections.close": validateConnectionsClose,
   "outbounds.list": noParams,
   "stats": validateStats,
+  "shutdown": validateShutdown,
 };
 
 /**

@@ -41,6 +41,8 @@ import {
   type ReloadResult,
   type RouteTestParams,
   type RouteTestResult,
+  type ShutdownParams,
+  type ShutdownResult,
   type StatsParams,
   type StatsResult,
   type StatusResult,
@@ -73,6 +75,12 @@ export interface IpcHandlers {
   outboundsList(): Awaitable<OutboundsListResult>;
   /** `stats` */
   stats(params: StatsParams): Awaitable<StatsResult>;
+  /**
+   * `shutdown`: the reply goes out first; the router then stops taking
+   * flows. A handler should {@linkcode IpcServer.stopListening} before
+   * replying, so that the caller may take the socket path at once.
+   */
+  shutdown(params: ShutdownParams): Awaitable<ShutdownResult>;
 }
 
 /** Options of {@linkcode IpcServer}. */
@@ -93,6 +101,12 @@ export interface IpcServerOptions {
   maxInflightPerClient?: number;
   /** How long to wait for an answer on an existing socket at start (default 1000 ms). */
   probeTimeoutMs?: number;
+  /**
+   * Take the path even when another process answers on it (a successor
+   * router, once it asked the other one to `shutdown`). Default false: that
+   * is an error ("router already running?").
+   */
+  replace?: boolean;
   handlers: IpcHandlers;
   logger?: Logger;
 }
@@ -134,6 +148,8 @@ export async function dispatch(
       return await handlers.outboundsList();
     case "stats":
       return await handlers.stats(validateParams(method, params));
+    case "shutdown":
+      return await handlers.shutdown(validateParams(method, params));
   }
 }
 
@@ -141,7 +157,12 @@ interface Client {
   readonly conn: Deno.UnixConn;
   readonly id: number;
   done: Promise<void>;
+  /** Resolves once the requests read so far are answered (their replies written). */
+  answered: () => Promise<unknown>;
 }
+
+/** How long {@linkcode IpcServer.close} lets requests in progress finish and reply. */
+const CLOSE_GRACE_MS = 1000;
 
 /**
  * The IPC server.
@@ -258,15 +279,35 @@ export class IpcServer {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    this.#signalClosed();
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
+    // Requests in progress (a `shutdown`, a reload) get to reply, for a while.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#clients].map((c) => c.answered())),
+      new Promise((r) => timer = setTimeout(r, CLOSE_GRACE_MS)),
+    ]);
+    clearTimeout(timer);
+    this.#signalClosed();
     for (const c of this.#clients) closeQuietly(c.conn);
     await this.#acceptLoop;
     await Promise.allSettled([...this.#clients].map((c) => c.done));
     await this.#removeOwnSocket();
     this.#log.info("closed", { path: this.#opts.path });
+  }
+
+  /**
+   * Stops accepting clients and removes the socket file (if still ours);
+   * connected clients are served until {@linkcode close}. For `shutdown`:
+   * a successor may take the path as soon as it has the reply.
+   */
+  async stopListening(): Promise<void> {
+    try {
+      this.#listener?.close();
+    } catch { /* already closed */ }
+    await this.#acceptLoop;
+    await this.#removeOwnSocket();
   }
 
   /** Same as {@linkcode close}. */
@@ -285,11 +326,13 @@ export class IpcServer {
     if (!info.isSocket) {
       throw new Error(`ipc.path: ${path} exists and is not a socket; refusing to replace it`);
     }
-    if (await this.#probe(path)) {
+    const live = await this.#probe(path);
+    if (live && !this.#opts.replace) {
       throw new Error(`ipc.path: ${path}: another process is listening (router already running?)`);
     }
     await Deno.remove(path);
-    this.#log.warn("removed stale socket", { path });
+    if (live) this.#log.info("took over the socket path", { path });
+    else this.#log.warn("removed stale socket", { path });
   }
 
   /** True when something accepts a connection on `path`. */
@@ -319,9 +362,15 @@ export class IpcServer {
   }
 
   async #removeOwnSocket(): Promise<void> {
+    // One attempt, after the listener is gone (Deno itself unlinks the path when it drops a
+    // closed listener): later, the path may be a successor's socket, and inode numbers are
+    // reused (a takeover's new socket often gets the old one's).
+    const ino = this.#ino;
+    if (ino === null) return;
+    this.#ino = null;
     try {
       const info = await Deno.lstat(this.#opts.path);
-      if (info.isSocket && info.ino === this.#ino) await Deno.remove(this.#opts.path);
+      if (info.isSocket && info.ino === ino) await Deno.remove(this.#opts.path);
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) {
         this.#log.warn("cannot remove socket", { path: this.#opts.path, error: e });
@@ -353,7 +402,12 @@ export class IpcServer {
         writeAll(conn, encodeLine(reply)).catch(() => {}).finally(() => closeQuietly(conn));
         continue;
       }
-      const client: Client = { conn, id: this.#nextClientId++, done: Promise.resolve() };
+      const client: Client = {
+        conn,
+        id: this.#nextClientId++,
+        done: Promise.resolve(),
+        answered: () => Promise.resolve(),
+      };
       this.#clients.add(client);
       client.done = this.#serve(client).finally(() => {
         this.#clients.delete(client);
@@ -394,6 +448,7 @@ export class IpcServer {
     let inflight = 0;
     let slotFreed: (() => void) | null = null;
     const running = new Set<Promise<void>>();
+    client.answered = () => Promise.allSettled([...running]).then(() => writeChain);
     try {
       for (;;) {
         while (inflight >= this.#maxInflight) {

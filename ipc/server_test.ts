@@ -50,11 +50,11 @@ Deno.test("IpcServer answers malformed JSON with parse_error and keeps the conne
 Deno.test("IpcServer answers an unknown method with method_not_found and stays usable", async () => {
   await withServer({}, async (_s, path) => {
     const raw = await RawConn.open(path);
-    await raw.send('{"id":9,"method":"shutdown"}\n');
+    await raw.send('{"id":9,"method":"restart"}\n');
     const r = await raw.reply();
     assert.equal(r!.id, 9);
     assert.equal((r!.error as { code: string }).code, "method_not_found");
-    assert.match((r!.error as { message: string }).message, /shutdown/);
+    assert.match((r!.error as { message: string }).message, /restart/);
     await raw.send('{"id":10,"method":"ping"}\n');
     assert.deepEqual(await raw.reply(), { id: 10, result: { pong: true } });
     await raw.close();
@@ -315,4 +315,45 @@ Deno.test("new IpcServer() rejects bad options", () => {
     /maxClients/,
   );
   assert.throws(() => new IpcServer({ path: "/" + "x".repeat(120), handlers }), /ipc\.path/);
+});
+
+Deno.test("IpcServer takeover: replace takes a live path; the old server, closing, leaves the new socket alone", async () => {
+  const { dir, path } = await tempSocketPath();
+  try {
+    const old = await IpcServer.listen({ path, handlers: fakeHandlers().handlers });
+    const held = await IpcClient.connect(path);
+    // A successor asks, the old server stops listening (the path is free) but keeps its clients.
+    await old.stopListening();
+    await assert.rejects(() => Deno.lstat(path), Deno.errors.NotFound);
+    assert.deepEqual(await held.ping(), { pong: true }, "connected clients are still served");
+    // Once no socket refers to the old path's inode, the new socket gets its number (tmpfs):
+    // closing the old server later must not take the new socket for its own.
+    await held.close();
+    for (let i = 0; i < 100 && old.clientCount > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const next = await IpcServer.listen({ path, handlers: fakeHandlers().handlers, replace: true });
+    try {
+      await old.close();
+      assert.equal(
+        (await Deno.lstat(path)).isSocket,
+        true,
+        "the successor's socket is still there",
+      );
+      const c = await IpcClient.connect(path);
+      assert.deepEqual(await c.ping(), { pong: true });
+      await c.close();
+      // replace also takes a path another server still answers on.
+      const third = await IpcServer.listen({
+        path,
+        handlers: fakeHandlers().handlers,
+        replace: true,
+      });
+      await third.close();
+    } finally {
+      await next.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

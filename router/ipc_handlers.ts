@@ -72,15 +72,21 @@ export interface RouterIpcOptions {
   readonly load?: (source: ConfigSource) => Promise<LoadedForReload>;
   /** Told of an engine `load` gave that a failed reload never put in use (`CompileWorker.retire`). */
   readonly discard?: (engine: Engine) => void;
+  /**
+   * Begins stopping the router for `shutdown`, letting TCP flows go on for
+   * `drainMs`; resolves once the IPC server stopped listening (the reply is
+   * then sent). Without it `shutdown` is refused.
+   */
+  readonly onShutdown?: (drainMs: number) => Promise<void>;
 }
 
-/** Builds the IPC handlers for a router. */
 /** The process's memory for `status`. */
 function memoryInfo(): MemoryInfo {
   const m = Deno.memoryUsage();
   return { rss: m.rss, heap_used: m.heapUsed, heap_total: m.heapTotal, external: m.external };
 }
 
+/** Builds the IPC handlers for a router. */
 export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
   const { router } = opts;
   let lastReload: LastReload | null = null;
@@ -286,6 +292,15 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
         udp: c.udp,
         ...(params.rules ? rulesOf(router.hotRules(params.limit ?? DEFAULT_RULES_LIMIT)) : {}),
       };
+    },
+
+    async shutdown(params) {
+      if (!opts.onShutdown) throw new IpcError("internal", "shutdown is not offered here");
+      const drain_ms = params.drain_ms ?? 0;
+      const flows = router.flows.size;
+      opts.logger.info("shutdown requested over IPC", { drain_ms, flows });
+      await opts.onShutdown(drain_ms);
+      return { pid: Deno.pid, flows, drain_ms };
     },
   };
 }

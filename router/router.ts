@@ -207,6 +207,7 @@ export class Router {
         nextId: () => this.#flows.allocateId(),
         onDnsReply: (data) => this.#dnsReply(data),
         nameOf: (addr) => this.#nameOf(addr),
+        reusePort: this.#reusePort,
         logger: this.#log.child(`udp/${inbound.tag}`),
         ...(this.#reactor ? { reactor: this.#reactor } : {}),
       });
@@ -623,6 +624,28 @@ export class Router {
   /** When the router started (ms since epoch). */
   get startedAt(): number {
     return this.#startedAt;
+  }
+
+  /**
+   * Stops taking new flows (TCP listeners and UDP planes close: their
+   * sessions end, a successor's sockets get the datagrams) and waits until
+   * no TCP flow is left or `ms` passed; resolves with the flows left (then
+   * call {@linkcode Router.stop}). For a takeover (`router run --replace`)
+   * or `router stop --drain`.
+   */
+  async drain(ms: number): Promise<number> {
+    if (this.#stopping) return this.#flows.size;
+    await Promise.allSettled([
+      ...this.#listeners.map((l) => l.listener.close()),
+      ...this.#udpPlanes.map((p) => p.close()),
+    ]);
+    const deadline = Date.now() + ms;
+    while (this.#flows.size > 0 && !this.#stopping) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      await new Promise((r) => setTimeout(r, Math.min(200, left)));
+    }
+    return this.#flows.size;
   }
 
   /** Closes listeners, flows and outbounds. Idempotent. */

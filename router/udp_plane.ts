@@ -102,6 +102,8 @@ export interface UdpPlaneOptions {
   readonly reactor?: Reactor;
   /** Most reply sockets kept open (default 1024). */
   readonly replySockets?: number;
+  /** `SO_REUSEPORT` on the inbound sockets (see `UdpInboundOptions.reusePort`). */
+  readonly reusePort?: boolean;
   /** Per-protocol idle timeouts (DNS, QUIC); capped by the inbound's `udp_timeout`. */
   readonly timeouts?: Partial<Pick<UdpTimeouts, "dnsMs" | "quicMs">>;
   /** Datagrams held per session while sniffing or connecting (default 16). */
@@ -383,6 +385,7 @@ export class UdpPlane {
       plane.#inbound = UdpTproxyInbound.open({
         listen: opts.inbound.listen,
         port: opts.inbound.listen_port,
+        reusePort: opts.reusePort === true,
         logger: opts.logger,
         reactor: plane.#reactor,
         sink: {

@@ -72,6 +72,7 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(len((await self.client.outbounds_list())["outbounds"]), 3)
         self.assertEqual((await self.client.stats())["bytes_up"], 10)
         self.assertNotIn("rules", await self.client.stats())
+        self.assertEqual((await self.client.shutdown(drain_ms=5000))["drain_ms"], 5000)
         hot = await self.client.stats(rules=True, limit=3)
         self.assertEqual(hot["rules"], [{"rule": None, "outbound": "direct", "hits": 3}])
 

@@ -206,6 +206,11 @@ class AsyncRustRouterClient:
         """``outbounds.list``."""
         return await self.call("outbounds.list")
 
+    async def shutdown(self, drain_ms: Optional[int] = None) -> Dict[str, Any]:
+        """``shutdown``: the router stops taking flows and exits once its TCP flows
+        end or ``drain_ms`` passed (default 0: at once)."""
+        return await self.call("shutdown", {} if drain_ms is None else {"drain_ms": drain_ms})
+
     async def stats(self, rules: bool = False, limit: Optional[int] = None) -> Dict[str, Any]:
         """``stats``: counters; with ``rules=True`` also the most hit route rules
         (``rules``: at most ``limit`` of them, most hit first, then final; ``rules_hit``)."""

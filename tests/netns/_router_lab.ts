@@ -60,7 +60,12 @@ export class RouterProcess {
   readonly status: Promise<Deno.CommandStatus>;
   #exited = false;
 
-  constructor(netns: string, readonly configPath: string, readonly level = "debug") {
+  constructor(
+    netns: string,
+    readonly configPath: string,
+    readonly level = "debug",
+    extraArgs: readonly string[] = [],
+  ) {
     this.#child = new Deno.Command("ip", {
       args: [
         "netns",
@@ -75,6 +80,7 @@ export class RouterProcess {
         configPath,
         "--log-level",
         level,
+        ...extraArgs,
       ],
       stdin: "null",
       stdout: "piped",
@@ -232,6 +238,8 @@ export interface RouterLabOptions {
 /** A {@linkcode Lab} with TPROXY rules applied and helpers to run the real router in it. */
 export class RouterLab {
   #router: RouterProcess | null = null;
+  /** Routers a successor replaced (`replaceRouter`), killed at teardown if still running. */
+  readonly #retired: RouterProcess[] = [];
   #ipc: IpcClient | null = null;
   #tables = 0;
   readonly #counterTable = new Map<string, string>();
@@ -303,6 +311,28 @@ export class RouterLab {
     this.#router = r;
     await r.waitForLog(/ INFO +router: started /, 30_000);
     return r;
+  }
+
+  /**
+   * Starts a successor with `router run --replace` (and `args`) on the
+   * running router's config, waits until it started, and makes it the
+   * running router; returns the one it replaced (still running while it
+   * drains; killed at teardown if need be).
+   */
+  async replaceRouter(args: readonly string[] = []): Promise<RouterProcess> {
+    const old = this.router;
+    try {
+      await this.#ipc?.close();
+    } catch { /* closed */ }
+    this.#ipc = null;
+    const next = new RouterProcess(this.lab.ns.router, old.configPath, old.level, [
+      "--replace",
+      ...args,
+    ]);
+    this.#retired.push(old);
+    this.#router = next;
+    await next.waitForLog(/ INFO +router: started /, 30_000);
+    return old;
   }
 
   /** A (cached) IPC client of the running router. */
@@ -481,6 +511,7 @@ export class RouterLab {
     } catch { /* closed */ }
     this.#ipc = null;
     await this.#router?.kill();
+    for (const r of this.#retired) await r.kill();
     const logDir = Deno.env.get("E2E_LOG_DIR");
     if (logDir && this.#router) {
       await Deno.mkdir(logDir, { recursive: true });
