@@ -79,16 +79,26 @@ export class RuleStats {
   hot(limit: number): { rows: RuleHits[]; hit: number } {
     const e = this.#engine;
     if (!e) return { rows: [], hit: 0 };
-    const hit: number[] = [];
-    for (let i = 0; i < e.ruleCount; i++) if (e.hits(i) > 0) hit.push(i);
-    hit.sort((a, b) => e.hits(b) - e.hits(a) || a - b);
-    const rows: RuleHits[] = hit.slice(0, Math.max(0, limit)).map((i) => ({
+    // Most hits first, ties in rule order. A large set may have tens of thousands of rules
+    // with hits: the best `limit` are kept in a heap (its root the worst of them), O(n log k).
+    const k = Math.max(0, limit);
+    const worse = (a: number, b: number) => e.hits(a) - e.hits(b) || b - a; // > 0: a is better
+    const heap: number[] = [];
+    let hit = 0;
+    for (let i = 0; i < e.ruleCount; i++) {
+      if (e.hits(i) === 0) continue;
+      hit++;
+      if (heap.length < k) heapPush(heap, i, worse);
+      else if (k > 0 && worse(i, heap[0]!) > 0) heapReplaceTop(heap, i, worse);
+    }
+    const top = heap.sort((a, b) => worse(b, a));
+    const rows: RuleHits[] = top.map((i) => ({
       rule: i,
       outbound: e.outboundOf(i),
       hits: e.hits(i),
     }));
     rows.push({ rule: null, outbound: e.final, hits: e.finalHits });
-    return { rows, hit: hit.length };
+    return { rows, hit };
   }
 
   /** Current counters, one row per rule, then `final`. */
@@ -122,4 +132,32 @@ function carryHits(prev: Engine, next: Engine): void {
       carried.delete(fp);
     }
   }
+}
+
+/** Pushes `x` onto the binary heap `h` whose root is its least element by `cmp`. */
+function heapPush(h: number[], x: number, cmp: (a: number, b: number) => number): void {
+  let i = h.length;
+  h.push(x);
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    if (cmp(h[p]!, x) <= 0) break;
+    h[i] = h[p]!;
+    i = p;
+  }
+  h[i] = x;
+}
+
+/** Replaces the root of the heap `h` (see {@linkcode heapPush}) with `x`. */
+function heapReplaceTop(h: number[], x: number, cmp: (a: number, b: number) => number): void {
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1, r = l + 1;
+    let m = i, v = x;
+    if (l < h.length && cmp(h[l]!, v) < 0) m = l, v = h[l]!;
+    if (r < h.length && cmp(h[r]!, v) < 0) m = r, v = h[r]!;
+    if (m === i) break;
+    h[i] = v;
+    i = m;
+  }
+  h[i] = x;
 }

@@ -160,3 +160,31 @@ Deno.test("RuleStats.hot() lists the rules with hits, most first, up to a limit,
   assert.deepEqual(stats.hot(1).rows.map((r) => r.rule), [2, null]);
   assert.deepEqual(stats.hot(0), { rows: [{ rule: null, outbound: "direct", hits: 2 }], hit: 3 });
 });
+
+Deno.test("RuleStats.hot() keeps the best `limit` rules of many, as a full sort would", () => {
+  const n = 300;
+  const e = engine(
+    Array.from({ length: n }, (_, i) => ({ domain: `r${i}.com`, outbound: "block" })),
+  );
+  const stats = new RuleStats();
+  stats.adopt(e);
+  let seed = 5;
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 16;
+  for (let i = 0; i < n; i++) {
+    // Many ties, many rules without hits.
+    const times = rand() % 3 === 0 ? 0 : rand() % 7;
+    for (let k = 0; k < times; k++) e.match(flow({ domain: `r${i}.com` }));
+  }
+  const all = Array.from({ length: n }, (_, i) => i).filter((i) => e.hits(i) > 0)
+    .sort((a, b) => e.hits(b) - e.hits(a) || a - b);
+  for (const limit of [0, 1, 2, 7, 50, all.length - 1, all.length, all.length + 10]) {
+    const got = stats.hot(limit);
+    assert.equal(got.hit, all.length);
+    assert.deepEqual(
+      got.rows.slice(0, -1).map((r) => r.rule),
+      all.slice(0, limit),
+      `limit ${limit}`,
+    );
+    assert.equal(got.rows.at(-1)!.rule, null);
+  }
+});
