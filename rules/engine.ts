@@ -427,8 +427,6 @@ export class Engine {
   readonly #srcCidr: CidrIndex;
   readonly #ports: PortIndex;
   readonly #scratch: FlowScratch;
-  readonly #cand: Int32Array;
-  readonly #candSeen: Uint32Array;
   #candLen = 0;
   /** Lowest rule proven by a pure index hit during the current lookup. */
   #best = NONE;
@@ -491,9 +489,7 @@ export class Engine {
     this.#arena = arenaCell(img.domains.slots.buffer);
     this.#arenaGen = this.#arena === null ? 0 : Atomics.load(this.#arena, 0);
     const n = this.#table.count;
-    this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp);
-    this.#cand = new Int32Array(n);
-    this.#candSeen = new Uint32Array(n);
+    this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp, n);
     this.#decisions = new Array(n);
     this.#finalDecision = Object.freeze({ outbound: opts.final, rule: null });
     this.#hits = new Float64Array(n);
@@ -634,10 +630,10 @@ export class Engine {
   }
 
   #propose(top: number): void {
-    const epoch = this.#scratch.epoch;
-    if (this.#candSeen[top] === epoch) return;
-    this.#candSeen[top] = epoch;
-    this.#cand[this.#candLen++] = top;
+    const s = this.#scratch, epoch = s.epoch;
+    if (s.candSeen[top] === epoch) return;
+    s.candSeen[top] = epoch;
+    s.cand[this.#candLen++] = top;
   }
 
   #eval(i: number): boolean {
@@ -665,8 +661,9 @@ export class Engine {
     if (this.#best > min[MIN_SRC]!) this.#srcCidr.lookup(flow.source.addr, this.#stampSrc);
     if (this.#best > min[MIN_PORT]!) this.#ports.lookup(flow.destination.port, this.#stampPort);
     let best = this.#best;
+    const cand = s.cand;
     for (let k = 0; k < this.#candLen; k++) {
-      const i = this.#cand[k]!;
+      const i = cand[k]!;
       if (i < best && this.#eval(i)) best = i;
     }
     const always = this.#always;

@@ -336,3 +336,39 @@ Deno.test("Engine.match(): CIDR items inside a rule set count for a rule before 
   assert.equal(ruleOf(e, { domain: "x.com", dst: "10.1.2.3" }), 0);
   assert.equal(ruleOf(e, { domain: "x.com", dst: "11.1.2.3" }), 1);
 });
+
+Deno.test("Engine: engines share one thread's stamp arrays; interleaved lookups decide as separate ones", () => {
+  let seed = 17;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const names = ["a.com", "b.com", "c.org", "x.a.com", "y.b.com"];
+  const nets = ["10.0.0.0/8", "10.1.0.0/16", "192.0.2.0/24", "2001:db8::/32"];
+  /** Rules whose nodes need stamps (a destination item and another group, or a source CIDR). */
+  const rules = (count: number) =>
+    Array.from({ length: count }, () => {
+      const r: Record<string, unknown> = { outbound: ["a", "b", "direct"][rand(3)] };
+      if (rand(2)) r.domain_suffix = [names[rand(names.length)]];
+      if (rand(2)) r.ip_cidr = [nets[rand(nets.length)]];
+      if (rand(2)) r.port = [443, 80][rand(2)];
+      if (rand(3) === 0) r.source_ip_cidr = ["192.168.0.0/16"];
+      if (Object.keys(r).length === 1) r.port = 22;
+      return r;
+    });
+  const small = engine(rules(5)), big = engine(rules(400)), mid = engine(rules(60));
+  const pick = <T>(xs: T[]): T => xs[rand(xs.length)]!;
+  const flows = Array.from({ length: 600 }, () => {
+    const init: FlowInit = {
+      dst: pick(["10.1.2.3", "10.9.9.9", "192.0.2.7", "2001:db8::5", "93.184.216.34"]),
+      dport: pick([443, 80, 22]),
+      src: pick(["192.168.1.10", "172.16.0.1"]),
+    };
+    if (rand(3)) init.domain = `${pick(["q.", ""])}${pick(names)}`;
+    return flow(init);
+  });
+  const engines = [small, big, mid];
+  // Each engine alone, then all three interleaved flow by flow (the big one grew the arrays).
+  const alone = engines.map((e) => flows.map((f) => e.explain(f).rule));
+  const mixed: (number | null)[][] = [[], [], []];
+  for (const f of flows) engines.forEach((e, k) => mixed[k]!.push(e.explain(f).rule));
+  assert.deepEqual(mixed, alone);
+  for (const d of alone) assert.ok(new Set(d).size >= 3, `varied decisions: ${[...new Set(d)]}`);
+});

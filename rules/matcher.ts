@@ -48,36 +48,95 @@ export function combineStates(a: number, b: number): number {
   return out;
 }
 
+/**
+ * The stamp arrays of every engine on this thread, grown to the largest
+ * engine's sizes. Lookups never interleave (they are synchronous; a patched
+ * engine asks its overlay only once its own lookup is done), so engines can
+ * share them, with one epoch counter for all: building an engine allocates
+ * none of them (for 100k rules they were 1.6 MB of array buffers per reload,
+ * and under `--optimize-for-size` every reload that brought them started a
+ * major collection on the data-plane thread, 10–13 ms).
+ */
+const stamps = {
+  epoch: 0,
+  /** Bumped when the epoch wraps (the arrays are cleared then). */
+  wraps: 0,
+  dstHit: new Uint32Array(0),
+  srcHit: new Uint32Array(0),
+  cand: new Int32Array(0),
+  candSeen: new Uint32Array(0),
+};
+
+/** Grows the thread's stamp arrays to at least `nodes` / `rules` (new, zeroed arrays). */
+function growStamps(nodes: number, rules: number): void {
+  if (stamps.dstHit.length < nodes) {
+    const n = Math.max(nodes, stamps.dstHit.length * 1.25 | 0);
+    stamps.dstHit = new Uint32Array(n);
+    stamps.srcHit = new Uint32Array(n);
+  }
+  if (stamps.cand.length < rules) {
+    const n = Math.max(rules, stamps.cand.length * 1.25 | 0);
+    stamps.cand = new Int32Array(n);
+    stamps.candSeen = new Uint32Array(n);
+  }
+}
+
 /** Per-flow facts shared by all matchers of one engine. Reused across flows. */
 export class FlowScratch {
+  /** This lookup's stamp (valid after {@linkcode FlowScratch.begin}). */
   epoch = 0;
   /** Node id → epoch when a domain item or `ip_cidr` of the node matched this flow. */
-  readonly dstHit: Uint32Array;
+  dstHit: Uint32Array;
   /** Node id → epoch when a `source_ip_cidr` of the node matched this flow. */
-  readonly srcHit: Uint32Array;
+  srcHit: Uint32Array;
+  /** Rules proposed by the indexes this lookup (the engine's list, {@linkcode FlowScratch.begin}). */
+  cand: Int32Array;
+  /** Rule → epoch when it was proposed this lookup. */
+  candSeen: Uint32Array;
   flow!: FlowMeta;
+  readonly #nodes: number;
+  readonly #rules: number;
   readonly #geo: GeoIpLookup;
+  #wraps = 0;
   #dstGeoEpoch = 0;
   #dstGeo: string | null = null;
   #srcGeoEpoch = 0;
   #srcGeo: string | null = null;
 
-  /** Scratch for `nodes` rule nodes. */
-  constructor(nodes: number, geo: GeoIpLookup) {
-    this.dstHit = new Uint32Array(nodes);
-    this.srcHit = new Uint32Array(nodes);
+  /** Scratch for `nodes` rule nodes and `rules` rules (the arrays are the thread's, see `stamps`). */
+  constructor(nodes: number, geo: GeoIpLookup, rules = 0) {
+    this.#nodes = nodes;
+    this.#rules = rules;
     this.#geo = geo;
+    this.dstHit = stamps.dstHit;
+    this.srcHit = stamps.srcHit;
+    this.cand = stamps.cand;
+    this.candSeen = stamps.candSeen;
   }
 
   /** Starts a new flow: invalidates every per-flow fact in O(1). */
   begin(flow: FlowMeta): void {
     this.flow = flow;
-    if (++this.epoch === 0xffffffff) {
-      this.dstHit.fill(0);
-      this.srcHit.fill(0);
-      this.#dstGeoEpoch = this.#srcGeoEpoch = 0;
-      this.epoch = 1;
+    const t = stamps;
+    if (t.dstHit.length < this.#nodes || t.cand.length < this.#rules) {
+      growStamps(this.#nodes, this.#rules);
     }
+    if (++t.epoch === 0xffffffff) {
+      t.dstHit.fill(0);
+      t.srcHit.fill(0);
+      t.candSeen.fill(0);
+      t.epoch = 1;
+      t.wraps++;
+    }
+    if (this.#wraps !== t.wraps) {
+      this.#wraps = t.wraps;
+      this.#dstGeoEpoch = this.#srcGeoEpoch = 0;
+    }
+    this.epoch = t.epoch;
+    this.dstHit = t.dstHit;
+    this.srcHit = t.srcHit;
+    this.cand = t.cand;
+    this.candSeen = t.candSeen;
   }
 
   /** Country of the destination (looked up once per flow). */
