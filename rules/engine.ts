@@ -434,6 +434,8 @@ export class Engine {
   #overlay: Engine | null = null;
   #overlayIndex: Int32Array = new Int32Array(0);
   readonly #hits: Float64Array;
+  /** The rules with hits, in the order of their first hit (see {@linkcode Engine.hitRules}). */
+  readonly #hitList: number[] = [];
   #finalHits = 0;
   /**
    * The generation cell of the shared arena the indexes are in (and its
@@ -490,7 +492,7 @@ export class Engine {
     this.#arenaGen = this.#arena === null ? 0 : Atomics.load(this.#arena, 0);
     const n = this.#table.count;
     this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp, n);
-    this.#decisions = new Array(n);
+    this.#decisions = []; // sparse, filled as rules match (a rule-sized one: 800 KB a reload)
     this.#finalDecision = Object.freeze({ outbound: opts.final, rule: null });
     this.#hits = new Float64Array(n);
   }
@@ -692,7 +694,7 @@ export class Engine {
       this.#finalHits++;
       return this.#finalDecision;
     }
-    this.#hits[i]!++;
+    if (this.#hits[i]!++ === 0) this.#hitList.push(i);
     return this.#decisions[i] ?? this.#decision(i);
   }
 
@@ -714,7 +716,7 @@ export class Engine {
   /** Counts a hit for `d`, a decision {@linkcode Engine.decide} of this engine gave. */
   count(d: Decision): void {
     if (d.rule === null) this.#finalHits++;
-    else this.#hits[d.rule]!++;
+    else if (this.#hits[d.rule]!++ === 0) this.#hitList.push(d.rule);
   }
 
   /** Like {@linkcode Engine.match} but says why, and counts nothing. */
@@ -750,10 +752,25 @@ export class Engine {
     return this.#finalHits;
   }
 
-  /** Sets hit counters (used by `RuleStats` when carrying counts over a reload). */
-  setHits(i: number | "final", value: number): void {
-    if (i === "final") this.#finalHits = value;
-    else if (i >= 0 && i < this.#hits.length) this.#hits[i] = value;
+  /**
+   * The rules that have hits, in no particular order (each once): what
+   * `RuleStats` walks instead of every rule (a large set has 100k).
+   */
+  hitRules(): readonly number[] {
+    return this.#hitList;
+  }
+
+  /**
+   * Adds `n` (≥ 0) to a hit counter (`RuleStats` carrying counts over a
+   * reload). Counts only grow, so {@linkcode Engine.hitRules} lists a rule once.
+   */
+  addHits(i: number | "final", n: number): void {
+    if (!(n >= 0)) throw new RangeError(`addHits: ${n}: expected a count ≥ 0`);
+    if (i === "final") this.#finalHits += n;
+    else if (i >= 0 && i < this.#hits.length && n > 0) {
+      if (this.#hits[i] === 0) this.#hitList.push(i);
+      this.#hits[i]! += n;
+    }
   }
 
   /** {@linkcode fingerprintHash} of rule `i` (computed on first use, then cached). */

@@ -188,6 +188,12 @@ Deno.test("Engine.explain() names the rule and its JSON, or final; it counts not
   e.count(d);
   e.count(f);
   assert.deepEqual([e.hits(0), e.finalHits], [3, 3]);
+  // hitRules(): each rule with hits once (what RuleStats walks instead of every rule).
+  assert.deepEqual(e.hitRules(), [0]);
+  e.addHits(0, 5);
+  e.addHits("final", 2);
+  assert.deepEqual([e.hitRules(), e.hits(0), e.finalHits], [[0], 8, 5]);
+  assert.throws(() => e.addHits(0, -1), RangeError);
 });
 
 Deno.test("Engine: many indexed rules still honour rule order", () => {

@@ -51,7 +51,7 @@ export class RuleStats {
     const prev = this.#engine;
     this.#engine = next;
     if (!prev || prev === next) return;
-    if (prev.final === next.final) next.setHits("final", next.finalHits + prev.finalHits);
+    if (prev.final === next.final) next.addHits("final", prev.finalHits);
     const ready = next.fingerprintsReady, prevReady = prev.fingerprintsReady;
     if (ready === null && prevReady === null && this.#pending === null) {
       carryHits(prev, next);
@@ -85,7 +85,7 @@ export class RuleStats {
     const worse = (a: number, b: number) => e.hits(a) - e.hits(b) || b - a; // > 0: a is better
     const heap: number[] = [];
     let hit = 0;
-    for (let i = 0; i < e.ruleCount; i++) {
+    for (const i of e.hitRules()) {
       if (e.hits(i) === 0) continue;
       hit++;
       if (heap.length < k) heapPush(heap, i, worse);
@@ -117,18 +117,17 @@ export class RuleStats {
 /** Adds the hits of `prev`'s rules to `next`'s rules with the same fingerprint. */
 function carryHits(prev: Engine, next: Engine): void {
   const carried = new Map<number, number>();
-  for (let i = 0; i < prev.ruleCount; i++) {
-    const h = prev.hits(i);
-    if (h === 0) continue;
+  // In rule order: two identical rules share a fingerprint, and the first one's count goes on.
+  for (const i of [...prev.hitRules()].sort((a, b) => a - b)) {
     const fp = prev.fingerprint(i);
-    if (!carried.has(fp)) carried.set(fp, h);
+    if (!carried.has(fp)) carried.set(fp, prev.hits(i));
   }
   if (carried.size === 0) return;
   for (let i = 0; i < next.ruleCount; i++) {
     const fp = next.fingerprint(i);
     const h = carried.get(fp);
     if (h !== undefined) {
-      next.setHits(i, next.hits(i) + h);
+      next.addHits(i, h);
       carried.delete(fp);
     }
   }

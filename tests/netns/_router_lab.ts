@@ -242,6 +242,7 @@ export class RouterLab {
   readonly #retired: RouterProcess[] = [];
   #ipc: IpcClient | null = null;
   #tables = 0;
+  #paced = 0;
   readonly #counterTable = new Map<string, string>();
 
   private constructor(readonly lab: Lab, readonly dir: string) {}
@@ -399,6 +400,28 @@ export class RouterLab {
   /** Starts a client in the background (e.g. a `paced` flow); read its lines to follow it. */
   spawnFlows(spec: ClientSpec, ns: Role = "client"): LabProcess {
     return this.lab.spawn(ns, this.#clientArgv(spec));
+  }
+
+  /**
+   * Long uploads from the client to each of `targets` (16 KiB every 20 ms, at
+   * most 60 s), in one client process, until a file appears at `stopFile`; the
+   * process prints its `{"done":true, results}` line then.
+   */
+  pacedUploads(targets: string[]): { proc: LabProcess; stopFile: string } {
+    const stopFile = `${this.dir}/stop-paced-${this.#paced++}`;
+    const proc = this.spawnFlows({
+      flows: targets.map((t) => ({
+        target: t,
+        mode: "paced" as const,
+        chunk: 16 * 1024,
+        intervalMs: 20,
+        stopFile,
+        maxMs: 60_000,
+      })),
+      concurrency: targets.length,
+      timeoutMs: 15_000,
+    });
+    return { proc, stopFile };
   }
 
   /** Adds nft named counters in their own table, hooked on `hook` (default output) of the ns. */

@@ -28,19 +28,9 @@ routerLabTest(
       );
 
     // Two long-running uploads (v4 and v6) to the hash server, open across every reload below.
-    const stopFile = `${rl.dir}/stop-paced`;
-    const paced = rl.spawnFlows({
-      flows: [a.extra4[0]!, a.extra6[0]!].map((addr) => ({
-        target: target(addr, 8081),
-        mode: "paced" as const,
-        chunk: 16 * 1024,
-        intervalMs: 20,
-        stopFile,
-        maxMs: 60_000,
-      })),
-      concurrency: 2,
-      timeoutMs: 15_000,
-    });
+    const { proc: paced, stopFile } = rl.pacedUploads(
+      [a.extra4[0]!, a.extra6[0]!].map((addr) => target(addr, 8081)),
+    );
     const connected = async () =>
       (await ipc.connectionsList()).connections.filter((c) => c.dst.endsWith(":8081"));
     await waitUntil(async () => (await connected()).length === 2, 15_000, "two paced flows open");

@@ -20,19 +20,9 @@ routerLabTest(
       assert.ok(r.ok && r.verified, `${what}: ${failures([r])}`);
 
     // Two uploads (v4, v6) paced over the whole test, open across the takeover.
-    const stopFile = `${rl.dir}/stop-paced`;
-    const paced = rl.spawnFlows({
-      flows: [a.extra4[0]!, a.extra6[0]!].map((addr) => ({
-        target: target(addr, 8081),
-        mode: "paced" as const,
-        chunk: 16 * 1024,
-        intervalMs: 20,
-        stopFile,
-        maxMs: 60_000,
-      })),
-      concurrency: 2,
-      timeoutMs: 15_000,
-    });
+    const { proc: paced, stopFile } = rl.pacedUploads(
+      [a.extra4[0]!, a.extra6[0]!].map((addr) => target(addr, 8081)),
+    );
     await waitUntil(
       async () => (await (await rl.ipc()).connectionsList()).total === 2,
       15_000,
