@@ -290,7 +290,7 @@ export async function runDemoCommand(args: string[]): Promise<number> {
 
       console.log(bold("\n5. Router status (IPC)"));
       const st = await client.status();
-      const stats = await client.stats();
+      const stats = await client.stats({ rules: true, limit: 3 });
       const rss = st.memory ? `, RSS ${(st.memory.rss / 2 ** 20).toFixed(1)} MiB` : "";
       console.log(`   rules ${st.rules}, final ${st.final}, flows total ${st.flows.total}${rss}`);
       for (const o of st.outbounds) {
@@ -301,6 +301,11 @@ export async function runDemoCommand(args: string[]): Promise<number> {
           } up ${s?.bytes_up ?? 0} B down ${s?.bytes_down ?? 0} B errors ${s?.errors ?? 0}`,
         );
       }
+      // Hit counters (they survived the reload for the rules it left unchanged).
+      const hits = (stats.rules ?? []).map((r) =>
+        `${r.rule === null ? "final" : `#${r.rule}`} ${r.hits}`
+      );
+      console.log(`   most hit rules: ${hits.join(", ")} (router status --rules N)`);
     } finally {
       await client.close();
     }
