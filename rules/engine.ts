@@ -433,7 +433,7 @@ export class Engine {
   /** A patched engine's new rules (see {@linkcode Engine.patch}); rule o there is rule #overlayIndex[o] here. */
   #overlay: Engine | null = null;
   #overlayIndex: Int32Array = new Int32Array(0);
-  readonly #hits: Float64Array;
+  #hits: Float64Array;
   /** The rules with hits, in the order of their first hit (see {@linkcode Engine.hitRules}). */
   readonly #hitList: number[] = [];
   #finalHits = 0;
@@ -494,7 +494,7 @@ export class Engine {
     this.#scratch = new FlowScratch(img.nodeInfo.length, opts.geoip ?? noGeoIp, n);
     this.#decisions = []; // sparse, filled as rules match (a rule-sized one: 800 KB a reload)
     this.#finalDecision = Object.freeze({ outbound: opts.final, rule: null });
-    this.#hits = new Float64Array(n);
+    this.#hits = takeCounters(n);
   }
 
   /**
@@ -753,6 +753,21 @@ export class Engine {
   }
 
   /**
+   * Gives this engine's hit counters back for a later engine to reuse (a
+   * rule-sized array: 800 KB for 100k rules, which a reload would otherwise
+   * allocate on the data-plane thread). Call it once the counts were carried
+   * over and the engine is out of use (`RuleStats` does); its counts read 0
+   * afterwards.
+   */
+  releaseCounters(): void {
+    const h = this.#hits;
+    this.#hits = new Float64Array(0);
+    this.#hitList.length = 0;
+    this.#finalHits = 0;
+    releaseCounters(h);
+  }
+
+  /**
    * The rules that have hits, in no particular order (each once): what
    * `RuleStats` walks instead of every rule (a large set has 100k).
    */
@@ -790,6 +805,29 @@ export class Engine {
 /** Parsed rule `i` of `rules` (for scanned rules, one that is not scanned). */
 function ruleAt(rules: readonly RouteRule[] | ScannedRules, i: number): RouteRule {
   return rules instanceof ScannedRules ? rules.parsed(i) : rules[i]!;
+}
+
+/** Hit-counter arrays of retired engines, for the next engines (see `Engine.releaseCounters`). */
+const counterPool: Float64Array[] = [];
+
+/** Zeroed counters for `n` rules: a pooled array's first `n` (one at most twice as long), else new. */
+function takeCounters(n: number): Float64Array {
+  for (let k = 0; k < counterPool.length; k++) {
+    const a = counterPool[k]!;
+    if (a.length >= n && a.length <= 2 * n + 1024) {
+      counterPool.splice(k, 1);
+      return a.fill(0, 0, n).subarray(0, n);
+    }
+  }
+  return new Float64Array(n);
+}
+
+function releaseCounters(h: Float64Array): void {
+  if (h.length === 0) return;
+  // The whole array, not a view: the next engine may have more rules.
+  const whole = new Float64Array(h.buffer);
+  counterPool.push(whole);
+  if (counterPool.length > 2) counterPool.shift();
 }
 
 function runToEnd<T>(it: Generator<void, T>): T {

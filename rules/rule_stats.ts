@@ -55,12 +55,14 @@ export class RuleStats {
     const ready = next.fingerprintsReady, prevReady = prev.fingerprintsReady;
     if (ready === null && prevReady === null && this.#pending === null) {
       carryHits(prev, next);
+      prev.releaseCounters();
       this.#onRetire?.(prev);
       return;
     }
     // Carries run in adoption order: `prev`'s own carry may still be pending.
     const p: Promise<void> = Promise.all([this.#pending, prevReady, ready]).then(() => {
       carryHits(prev, next);
+      prev.releaseCounters();
       if (this.#pending === p) this.#pending = null;
     }).finally(() => this.#onRetire?.(prev));
     this.#pending = p;

@@ -188,3 +188,21 @@ Deno.test("RuleStats.hot() keeps the best `limit` rules of many, as a full sort 
     assert.equal(got.rows.at(-1)!.rule, null);
   }
 });
+
+Deno.test("RuleStats: a replaced engine's counters are reused by a later engine, zeroed, counts carried", () => {
+  const rules = [{ domain: "a.com", outbound: "block" }, { domain: "b.com", outbound: "block" }];
+  const stats = new RuleStats();
+  const e1 = engine(rules);
+  stats.adopt(e1);
+  for (let k = 0; k < 5; k++) e1.match(flow({ domain: "a.com" }));
+  e1.match(flow({ domain: "b.com" }));
+  const e2 = engine(rules);
+  stats.adopt(e2); // carries 5 and 1, gives e1's array back
+  assert.deepEqual([e1.hits(0), e1.hits(1), e1.hitRules()], [0, 0, []], "e1 released");
+  e2.match(flow({ domain: "b.com" }));
+  const e3 = engine([rules[1]!, rules[0]!]); // takes e1's old array: it must start at zero
+  assert.deepEqual([e3.hits(0), e3.hits(1), e3.hitRules()], [0, 0, []]);
+  stats.adopt(e3);
+  assert.deepEqual([e3.hits(0), e3.hits(1)], [2, 5], "b.com then a.com, reordered");
+  assert.deepEqual(stats.hot(10).rows.map((r) => [r.rule, r.hits]), [[1, 5], [0, 2], [null, 0]]);
+});
