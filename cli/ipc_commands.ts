@@ -10,7 +10,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseDuration } from "../core/duration.ts";
+import { parseDurationArg } from "../core/duration.ts";
 import { IpcClient } from "../ipc/client.ts";
 import { LineReader, writeAll } from "../ipc/line_reader.ts";
 import {
@@ -153,7 +153,7 @@ function socketPath(value: string | undefined, io: Io): string {
 function timeoutMs(value: string | undefined): number {
   if (value === undefined) return 30_000;
   try {
-    const ms = parseDuration(/^\d+(\.\d+)?$/.test(value) ? Number(value) : value);
+    const ms = parseDurationArg(value);
     if (ms <= 0) throw new RangeError("must be positive");
     return ms;
   } catch (e) {
@@ -420,10 +420,7 @@ export function runStop(args: string[], deps: IpcCommandDeps): Promise<number> {
     let drainMs = 0;
     if (values.drain !== undefined) {
       try {
-        drainMs = parseDuration(
-          /^\d+(\.\d+)?$/.test(values.drain) ? Number(values.drain) : values.drain,
-        );
-        if (drainMs > MAX_DRAIN_MS) throw new RangeError(`at most ${MAX_DRAIN_MS / 3_600_000}h`);
+        drainMs = parseDurationArg(values.drain, MAX_DRAIN_MS);
       } catch (e) {
         throw new UsageError(`--drain: "${values.drain}": ${(e as Error).message}`);
       }

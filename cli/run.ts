@@ -16,7 +16,7 @@ import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcClient } from "../ipc/client.ts";
 import { MAX_DRAIN_MS } from "../ipc/protocol.ts";
 import { IpcServer } from "../ipc/server.ts";
-import { parseDuration } from "../core/duration.ts";
+import { parseDuration, parseDurationArg } from "../core/duration.ts";
 import { createIpcHandlers } from "../router/ipc_handlers.ts";
 import { Router } from "../router/router.ts";
 import type { Engine } from "../rules/engine.ts";
@@ -146,8 +146,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
   if (values.drain !== undefined) {
     try {
       if (!values.replace) throw new TypeError("goes with --replace");
-      drainMs = parseDuration(values.drain);
-      if (drainMs > MAX_DRAIN_MS) throw new RangeError(`at most ${MAX_DRAIN_MS / 3_600_000}h`);
+      drainMs = parseDurationArg(values.drain, MAX_DRAIN_MS);
     } catch (e) {
       console.error(`router run: --drain: ${values.drain}: ${(e as Error).message}`);
       return 2;

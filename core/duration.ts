@@ -31,3 +31,22 @@ export function parseDuration(value: string | number): number {
   }
   return total;
 }
+
+/**
+ * A duration given on the command line: a number of seconds ("90", "1.5")
+ * or a duration string ("90s", "10m"), at most `maxMs`. Throws naming the
+ * problem (the caller names the flag).
+ */
+export function parseDurationArg(text: string, maxMs = Infinity): number {
+  const ms = parseDuration(/^\d+(\.\d+)?$/.test(text) ? Number(text) : text);
+  if (ms > maxMs) throw new RangeError(`at most ${formatLimit(maxMs)}`);
+  return ms;
+}
+
+function formatLimit(ms: number): string {
+  return ms % 3_600_000 === 0
+    ? `${ms / 3_600_000}h`
+    : ms % 1000 === 0
+    ? `${ms / 1000}s`
+    : `${ms}ms`;
+}

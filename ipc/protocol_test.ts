@@ -143,6 +143,15 @@ Deno.test("validateRouteTest() checks every field and normalises the domain", ()
   invalidParams(() => validateRouteTest({ dst: 5 }, "--"), "--dst");
 });
 
+Deno.test("validateParams(shutdown): optional drain_ms, bounded to a day", () => {
+  assert.deepEqual(validateParams("shutdown", undefined), {});
+  assert.deepEqual(validateParams("shutdown", { drain_ms: 0 }), { drain_ms: 0 });
+  assert.deepEqual(validateParams("shutdown", { drain_ms: 86_400_000 }), { drain_ms: 86_400_000 });
+  invalidParams(() => validateParams("shutdown", { drain_ms: 86_400_001 }), "params.drain_ms");
+  invalidParams(() => validateParams("shutdown", { drain_ms: "5m" }), "params.drain_ms");
+  invalidParams(() => validateParams("shutdown", { now: true }), "params.now");
+});
+
 Deno.test("validateParams(stats): optional rules and limit, named on error", () => {
   assert.deepEqual(validateParams("stats", undefined), {});
   assert.deepEqual(validateParams("stats", { rules: true, limit: 5 }), { rules: true, limit: 5 });

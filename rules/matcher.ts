@@ -94,8 +94,6 @@ export class FlowScratch {
   /** Rule → epoch when it was proposed this lookup. */
   candSeen: Uint32Array;
   flow!: FlowMeta;
-  readonly #nodes: number;
-  readonly #rules: number;
   readonly #geo: GeoIpLookup;
   #wraps = 0;
   #dstGeoEpoch = 0;
@@ -105,8 +103,8 @@ export class FlowScratch {
 
   /** Scratch for `nodes` rule nodes and `rules` rules (the arrays are the thread's, see `stamps`). */
   constructor(nodes: number, geo: GeoIpLookup, rules = 0) {
-    this.#nodes = nodes;
-    this.#rules = rules;
+    // The arrays only grow: once here, not at every lookup.
+    growStamps(nodes, rules);
     this.#geo = geo;
     this.dstHit = stamps.dstHit;
     this.srcHit = stamps.srcHit;
@@ -118,9 +116,6 @@ export class FlowScratch {
   begin(flow: FlowMeta): void {
     this.flow = flow;
     const t = stamps;
-    if (t.dstHit.length < this.#nodes || t.cand.length < this.#rules) {
-      growStamps(this.#nodes, this.#rules);
-    }
     if (++t.epoch === 0xffffffff) {
       t.dstHit.fill(0);
       t.srcHit.fill(0);

@@ -87,8 +87,8 @@ export class RuleStats {
     const worse = (a: number, b: number) => e.hits(a) - e.hits(b) || b - a; // > 0: a is better
     const heap: number[] = [];
     let hit = 0;
+    // Every listed rule has hits (counts only grow; a released engine lists none).
     for (const i of e.hitRules()) {
-      if (e.hits(i) === 0) continue;
       hit++;
       if (heap.length < k) heapPush(heap, i, worse);
       else if (k > 0 && worse(i, heap[0]!) > 0) heapReplaceTop(heap, i, worse);
