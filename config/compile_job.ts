@@ -117,15 +117,16 @@ export interface JobTail {
 }
 
 /**
- * Config files from this size on (about 15,000 rules) are read by the byte
+ * Config files from this size on (about 1,000 rules) are read by the byte
  * scanner (`rule_scan.ts`); smaller ones by `JSON.parse`. The scanner is
- * JavaScript: when the JIT has gone cold between reloads (and under
- * `--optimize-for-size` it always has), native `JSON.parse` wins on small
- * files — 10k rules: ~18 against ~25 ms in process — while the scanner wins
- * on big ones (30k rules: ~43 against ~62 ms; 102k: 150–250 against
- * 230–325 ms). Both give the same result (`rule_scan_test.ts`).
+ * JavaScript and allocates no object per rule; since the config worker keeps
+ * its compiler's hidden classes (`core/keep_shape.ts`) its code stays
+ * optimised between reloads, and it beats `JSON.parse` + `parseConfig`
+ * from small sets on (10k rules in the worker: ~18 against ~23 ms per full
+ * compile); under 64 KiB either takes a few ms. Both give the same result
+ * (`rule_scan_test.ts`).
  */
-export const SCAN_MIN_BYTES = 1 << 20;
+export const SCAN_MIN_BYTES = 64 << 10;
 
 /**
  * Rule lists at least this long have their rule spans and fingerprints

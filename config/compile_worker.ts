@@ -26,13 +26,18 @@ import {
 } from "./compile_job.ts";
 import { lowerThreadPriority } from "./thread_priority.ts";
 import { ArenaPool, intoArena } from "./arena.ts";
+import { keepShapes } from "../core/keep_shape.ts";
+import { warmUpCompiler } from "./warm_up.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
 // The last job's route rules, to skip them when a reload leaves them unchanged.
 const memo = new CompileMemo();
+// The first instance of each compiler class is kept, with its hidden class, so that the
+// optimised code survives the collections between reloads; a tiny compile makes them small.
+keepShapes();
 /** Jobs (and rebases) one after the other: they share the memo. */
-let queue: Promise<void> = niced.then(() => {});
+let queue: Promise<void> = niced.then(() => warmUpCompiler()).then(() => {}, () => {});
 let rebaseTimer: ReturnType<typeof setTimeout> | undefined;
 /** How long the last full compile took, ms: a rebase waits a few times that (see below). */
 let lastFullMs = 0;

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { keepShape } from "../core/keep_shape.ts";
+
 /** One problem in a config: where and what. */
 export interface Issue {
   readonly path: string;
@@ -27,6 +29,10 @@ export class ConfigError extends Error {
 /** Collects issues while validating. */
 export class Issues {
   readonly list: Issue[] = [];
+
+  constructor() {
+    keepShape(this);
+  }
 
   /** Records a problem at `path`. */
   add(path: string, message: string): void {

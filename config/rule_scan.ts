@@ -32,6 +32,7 @@ import { ConfigError, Issues } from "./config_error.ts";
 import { implicitOutbounds, parseConfig, type ParseOptions } from "./parse_config.ts";
 import { parseRouteRule, type RuleContext, validatedRuleParser } from "./rule_parser.ts";
 import type { RouterConfig } from "./schema.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 /** What {@linkcode parseConfigBytes} returns: the config (its `route.rules` empty) and the rules. */
 export interface BytesConfig {
@@ -161,6 +162,10 @@ class OutboundNames {
   readonly names: Uint8Array[] = [];
   readonly #byText = new Map<string, number>();
 
+  constructor() {
+    keepShape(this);
+  }
+
   /** Id of the name `b[from..end)`. */
   intern(b: Uint8Array, from: number, end: number): number {
     const names = this.names, scan = Math.min(names.length, 16);
@@ -189,6 +194,7 @@ class RulesScanner {
   constructor(b: Uint8Array) {
     this.#b = b;
     this.out = new ScannedRulesBuilder(b);
+    keepShape(this);
   }
 
   /**

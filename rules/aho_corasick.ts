@@ -13,6 +13,8 @@
  * @module
  */
 
+import { keepShape } from "../core/keep_shape.ts";
+
 /** The compiled automaton as plain data (typed arrays can be transferred between threads). */
 export interface AhoCorasickImage {
   /** Class of each ASCII character (0: in no keyword). */
@@ -62,6 +64,7 @@ export class AhoCorasick {
     this.#dict = img.dict;
     this.size = img.size;
     this.image = img;
+    keepShape(this);
   }
 
   /** Calls `hit(keywordIndex)` for every keyword occurring in `text` (repeats possible). */

@@ -11,6 +11,7 @@
  */
 
 import { parseIp } from "../core/ip.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 /** Result flag: the parsed prefix is IPv6 (the address fills all 16 bytes). */
 export const CIDR_V6 = 0x100;
@@ -179,6 +180,10 @@ export class ParsedCidrPool {
   #used = 0;
   #from = 0;
   readonly #scratch = new Uint8Array(16);
+
+  constructor() {
+    keepShape(this);
+  }
 
   /** Starts a group of `max` prefixes (a rule's list). */
   begin(max: number): void {

@@ -12,6 +12,7 @@
 
 import type { ParsedCidrs } from "./cidr_text.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 /** The item fields a {@linkcode CompactRule} may carry (plus `outbound`, `action: "route"`). */
 export const COMPACT_FIELDS = ["domain", "domain_suffix", "domain_keyword", "ip_cidr"] as const;
@@ -40,6 +41,7 @@ export class CompactRule implements RouteRule {
     this.outbound = outbound;
     this.#parse = parse;
     this.cidrs = cidrs;
+    keepShape(this);
   }
 
   /** The normalised match, parsed on first access. */

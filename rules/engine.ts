@@ -35,6 +35,7 @@ import { CompactRule } from "./compact_rule.ts";
 import { ADDED_CIDR, ADDED_KEYWORD, ScannedRules } from "./scanned_rules.ts";
 import type { Pacing } from "./pacing.ts";
 import type { DefaultRuleSpec, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 /** What {@linkcode Engine.explain} reports. */
 export interface Explanation {
@@ -232,6 +233,7 @@ class StretchMap {
     }
     this.newCount = oldCount + shift;
     this.added = Int32Array.from(added);
+    keepShape(this);
   }
 
   /** Index of the last stretch starting at or before old rule `t`, or -1. */
@@ -841,6 +843,10 @@ function runToEnd<T>(it: Generator<void, T>): T {
 class IntList {
   data = new Int32Array(1024);
   length = 0;
+
+  constructor() {
+    keepShape(this);
+  }
   push(x: number): void {
     if (this.length === this.data.length) {
       const grown = new Int32Array(this.data.length * 2);

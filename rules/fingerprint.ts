@@ -6,6 +6,8 @@
  * @module
  */
 
+import { keepShape } from "../core/keep_shape.ts";
+
 /** Canonical JSON of `value` (keys sorted recursively). */
 export function fingerprint(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
@@ -103,6 +105,10 @@ export class BytesFingerprint {
   #sumB = 0;
   #count = 0;
   #open = false;
+
+  constructor() {
+    keepShape(this);
+  }
 
   /** Starts an object. */
   begin(): void {

@@ -21,6 +21,7 @@
 import type { Cidr } from "./spec.ts";
 import { CIDR_V6, parseCidrInto, type ParsedCidrs } from "./cidr_text.ts";
 import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 const JUMP_BITS = 16;
 
@@ -40,6 +41,7 @@ class TrieBuilder {
   constructor(expectedNodes = 0) {
     this.nodes = new Int32Array(3 * Math.max(1024, expectedNodes));
     this.nodes[0] = -1;
+    keepShape(this);
   }
 
   #newNode(): number {
@@ -275,6 +277,7 @@ export class CidrIndexBuilder {
     this.#v4 = new TrieBuilder(hint.v4Nodes);
     this.#v6 = new TrieBuilder(hint.v6Nodes);
     this.#lists = new PostingListsBuilder(hint.prefixes);
+    keepShape(this);
   }
 
   /** Adds the prefixes of rule node `node`. */

@@ -19,6 +19,7 @@
 
 import { AhoCorasick, type AhoCorasickImage } from "./aho_corasick.ts";
 import { KeyedListsBuilder, type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 /** Domain items of one rule node, to add to the index. */
 export interface DomainItems {
@@ -73,6 +74,7 @@ export class DomainIndexBuilder {
     this.#entryLists = new Int32Array(3 * Math.max(1024, expectedNames));
     this.#keywords = new KeyedListsBuilder(this.#lists);
     this.#regexes = new KeyedListsBuilder(this.#lists);
+    keepShape(this);
   }
 
   #addTo(name: string, kind: number, node: number): void {
@@ -265,6 +267,7 @@ class NameTableBuilder {
     this.slots = new Int32Array(2 * size);
     this.chars = new Uint16Array(Math.max(16384, chars));
     this.keyStart = new Int32Array(Math.max(1025, expected + 1));
+    keepShape(this);
   }
 
   /** Entry of `name`, adding it when new. */

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { keepShape } from "../core/keep_shape.ts";
+
 /** Immutable flattened lists of node ids. */
 export interface PostingLists {
   readonly start: Int32Array;
@@ -28,6 +30,7 @@ export class PostingListsBuilder {
   constructor(expected = 0) {
     this.#pairs = new Int32Array(Math.max(1024, 2 * expected));
     this.#last = new Int32Array(Math.max(256, expected));
+    keepShape(this);
   }
 
   /** Creates a new empty list and returns its id. */
@@ -99,6 +102,7 @@ export class KeyedListsBuilder {
   /** Lists are allocated in `lists`, shared with other builders. */
   constructor(lists: PostingListsBuilder) {
     this.#lists = lists;
+    keepShape(this);
   }
 
   /** Adds `value` to the list of `key`. */

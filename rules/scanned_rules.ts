@@ -18,6 +18,7 @@ import { type CidrIndexBuilder, trieNodesFor } from "./item_cidr.ts";
 import type { DomainIndexBuilder } from "./item_domain.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
 import { type RuleWire, type RuleWireTail, WireRuleTable } from "./wire_rule_table.ts";
+import { keepShape } from "../core/keep_shape.ts";
 
 /** Token kinds: which field a value came from. */
 export const ITEM_EXACT = 0, ITEM_SUFFIX = 1, ITEM_KEYWORD = 2, ITEM_CIDR = 3;
@@ -48,6 +49,7 @@ class Ints {
 
   constructor(capacity: number) {
     this.data = new Int32Array(Math.max(16, capacity));
+    keepShape(this);
   }
 
   ensure(extra: number): Int32Array {
@@ -105,6 +107,7 @@ export class ScannedRules {
     this.#parsed = init.parsed;
     this.#wire = init.wire;
     this.#parse = init.parse;
+    keepShape(this);
   }
 
   /** True when rule `i` is a scanned (compact) rule; false when it was parsed. */
@@ -272,6 +275,7 @@ export class ScannedRulesBuilder {
   constructor(bytes: Uint8Array) {
     this.#bytes = bytes;
     this.#ruleTok.push(0);
+    keepShape(this);
   }
 
   /** Rules so far. */
