@@ -119,6 +119,8 @@ export function intoArena<T>(
   const arena = pool.take(end);
   const bytes = new Uint8Array(arena.sab);
   for (const [b, off] of at) bytes.set(new Uint8Array(b), off);
+  // Objects and arrays are rebuilt only when something in them moved into the arena: the
+  // config and the complex rules' specs (thousands of small objects) are passed as they are.
   const copy = (x: unknown): unknown => {
     if (x === null || typeof x !== "object") return x;
     if (ArrayBuffer.isView(x)) {
@@ -128,11 +130,24 @@ export function intoArena<T>(
       const C = x.constructor as new (b: ArrayBufferLike, o: number, n: number) => unknown;
       return new C(arena.sab, off + x.byteOffset, (x as unknown as { length: number }).length);
     }
-    if (Array.isArray(x)) return x.map(copy);
+    if (Array.isArray(x)) {
+      for (let i = 0; i < x.length; i++) {
+        const c = copy(x[i]);
+        if (c === x[i]) continue;
+        const out = x.slice();
+        out[i] = c;
+        for (let j = i + 1; j < x.length; j++) out[j] = copy(x[j]);
+        return out;
+      }
+      return x;
+    }
     if (Object.getPrototypeOf(x) !== Object.prototype) return x;
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) o[k] = copy(v);
-    return o;
+    let o: Record<string, unknown> | null = null;
+    for (const k in x) {
+      const v = (x as Record<string, unknown>)[k], c = copy(v);
+      if (c !== v) (o ??= { ...x })[k] = c;
+    }
+    return o ?? x;
   };
   const out = copy(msg) as T;
   // The originals are freed now rather than by a later collection (as a transfer would have

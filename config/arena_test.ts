@@ -25,11 +25,30 @@ Deno.test("intoArena() copies every typed array into one shared arena, views and
   assert.ok(m.wire.a.byteOffset >= ARENA_HEADER, "the generation cell stays free");
   assert.equal(m.wire.own, own);
   assert.deepEqual(m.wire.list[1], { n: 1 });
+  assert.equal(m.wire.list[1], msg.wire.list[1], "what holds no arena array is passed as it is");
+  assert.notEqual(m.wire.list, msg.wire.list);
   assert.equal(m.text, "x");
   assert.equal(arenaCell(m.wire.a.buffer)![0], 0);
   assert.equal(shared.byteLength, 0, "the originals are detached, as by a transfer");
   assert.equal(a.length, 0);
   assert.equal(arenaCell(new ArrayBuffer(8)), null, "not shared: no arena");
+});
+
+Deno.test("intoArena() rebuilds an object or array only when something in it moved", () => {
+  const buf = new ArrayBuffer(16);
+  const spec = { port: [443], domain: ["a.example"], nested: { on: true } };
+  const msg = {
+    config: { tags: ["a", "b"] },
+    specs: [spec, spec],
+    wire: { x: [1, new Int32Array(buf)] },
+  };
+  const m = intoArena(msg, [buf], new ArenaPool()).msg;
+  assert.equal(m.config, msg.config);
+  assert.equal(m.specs, msg.specs);
+  assert.notEqual(m.wire, msg.wire);
+  assert.notEqual(m.wire.x, msg.wire.x);
+  assert.equal(m.wire.x[0], 1);
+  assert.ok((m.wire.x[1] as Int32Array).buffer instanceof SharedArrayBuffer);
 });
 
 Deno.test("ArenaPool reuses a freed arena that fits, and keeps at most two free ones", () => {
