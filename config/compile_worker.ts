@@ -27,6 +27,7 @@ import {
 import { lowerThreadPriority } from "./thread_priority.ts";
 import { ArenaPool, intoArena } from "./arena.ts";
 import { keepShapes } from "../core/keep_shape.ts";
+import { dropSpares, keepSpares } from "../rules/spare.ts";
 import { warmUpCompiler } from "./warm_up.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
@@ -36,6 +37,8 @@ const memo = new CompileMemo();
 // The first instance of each compiler class is kept, with its hidden class, so that the
 // optimised code survives the collections between reloads; a tiny compile makes them small.
 keepShapes();
+// Builders' scratch arrays go from one compile to the next, not to the collector (`spare.ts`).
+keepSpares();
 /** Jobs (and rebases) one after the other: they share the memo. */
 let queue: Promise<void> = niced.then(() => warmUpCompiler()).then(() => {}, () => {});
 let rebaseTimer: ReturnType<typeof setTimeout> | undefined;
@@ -53,6 +56,8 @@ let useArenas = false;
  */
 const ARENA_IDLE_MS = 5_000;
 let arenaTimer: ReturnType<typeof setTimeout> | undefined;
+/** Spare scratch arrays (`spare.ts`) are freed after as long without a job. */
+let spareTimer: ReturnType<typeof setTimeout> | undefined;
 
 /** Posts a result: a full compile (and its tail) copied into arenas when asked, else transferred. */
 function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
@@ -85,6 +90,7 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
   }
   clearTimeout(arenaTimer);
   clearTimeout(rebaseTimer);
+  clearTimeout(spareTimer);
   rebaseTimer = undefined;
   const req = ev.data;
   useArenas = req.arenas === true;
@@ -95,6 +101,9 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
       lastFullMs = r.reply.ms.parse + r.reply.ms.compile;
       memo.prepareBase();
     }
+    clearTimeout(spareTimer);
+    spareTimer = setTimeout(dropSpares, ARENA_IDLE_MS);
+    Deno.unrefTimer(spareTimer);
     // A rebase is a full compile, and a reload that comes meanwhile waits for it: wait
     // longer for big rule lists, so reloads a few hundred ms apart do not queue behind one.
     const idle = req.rebaseIdleMs ? Math.min(2000, Math.max(req.rebaseIdleMs, 3 * lastFullMs)) : 0;

@@ -8,6 +8,10 @@ import { ConfigError } from "./config_error.ts";
 import { parseConfig } from "./parse_config.ts";
 import { parseConfigBytes } from "./rule_scan.ts";
 import { REJECT_DROP_TAG, type RouterConfig } from "./schema.ts";
+import { keepSpares } from "../rules/spare.ts";
+
+// As in the config worker (see `rules/spare.ts`): the two paths compile with reused scratch.
+keepSpares();
 
 const encoder = new TextEncoder();
 const OPTS = { baseDir: "/" };

@@ -22,6 +22,7 @@ import type { Cidr } from "./spec.ts";
 import { CIDR_V6, parseCidrInto, type ParsedCidrs } from "./cidr_text.ts";
 import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 import { keepShape } from "../core/keep_shape.ts";
+import { giveInts, takeInts } from "./spare.ts";
 
 const JUMP_BITS = 16;
 
@@ -39,15 +40,16 @@ class TrieBuilder {
 
   /** Room for `expectedNodes` nodes before the first growth. */
   constructor(expectedNodes = 0) {
-    this.nodes = new Int32Array(3 * Math.max(1024, expectedNodes));
+    this.nodes = takeInts(3 * Math.max(1024, expectedNodes));
     this.nodes[0] = -1;
     keepShape(this);
   }
 
   #newNode(): number {
     if (3 * (this.count + 1) > this.nodes.length) {
-      const grown = new Int32Array(this.nodes.length * 2);
+      const grown = takeInts(this.nodes.length * 2);
       grown.set(this.nodes);
+      giveInts(this.nodes);
       this.nodes = grown;
     }
     this.nodes[3 * this.count] = -1;
@@ -63,7 +65,7 @@ class TrieBuilder {
   insert(addr: Uint8Array, prefix: number, lists: PostingListsBuilder, at = 0): number {
     let n = 0, i = 0;
     if (prefix >= JUMP_BITS) {
-      const heads = this.heads ??= new Int32Array(1 << JUMP_BITS);
+      const heads = this.heads ??= takeInts(1 << JUMP_BITS);
       const head = (addr[at]! << 8) | addr[at + 1]!;
       n = heads[head]!;
       if (n === 0) heads[head] = n = this.#newNode();
@@ -115,8 +117,9 @@ export interface CidrImage {
 function freezeTrie(b: TrieBuilder): TrieImage {
   // No copy while the spare capacity is under half (always, when grown by doubling).
   const inUse = 3 * b.count;
-  const nodes = 2 * inUse < b.nodes.length ? b.nodes.slice(0, inUse) : b.nodes.subarray(0, inUse);
-  const above = new Int32Array(1 << JUMP_BITS).fill(-1);
+  const copied = 2 * inUse < b.nodes.length;
+  const nodes = copied ? b.nodes.slice(0, inUse) : b.nodes.subarray(0, inUse);
+  const above = takeInts(1 << JUMP_BITS).fill(-1);
   const starts: number[] = [0];
   const data: number[] = [];
   const newChain = (parent: number, list: number): number => {
@@ -147,6 +150,10 @@ function freezeTrie(b: TrieBuilder): TrieImage {
   const rank = new Int32Array((1 << JUMP_BITS) >> 5);
   const jump = new Int32Array(2 * markUsed(heads, above, used, rank));
   fillJump(heads, above, jump);
+  // The builder is done: its scratch goes to the next compile (`spare.ts`).
+  giveInts(above);
+  if (b.heads) giveInts(b.heads);
+  if (copied) giveInts(b.nodes);
   return {
     nodes,
     jump,

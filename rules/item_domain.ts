@@ -20,6 +20,7 @@
 import { AhoCorasick, type AhoCorasickImage } from "./aho_corasick.ts";
 import { KeyedListsBuilder, type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
 import { keepShape } from "../core/keep_shape.ts";
+import { giveInts, takeInts } from "./spare.ts";
 
 /** Domain items of one rule node, to add to the index. */
 export interface DomainItems {
@@ -71,7 +72,7 @@ export class DomainIndexBuilder {
   constructor(expectedNames = 0, expectedChars = 0) {
     this.#lists = new PostingListsBuilder(expectedNames);
     this.#names = new NameTableBuilder(expectedNames, expectedChars);
-    this.#entryLists = new Int32Array(3 * Math.max(1024, expectedNames));
+    this.#entryLists = takeInts(3 * Math.max(1024, expectedNames));
     this.#keywords = new KeyedListsBuilder(this.#lists);
     this.#regexes = new KeyedListsBuilder(this.#lists);
     keepShape(this);
@@ -84,8 +85,9 @@ export class DomainIndexBuilder {
   #addEntry(e: number, kind: number, node: number): void {
     let lists = this.#entryLists;
     if (3 * e + 3 > lists.length) {
-      const grown = new Int32Array(lists.length * 2);
+      const grown = takeInts(lists.length * 2);
       grown.set(lists);
+      giveInts(lists);
       this.#entryLists = lists = grown;
     }
     if (e === this.#entryCount) { // a new name: no lists yet
@@ -156,6 +158,9 @@ export class DomainIndexBuilder {
     fillRecords(names.keyStart, names.chars, entries, offset, records);
     const slots = names.slots.slice();
     slotsToRecords(slots, offset);
+    // This builder is done: its scratch goes to the next compile (`spare.ts`).
+    giveInts(this.#entryLists);
+    names.release();
     return {
       slots,
       records,
@@ -264,9 +269,9 @@ class NameTableBuilder {
     let size = 1024;
     while (size < 2 * expected) size *= 2;
     this.mask = size - 1;
-    this.slots = new Int32Array(2 * size);
+    this.slots = takeInts(2 * size);
     this.chars = new Uint16Array(Math.max(16384, chars));
-    this.keyStart = new Int32Array(Math.max(1025, expected + 1));
+    this.keyStart = takeInts(Math.max(1025, expected + 1));
     keepShape(this);
   }
 
@@ -316,8 +321,9 @@ class NameTableBuilder {
       this.chars = grown;
     }
     if (this.count + 2 > this.keyStart.length) {
-      const grown = new Int32Array(2 * this.keyStart.length);
+      const grown = takeInts(2 * this.keyStart.length);
       grown.set(this.keyStart);
+      giveInts(this.keyStart);
       this.keyStart = grown;
     }
     return at;
@@ -342,8 +348,15 @@ class NameTableBuilder {
   #grow(): void {
     const old = this.slots;
     this.mask = this.mask * 2 + 1;
-    this.slots = new Int32Array(2 * (this.mask + 1));
+    this.slots = takeInts(2 * (this.mask + 1));
     for (let i = 0; i < old.length; i += 2) if (old[i + 1] !== 0) this.#place(old[i]!, old[i + 1]!);
+    giveInts(old);
+  }
+
+  /** Gives the tables to the next compile (`spare.ts`); the builder is not used after. */
+  release(): void {
+    giveInts(this.slots);
+    giveInts(this.keyStart);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 
 import { keepShape } from "../core/keep_shape.ts";
+import { giveInts, takeInts } from "./spare.ts";
 
 /** Immutable flattened lists of node ids. */
 export interface PostingLists {
@@ -28,16 +29,17 @@ export class PostingListsBuilder {
 
   /** `expected`: about how many values (and at most lists) will be added (a hint; it grows as needed). */
   constructor(expected = 0) {
-    this.#pairs = new Int32Array(Math.max(1024, 2 * expected));
-    this.#last = new Int32Array(Math.max(256, expected));
+    this.#pairs = takeInts(Math.max(1024, 2 * expected));
+    this.#last = takeInts(Math.max(256, expected));
     keepShape(this);
   }
 
   /** Creates a new empty list and returns its id. */
   newList(): number {
     if (this.#lists === this.#last.length) {
-      const grown = new Int32Array(this.#last.length * 2);
+      const grown = takeInts(this.#last.length * 2);
       grown.set(this.#last);
+      giveInts(this.#last);
       this.#last = grown;
     }
     this.#last[this.#lists] = -1;
@@ -49,8 +51,9 @@ export class PostingListsBuilder {
     if (this.#last[id] === value) return;
     this.#last[id] = value;
     if (this.#len + 2 > this.#pairs.length) {
-      const grown = new Int32Array(this.#pairs.length * 2);
+      const grown = takeInts(this.#pairs.length * 2);
       grown.set(this.#pairs);
+      giveInts(this.#pairs);
       this.#pairs = grown;
     }
     this.#pairs[this.#len++] = id;
@@ -71,6 +74,11 @@ export class PostingListsBuilder {
     const fill = start.slice(0, n);
     const data = new Int32Array(len / 2);
     scatter(pairs, len, fill, data);
+    // The builder is done (it is not added to after `build()`): its scratch goes to the next
+    // compile (`spare.ts`).
+    giveInts(pairs);
+    giveInts(this.#last);
+    giveInts(fill);
     return { start, data };
   }
 }

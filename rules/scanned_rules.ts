@@ -19,6 +19,7 @@ import type { DomainIndexBuilder } from "./item_domain.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
 import { type RuleWire, type RuleWireTail, WireRuleTable } from "./wire_rule_table.ts";
 import { keepShape } from "../core/keep_shape.ts";
+import { giveInts, takeInts } from "./spare.ts";
 
 /** Token kinds: which field a value came from. */
 export const ITEM_EXACT = 0, ITEM_SUFFIX = 1, ITEM_KEYWORD = 2, ITEM_CIDR = 3;
@@ -48,14 +49,15 @@ class Ints {
   length = 0;
 
   constructor(capacity: number) {
-    this.data = new Int32Array(Math.max(16, capacity));
+    this.data = takeInts(Math.max(16, capacity));
     keepShape(this);
   }
 
   ensure(extra: number): Int32Array {
     if (this.length + extra > this.data.length) {
-      const grown = new Int32Array(Math.max(2 * this.data.length, this.length + extra));
+      const grown = takeInts(Math.max(2 * this.data.length, this.length + extra));
       grown.set(this.data.subarray(0, this.length));
+      giveInts(this.data);
       this.data = grown;
     }
     return this.data;

@@ -11,6 +11,11 @@ import type { RuleSetSpec } from "../rules/spec.ts";
 import { referenceMatch } from "./reference/reference_matcher.ts";
 import { fakeCountry, Rand, randomConfig, randomFlow } from "./reference/random_rules.ts";
 import { formatIp } from "../core/ip.ts";
+import { keepSpares } from "../rules/spare.ts";
+
+// As in the config worker: builders' scratch arrays go from one compile to the next
+// (`rules/spare.ts`), so a builder that used one after giving it back would show here.
+keepSpares();
 
 const CONFIGS = 2_000;
 const FLOWS_PER_CONFIG = 60;
