@@ -28,19 +28,18 @@ import { lowerThreadPriority } from "./thread_priority.ts";
 import { ArenaPool, intoArena } from "./arena.ts";
 import { keepShapes } from "../core/keep_shape.ts";
 import { dropSpares, keepSpares } from "../rules/spare.ts";
-import { warmUpCompiler } from "./warm_up.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
 // The last job's route rules, to skip them when a reload leaves them unchanged.
 const memo = new CompileMemo();
-// The first instance of each compiler class is kept, with its hidden class, so that the
-// optimised code survives the collections between reloads; a tiny compile makes them small.
+// A small object of each compiler class is kept, and with it the hidden classes its instances
+// share, so that the optimised code survives the collections between reloads (keep_shape.ts).
 keepShapes();
 // Builders' scratch arrays go from one compile to the next, not to the collector (`spare.ts`).
 keepSpares();
 /** Jobs (and rebases) one after the other: they share the memo. */
-let queue: Promise<void> = niced.then(() => warmUpCompiler()).then(() => {}, () => {});
+let queue: Promise<void> = niced.then(() => {});
 let rebaseTimer: ReturnType<typeof setTimeout> | undefined;
 /** How long the last full compile took, ms: a rebase waits a few times that (see below). */
 let lastFullMs = 0;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 
 /** One problem in a config: where and what. */
 export interface Issue {
@@ -30,10 +30,6 @@ export class ConfigError extends Error {
 export class Issues {
   readonly list: Issue[] = [];
 
-  constructor() {
-    keepShape(this);
-  }
-
   /** Records a problem at `path`. */
   add(path: string, message: string): void {
     this.list.push({ path, message });
@@ -49,3 +45,4 @@ export class Issues {
     if (this.list.length !== 0) throw new ConfigError(this.list);
   }
 }
+shapeOf(() => new Issues());

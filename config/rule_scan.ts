@@ -32,7 +32,7 @@ import { ConfigError, Issues } from "./config_error.ts";
 import { implicitOutbounds, parseConfig, type ParseOptions } from "./parse_config.ts";
 import { parseRouteRule, type RuleContext, validatedRuleParser } from "./rule_parser.ts";
 import type { RouterConfig } from "./schema.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 
 /** What {@linkcode parseConfigBytes} returns: the config (its `route.rules` empty) and the rules. */
 export interface BytesConfig {
@@ -162,10 +162,6 @@ class OutboundNames {
   readonly names: Uint8Array[] = [];
   readonly #byText = new Map<string, number>();
 
-  constructor() {
-    keepShape(this);
-  }
-
   /** Id of the name `b[from..end)`. */
   intern(b: Uint8Array, from: number, end: number): number {
     const names = this.names, scan = Math.min(names.length, 16);
@@ -183,6 +179,7 @@ class OutboundNames {
     return id;
   }
 }
+shapeOf(() => new OutboundNames());
 
 /** Walks the rules array; holds the state shared by its rules. */
 class RulesScanner {
@@ -194,7 +191,6 @@ class RulesScanner {
   constructor(b: Uint8Array) {
     this.#b = b;
     this.out = new ScannedRulesBuilder(b);
-    keepShape(this);
   }
 
   /**
@@ -303,6 +299,7 @@ class RulesScanner {
     return e;
   }
 }
+shapeOf(() => new RulesScanner(new Uint8Array(0)));
 
 /** Where `route.rules` is: the index of its `[` and just past its `]`. */
 export interface Located {

@@ -10,33 +10,37 @@
  * `--optimize-for-size` (how the router runs) every major collection is
  * memory-reducing. The config worker's builders (tries, name tables,
  * scanners) live only as long as one compile, so their maps died between
- * reloads and every reload ran the compiler's hot code unoptimised: 10k-rule
- * full compile ~28 ms instead of ~11 ms (`docs/rules.md`, round 11).
+ * reloads and every reload ran the compiler's hot code unoptimised
+ * (`docs/rules.md`, round 11).
  *
- * A class whose instances are made per compile calls {@linkcode keepShape}
- * in its constructor. A thread that wants its maps kept calls
- * {@linkcode keepShapes} once, then makes one small object of each such
- * class (the config worker compiles a tiny config): the first instance of
- * each class is kept for the life of the thread, and with it the maps that
- * later instances go through. Other threads keep nothing (their first
- * instance may be a big one).
+ * A module whose class makes such objects registers how to make a small one
+ * ({@linkcode shapeOf}); a thread that wants those maps kept calls
+ * {@linkcode keepShapes} once: one small object of each registered class is
+ * made and kept for the life of the thread, and with it the map every later
+ * instance ends up with (instances of a class get their fields in the same
+ * order, so they share maps). Other threads keep nothing.
  *
  * @module
  */
 
-let kept: Map<unknown, object> | null = null;
+const factories: (() => object)[] = [];
+let kept: object[] | null = null;
 
-/** From now on, this thread keeps the first instance of each class that calls {@linkcode keepShape}. */
+/**
+ * Registers `make`, which returns a small instance of a class whose
+ * instances live for one compile (call it at module level, after the class).
+ */
+export function shapeOf(make: () => object): void {
+  factories.push(make);
+  if (kept !== null) kept.push(make());
+}
+
+/** From now on, this thread keeps one object of each registered class (see the module doc). */
 export function keepShapes(): void {
-  kept ??= new Map();
+  kept ??= factories.map((make) => make());
 }
 
-/** Keeps `o` when shapes are kept on this thread and it is the first of its class. */
-export function keepShape(o: object): void {
-  if (kept !== null && !kept.has(o.constructor)) kept.set(o.constructor, o);
-}
-
-/** The classes whose first instance this thread keeps (for tests). */
+/** Names of the classes whose objects this thread keeps (for tests). */
 export function keptShapes(): string[] {
-  return kept === null ? [] : [...kept.values()].map((o) => o.constructor.name);
+  return kept === null ? [] : kept.map((o) => o.constructor.name);
 }

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 
 /** The compiled automaton as plain data (typed arrays can be transferred between threads). */
 export interface AhoCorasickImage {
@@ -64,7 +64,6 @@ export class AhoCorasick {
     this.#dict = img.dict;
     this.size = img.size;
     this.image = img;
-    keepShape(this);
   }
 
   /** Calls `hit(keywordIndex)` for every keyword occurring in `text` (repeats possible). */
@@ -90,6 +89,7 @@ export class AhoCorasick {
     }
   }
 }
+shapeOf(() => new AhoCorasick([]));
 
 function buildImage(keywords: readonly string[]): AhoCorasickImage {
   const ascii = new Int32Array(128);

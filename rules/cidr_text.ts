@@ -11,7 +11,7 @@
  */
 
 import { parseIp } from "../core/ip.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 
 /** Result flag: the parsed prefix is IPv6 (the address fills all 16 bytes). */
 export const CIDR_V6 = 0x100;
@@ -181,10 +181,6 @@ export class ParsedCidrPool {
   #from = 0;
   readonly #scratch = new Uint8Array(16);
 
-  constructor() {
-    keepShape(this);
-  }
-
   /** Starts a group of `max` prefixes (a rule's list). */
   begin(max: number): void {
     if (this.#used + max > this.#res.length) {
@@ -218,3 +214,4 @@ export class ParsedCidrPool {
     return { addr: this.#addr, res: this.#res, from: this.#from, count: this.#used - this.#from };
   }
 }
+shapeOf(() => new ParsedCidrPool());

@@ -12,7 +12,8 @@
 
 import type { ParsedCidrs } from "./cidr_text.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
+import { EMPTY_DEFAULT_RULE } from "./spec.ts";
 
 /** The item fields a {@linkcode CompactRule} may carry (plus `outbound`, `action: "route"`). */
 export const COMPACT_FIELDS = ["domain", "domain_suffix", "domain_keyword", "ip_cidr"] as const;
@@ -41,7 +42,6 @@ export class CompactRule implements RouteRule {
     this.outbound = outbound;
     this.#parse = parse;
     this.cidrs = cidrs;
-    keepShape(this);
   }
 
   /** The normalised match, parsed on first access. */
@@ -49,3 +49,4 @@ export class CompactRule implements RouteRule {
     return this.#match ??= this.#parse(this.raw);
   }
 }
+shapeOf(() => new CompactRule({}, "", () => EMPTY_DEFAULT_RULE));

@@ -35,7 +35,7 @@ import { CompactRule } from "./compact_rule.ts";
 import { ADDED_CIDR, ADDED_KEYWORD, ScannedRules } from "./scanned_rules.ts";
 import type { Pacing } from "./pacing.ts";
 import type { DefaultRuleSpec, RouteRule, RuleSetSpec, RuleSpec } from "./spec.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 
 /** What {@linkcode Engine.explain} reports. */
 export interface Explanation {
@@ -233,7 +233,6 @@ class StretchMap {
     }
     this.newCount = oldCount + shift;
     this.added = Int32Array.from(added);
-    keepShape(this);
   }
 
   /** Index of the last stretch starting at or before old rule `t`, or -1. */
@@ -268,6 +267,7 @@ class StretchMap {
     return t < this.ends[j]! ? this.newStarts[j]! : t + this.shifts[j]!;
   }
 }
+shapeOf(() => new StretchMap([], 0));
 
 /** A {@linkcode RuleTable} over parsed rules (for tests and callers holding `RouteRule`s). */
 export function ruleTableOf(rules: readonly RouteRule[]): RuleTable {
@@ -843,10 +843,6 @@ function runToEnd<T>(it: Generator<void, T>): T {
 class IntList {
   data = new Int32Array(1024);
   length = 0;
-
-  constructor() {
-    keepShape(this);
-  }
   push(x: number): void {
     if (this.length === this.data.length) {
       const grown = new Int32Array(this.data.length * 2);
@@ -856,6 +852,7 @@ class IntList {
     this.data[this.length++] = x;
   }
 }
+shapeOf(() => new IntList());
 
 /**
  * Compiles the rules; yields every {@linkcode STEP} rules so a driver can

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 
 /** Canonical JSON of `value` (keys sorted recursively). */
 export function fingerprint(value: unknown): string {
@@ -106,10 +106,6 @@ export class BytesFingerprint {
   #count = 0;
   #open = false;
 
-  constructor() {
-    keepShape(this);
-  }
-
   /** Starts an object. */
   begin(): void {
     this.#sumA = this.#sumB = this.#count = 0;
@@ -157,6 +153,7 @@ export class BytesFingerprint {
     return finish(h);
   }
 }
+shapeOf(() => new BytesFingerprint());
 
 /**
  * A 53-bit hash of {@linkcode fingerprint}`(value)` computed without

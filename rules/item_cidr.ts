@@ -21,7 +21,7 @@
 import type { Cidr } from "./spec.ts";
 import { CIDR_V6, parseCidrInto, type ParsedCidrs } from "./cidr_text.ts";
 import { type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 import { giveInts, takeInts } from "./spare.ts";
 
 const JUMP_BITS = 16;
@@ -42,7 +42,6 @@ class TrieBuilder {
   constructor(expectedNodes = 0) {
     this.nodes = takeInts(3 * Math.max(1024, expectedNodes));
     this.nodes[0] = -1;
-    keepShape(this);
   }
 
   #newNode(): number {
@@ -84,6 +83,7 @@ class TrieBuilder {
     return this.nodes[3 * n]!;
   }
 }
+shapeOf(() => new TrieBuilder());
 
 /** A frozen trie of one family with its jump table, as plain data. */
 export interface TrieImage {
@@ -284,7 +284,6 @@ export class CidrIndexBuilder {
     this.#v4 = new TrieBuilder(hint.v4Nodes);
     this.#v6 = new TrieBuilder(hint.v6Nodes);
     this.#lists = new PostingListsBuilder(hint.prefixes);
-    keepShape(this);
   }
 
   /** Adds the prefixes of rule node `node`. */
@@ -341,6 +340,7 @@ export class CidrIndexBuilder {
     };
   }
 }
+shapeOf(() => new CidrIndexBuilder());
 
 /** Frozen prefix index; see the module doc. */
 export class CidrIndex {

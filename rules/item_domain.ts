@@ -19,7 +19,7 @@
 
 import { AhoCorasick, type AhoCorasickImage } from "./aho_corasick.ts";
 import { KeyedListsBuilder, type PostingLists, PostingListsBuilder } from "./posting_lists.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 import { giveInts, takeInts } from "./spare.ts";
 
 /** Domain items of one rule node, to add to the index. */
@@ -75,7 +75,6 @@ export class DomainIndexBuilder {
     this.#entryLists = takeInts(3 * Math.max(1024, expectedNames));
     this.#keywords = new KeyedListsBuilder(this.#lists);
     this.#regexes = new KeyedListsBuilder(this.#lists);
-    keepShape(this);
   }
 
   #addTo(name: string, kind: number, node: number): void {
@@ -174,6 +173,7 @@ export class DomainIndexBuilder {
     };
   }
 }
+shapeOf(() => new DomainIndexBuilder());
 
 const EXACT = 0, SUFFIX = 1, DOT = 2;
 /** Decodes keyword bytes (ASCII, so one char per byte; no spread of a long keyword into arguments). */
@@ -272,7 +272,6 @@ class NameTableBuilder {
     this.slots = takeInts(2 * size);
     this.chars = new Uint16Array(Math.max(16384, chars));
     this.keyStart = takeInts(Math.max(1025, expected + 1));
-    keepShape(this);
   }
 
   /** Entry of `name`, adding it when new. */
@@ -359,6 +358,7 @@ class NameTableBuilder {
     giveInts(this.keyStart);
   }
 }
+shapeOf(() => new NameTableBuilder(0, 0));
 
 /**
  * Frozen domain index; see the module doc. Names (domains and suffixes) sit

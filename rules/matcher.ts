@@ -21,7 +21,8 @@ import { isPrivateIp } from "./item_private.ts";
 import { portMatches } from "./item_port.ts";
 import { dscpMatches, markMatches } from "./item_mark.ts";
 import type { DefaultRuleSpec } from "./spec.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
+import { EMPTY_DEFAULT_RULE } from "./spec.ts";
 
 /** Group bit: source address (`source_geoip`, `source_ip_cidr`, `source_ip_is_private`). */
 export const G_SRC = 1;
@@ -211,7 +212,6 @@ export class DefaultMatcher implements Matcher {
       ? spec.source_geoip.filter((c) => c !== "private")
       : spec.source_geoip;
     this.#srcGeoPrivate = spec.source_geoip.length !== 0 && spec.source_geoip.includes("private");
-    keepShape(this);
   }
 
   /** True when the destination group can only match through the domain/CIDR indexes. */
@@ -312,6 +312,7 @@ export class DefaultMatcher implements Matcher {
     return invert ? 0 : set;
   }
 }
+shapeOf(() => new DefaultMatcher(0, EMPTY_DEFAULT_RULE, []));
 
 /** A compiled logical rule. */
 export class LogicalMatcher implements Matcher {
@@ -326,7 +327,6 @@ export class LogicalMatcher implements Matcher {
     this.rules = rules;
     this.invert = invert;
     this.usesRuleSet = rules.some((r) => r.usesRuleSet);
-    keepShape(this);
   }
 
   test(s: FlowScratch): boolean {
@@ -370,3 +370,4 @@ export class LogicalMatcher implements Matcher {
     return this.invert ? 0 : set;
   }
 }
+shapeOf(() => new LogicalMatcher("and", [], false));

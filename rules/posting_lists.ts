@@ -6,7 +6,7 @@
  * @module
  */
 
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
 import { giveInts, takeInts } from "./spare.ts";
 
 /** Immutable flattened lists of node ids. */
@@ -31,7 +31,6 @@ export class PostingListsBuilder {
   constructor(expected = 0) {
     this.#pairs = takeInts(Math.max(1024, 2 * expected));
     this.#last = takeInts(Math.max(256, expected));
-    keepShape(this);
   }
 
   /** Creates a new empty list and returns its id. */
@@ -82,6 +81,7 @@ export class PostingListsBuilder {
     return { start, data };
   }
 }
+shapeOf(() => new PostingListsBuilder());
 
 // One loop per function: V8 optimises a long loop on the stack mid-call, and
 // such code used to give up ("insufficient type feedback") on whatever came
@@ -110,7 +110,6 @@ export class KeyedListsBuilder {
   /** Lists are allocated in `lists`, shared with other builders. */
   constructor(lists: PostingListsBuilder) {
     this.#lists = lists;
-    keepShape(this);
   }
 
   /** Adds `value` to the list of `key`. */
@@ -128,3 +127,4 @@ export class KeyedListsBuilder {
     return this.#ids;
   }
 }
+shapeOf(() => new KeyedListsBuilder(new PostingListsBuilder()));

@@ -18,7 +18,8 @@ import { type CidrIndexBuilder, trieNodesFor } from "./item_cidr.ts";
 import type { DomainIndexBuilder } from "./item_domain.ts";
 import type { RouteRule, RuleSpec } from "./spec.ts";
 import { type RuleWire, type RuleWireTail, WireRuleTable } from "./wire_rule_table.ts";
-import { keepShape } from "../core/keep_shape.ts";
+import { shapeOf } from "../core/keep_shape.ts";
+import { EMPTY_DEFAULT_RULE } from "./spec.ts";
 import { giveInts, takeInts } from "./spare.ts";
 
 /** Token kinds: which field a value came from. */
@@ -50,7 +51,6 @@ class Ints {
 
   constructor(capacity: number) {
     this.data = takeInts(Math.max(16, capacity));
-    keepShape(this);
   }
 
   ensure(extra: number): Int32Array {
@@ -67,6 +67,7 @@ class Ints {
     this.ensure(1)[this.length++] = x;
   }
 }
+shapeOf(() => new Ints(0));
 
 /** The route rules of one config; see the module doc. Built by {@linkcode ScannedRulesBuilder}. */
 export class ScannedRules {
@@ -109,7 +110,6 @@ export class ScannedRules {
     this.#parsed = init.parsed;
     this.#wire = init.wire;
     this.#parse = init.parse;
-    keepShape(this);
   }
 
   /** True when rule `i` is a scanned (compact) rule; false when it was parsed. */
@@ -197,6 +197,7 @@ export class ScannedRules {
     return new WireRuleTable(this.wire, this.#parse);
   }
 }
+shapeOf(() => new ScannedRulesBuilder(new Uint8Array(0)).build([], () => EMPTY_DEFAULT_RULE));
 
 /** Index of the first byte at or after `i` that is not JSON whitespace (or `b.length`). */
 export function skipWs(b: Uint8Array, i: number): number {
@@ -277,7 +278,6 @@ export class ScannedRulesBuilder {
   constructor(bytes: Uint8Array) {
     this.#bytes = bytes;
     this.#ruleTok.push(0);
-    keepShape(this);
   }
 
   /** Rules so far. */
@@ -417,3 +417,4 @@ export class ScannedRulesBuilder {
     });
   }
 }
+shapeOf(() => new ScannedRulesBuilder(new Uint8Array(0)));

@@ -9,13 +9,9 @@
  */
 
 import { keepShapes } from "../core/keep_shape.ts";
-import { warmUpCompiler } from "../config/warm_up.ts";
 import { compileJob } from "../config/compile_job.ts";
 
-if (Deno.args[0] === "keep") {
-  keepShapes();
-  await warmUpCompiler();
-}
+if (Deno.args[0] === "keep") keepShapes();
 
 const rules: unknown[] = [];
 for (let i = 0; i < 4000; i++) {
