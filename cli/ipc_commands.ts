@@ -137,11 +137,15 @@ Flow options:
   --mark N           netfilter mark (decimal or 0x hex)
   --dscp N           DSCP 0..63
   --inbound TAG      inbound tag
+  --no-dns           without --domain, the running router tests the flow with
+                     the name its DNS answers gave the destination (route.
+                     dns_reverse_mapping), as the data plane would; this
+                     tests the address alone
   -c, --config FILE  test offline against this config instead of the router
   --batch            read flows as NDJSON from stdin (keys: dst, domain, src,
-                     network, protocol, mark, dscp, inbound) and write one
+                     network, protocol, mark, dscp, inbound, dns) and write one
                      JSON object per input line: {"line":N,"outbound":...,
-                     "rule":N|null,"final":bool} or {"line":N,"error":"..."};
+                     "rule":N|null,"final":bool[,"dns_name":...]} or {"line":N,"error":"..."};
                      blank lines are skipped; lines over ${MAX_BATCH_LINE_BYTES} bytes are errors
 ${COMMON_HELP}
 `;
@@ -481,6 +485,7 @@ export function runRouteTest(args: string[], deps: IpcCommandDeps): Promise<numb
       mark: { type: "string" },
       dscp: { type: "string" },
       inbound: { type: "string" },
+      "no-dns": { type: "boolean" },
     });
     if (values.help) {
       await io.out(ROUTE_TEST_HELP);
@@ -491,7 +496,9 @@ export function runRouteTest(args: string[], deps: IpcCommandDeps): Promise<numb
     }
     let flow: RouteTestParams | null = null;
     if (values.batch) {
-      const given = FLOW_FLAGS.filter((f) => (values as Record<string, unknown>)[f] !== undefined);
+      const given = [...FLOW_FLAGS, "no-dns"].filter((f) =>
+        (values as Record<string, unknown>)[f] !== undefined
+      );
       if (given.length > 0) {
         throw new UsageError(`--batch reads flows from stdin; drop --${given[0]}`);
       }
@@ -502,6 +509,7 @@ export function runRouteTest(args: string[], deps: IpcCommandDeps): Promise<numb
         const v = (values as Record<string, unknown>)[f];
         if (v !== undefined) raw[f] = f === "mark" || f === "dscp" ? flagInt(String(v), f) : v;
       }
+      if (values["no-dns"]) raw.dns = false;
       try {
         flow = validateRouteTest(raw, "--");
       } catch (e) {
@@ -548,7 +556,8 @@ export function formatRouteTest(r: RouteTestResult): string {
   const rule = r.rule === null || r.final
     ? "none matched; final applied"
     : `#${r.rule}${r.rule_text ? " " + r.rule_text : ""}`;
-  return `outbound: ${r.outbound}\nrule:     ${rule}\n`;
+  const name = r.dns_name !== undefined ? `name:     ${r.dns_name} (from DNS answers)\n` : "";
+  return `outbound: ${r.outbound}\nrule:     ${rule}\n${name}`;
 }
 
 /** Errors that end a batch: the router is gone, not just one flow bad. */
@@ -619,6 +628,7 @@ async function testLine(backend: Backend, text: string, line: number): Promise<L
       final: r.final,
     };
     if (r.rule_text !== undefined) out.rule_text = r.rule_text;
+    if (r.dns_name !== undefined) out.dns_name = r.dns_name;
     return { out };
   } catch (e) {
     if (isFatal(e)) return { fatal: e };

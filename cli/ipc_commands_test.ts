@@ -240,6 +240,20 @@ Deno.test("runRouteTest() prints the outbound and the matching rule from a runni
     const f = io();
     assert.equal(await runRouteTest(["--socket", path, "--dst", "8.8.8.8:443"], f.deps), 0);
     assert.equal(f.out.text, "outbound: direct\nrule:     none matched; final applied\n");
+    // The name the router's DNS answers gave the address is shown; --no-dns tests the address.
+    const d = io();
+    assert.equal(await runRouteTest(["--socket", path, "--dst", "10.53.53.9:443"], d.deps), 0);
+    assert.match(
+      d.out.text,
+      /^outbound: wg-us\nrule: +#0 .*\nname: +dns\.netflix\.com \(from DNS answers\)\n$/,
+    );
+    const n = io();
+    assert.equal(
+      await runRouteTest(["--socket", path, "--dst", "10.53.53.9:443", "--no-dns"], n.deps),
+      0,
+    );
+    assert.doesNotMatch(n.out.text, /name:/);
+    assert.deepEqual(calls.routeTest.at(-1), { dst: "10.53.53.9:443", dns: false });
   });
 });
 
@@ -362,4 +376,19 @@ Deno.test("formatUptime() shows the units needed", () => {
   assert.equal(formatUptime(5), "5s");
   assert.equal(formatUptime(3723), "1h 2m 3s");
   assert.equal(formatUptime(90061), "1d 1h 1m 1s");
+});
+
+Deno.test("runRouteTest(--batch) carries the DNS-answer name per line; a line can turn it off", async () => {
+  await withRouter(async (path, calls) => {
+    const t = io('{"dst":"10.53.53.1:443"}\n{"dst":"10.53.53.1:443","dns":false}\n');
+    assert.equal(await runRouteTest(["--batch", "--socket", path], t.deps), 0);
+    const rows = t.out.text.trimEnd().split("\n").map((l) => JSON.parse(l));
+    assert.equal(rows[0].dns_name, "dns.netflix.com");
+    assert.equal(rows[0].outbound, "wg-us");
+    assert.equal(rows[1].dns_name, undefined);
+    assert.equal(calls.routeTest[1]!.dns, false);
+    const b = io("");
+    assert.equal(await runRouteTest(["--batch", "--no-dns", "--socket", path], b.deps), 2);
+    assert.match(b.err.text, /drop --no-dns/);
+  });
 });

@@ -59,13 +59,24 @@ export const FAKE_RULES = [
 /** A deterministic route tester over {@linkcode FAKE_RULES}. */
 export function fakeRouteTest(p: RouteTestParams): RouteTestResult {
   const port = Number(p.dst.slice(p.dst.lastIndexOf(":") + 1));
+  // 10.53.53.x "was looked up" as dns.netflix.com (the router's DNS reverse mapping).
+  const dnsName = p.domain === undefined && p.dns !== false && p.dst.startsWith("10.53.53.")
+    ? "dns.netflix.com"
+    : undefined;
+  const domain = p.domain ?? dnsName;
   let rule: number | null = null;
-  if (p.domain === "netflix.com" || p.domain?.endsWith(".netflix.com")) rule = 0;
+  if (domain === "netflix.com" || domain?.endsWith(".netflix.com")) rule = 0;
   else if (port === 53) rule = 1;
   else if (p.dst.startsWith("10.")) rule = 2;
   if (rule === null) return { outbound: "direct", rule: null, final: true };
   const r = FAKE_RULES[rule]!;
-  return { outbound: r.outbound, rule, rule_text: JSON.stringify(r), final: false };
+  return {
+    outbound: r.outbound,
+    rule,
+    rule_text: JSON.stringify(r),
+    final: false,
+    ...(dnsName !== undefined ? { dns_name: dnsName } : {}),
+  };
 }
 
 /** Records what the fake handlers were asked. */

@@ -350,6 +350,12 @@ export interface RouteTestParams {
   mark?: number;
   dscp?: number;
   inbound?: string;
+  /**
+   * Without `domain`, test with the name the running router's DNS answers
+   * gave `dst` (`route.dns_reverse_mapping`), as a flow without a sniffed
+   * name would be routed; default true. Ignored offline and with `domain`.
+   */
+  dns?: boolean;
 }
 
 /** Result of `route.test`. */
@@ -361,6 +367,8 @@ export interface RouteTestResult {
   rule_text?: string;
   /** True when no rule matched and `route.final` applied. */
   final: boolean;
+  /** The name from DNS answers the flow was tested with (see {@linkcode RouteTestParams.dns}). */
+  dns_name?: string;
 }
 
 /** Params of `connections.list`. */
@@ -582,7 +590,7 @@ export function validateRouteTest(input: unknown, prefix = "params."): RouteTest
   const obj = asObject(input, prefix);
   checkKeys(
     obj,
-    ["dst", "domain", "src", "network", "protocol", "mark", "dscp", "inbound"],
+    ["dst", "domain", "src", "network", "protocol", "mark", "dscp", "inbound", "dns"],
     prefix,
   );
   if (obj.dst === undefined) throw invalid(`${prefix}dst`, "required");
@@ -620,6 +628,12 @@ export function validateRouteTest(input: unknown, prefix = "params."): RouteTest
   if (obj.mark !== undefined) out.mark = int(obj.mark, `${prefix}mark`, 0, 0xffff_ffff);
   if (obj.dscp !== undefined) out.dscp = int(obj.dscp, `${prefix}dscp`, 0, 63);
   if (obj.inbound !== undefined) out.inbound = str(obj.inbound, `${prefix}inbound`, MAX_TAG_LENGTH);
+  if (obj.dns !== undefined) {
+    if (typeof obj.dns !== "boolean") {
+      throw invalid(`${prefix}dns`, `${show(obj.dns)}: expected a boolean`);
+    }
+    out.dns = obj.dns;
+  }
   return out;
 }
 

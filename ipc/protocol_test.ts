@@ -133,6 +133,11 @@ Deno.test("validateRouteTest() checks every field and normalises the domain", ()
   invalidParams(() => validateRouteTest({ dst: "1.2.3.4:1", mark: -1 }), "params.mark");
   invalidParams(() => validateRouteTest({ dst: "1.2.3.4:1", mark: 2 ** 32 }), "params.mark");
   invalidParams(() => validateRouteTest({ dst: "1.2.3.4:1", dscp: 64 }), "params.dscp");
+  invalidParams(() => validateRouteTest({ dst: "1.2.3.4:1", dns: "no" }), "params.dns");
+  assert.deepEqual(validateRouteTest({ dst: "1.2.3.4:1", dns: false }), {
+    dst: "1.2.3.4:1",
+    dns: false,
+  });
   invalidParams(
     () => validateRouteTest({ dst: "1.2.3.4:1", domain: "a".repeat(300) }),
     "params.domain",

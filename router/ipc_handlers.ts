@@ -204,12 +204,13 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       return run;
     },
     routeTest(params) {
-      const r = router.routeTest(flowFromRouteTest(params));
+      const r = router.routeTest(flowFromRouteTest(params), { dns: params.dns });
       return {
         outbound: r.outbound,
         rule: r.rule,
         final: r.final,
         ...(r.rule_json !== null ? { rule_text: JSON.stringify(r.rule_json) } : {}),
+        ...(r.dns_name !== undefined ? { dns_name: r.dns_name } : {}),
       };
     },
     connectionsList(params) {

@@ -92,6 +92,8 @@ export interface RouteTestAnswer {
   rule: number | null;
   final: boolean;
   rule_json: unknown;
+  /** The name DNS answers gave the destination, when the test used it (see `Router.routeTest`). */
+  dns_name?: string;
 }
 
 const SNIFF_PEEK_BYTES = 16 * 1024;
@@ -572,9 +574,24 @@ export class Router {
   }
 
   /** Which outbound and rule a flow would get from the active engine. */
-  routeTest(flow: FlowMeta): RouteTestAnswer {
+  routeTest(flow: FlowMeta, opts: { dns?: boolean | undefined } = {}): RouteTestAnswer {
+    // As a flow without a sniffed name: the name DNS answers gave its destination, if any (not
+    // counted as a mapped flow).
+    let dnsName: string | undefined;
+    if (opts.dns !== false && flow.domain === undefined) {
+      if (this.#snap.config.route.dns_reverse_mapping) {
+        dnsName = this.#reverse.lookup(flow.destination.addr);
+      }
+      if (dnsName !== undefined) flow = { ...flow, domain: dnsName };
+    }
     const e = this.#snap.engine.explain(flow);
-    return { outbound: e.outbound, rule: e.rule, final: e.final, rule_json: e.rule_json };
+    return {
+      outbound: e.outbound,
+      rule: e.rule,
+      final: e.final,
+      rule_json: e.rule_json,
+      ...(dnsName !== undefined ? { dns_name: dnsName } : {}),
+    };
   }
 
   /** Counters for `stats`. */

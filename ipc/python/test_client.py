@@ -56,6 +56,10 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertIn("params.dst", cm.exception.message)
         with self.assertRaises(TypeError):
             await self.client.route_test("8.8.8.8:1", port=3)
+        r = await self.client.route_test("10.53.53.1:443")
+        self.assertEqual((r["outbound"], r["dns_name"]), ("wg-us", "dns.netflix.com"))
+        r = await self.client.route_test("10.53.53.1:443", dns=False)
+        self.assertNotIn("dns_name", r)
 
     async def test_concurrent_calls_matched_by_id(self):
         dsts = [f"10.1.{i}.1:{53 if i % 2 else 443}" for i in range(50)]

@@ -34,7 +34,7 @@ __all__ = [
 #: Default socket path; overridden by the ``VPN_ROUTER_SOCKET`` environment variable.
 DEFAULT_SOCKET = "/run/vpn-router/router.sock"
 
-_ROUTE_TEST_KEYS = ("domain", "src", "network", "protocol", "mark", "dscp", "inbound")
+_ROUTE_TEST_KEYS = ("domain", "src", "network", "protocol", "mark", "dscp", "inbound", "dns")
 
 
 class RouterIpcError(Exception):
@@ -176,7 +176,9 @@ class AsyncRustRouterClient:
 
     async def route_test(self, dst: str, **kw: Any) -> Dict[str, Any]:
         """``route.test`` for ``dst`` ("IP:PORT"); keywords: domain, src, network,
-        protocol, mark, dscp, inbound. Returns outbound, rule (index or None), final."""
+        protocol, mark, dscp, inbound, dns (False: ignore names from DNS answers).
+        Returns outbound, rule (index or None), final, and dns_name when the router
+        tested the flow with the name its DNS answers gave ``dst``."""
         unknown = set(kw) - set(_ROUTE_TEST_KEYS)
         if unknown:
             raise TypeError(f"route_test: unknown keyword(s): {', '.join(sorted(unknown))}")

@@ -49,6 +49,8 @@ routerLabTest(
 
     await t.step("before any lookup the address has no name: final", async () => {
       passes(await plain(), "plain TCP");
+      const rt = await ipc.routeTest({ dst: `${mapped}:8080` });
+      assert.deepEqual([rt.outbound, rt.final, rt.dns_name], ["direct", true, undefined]);
       assert.equal((await rl.lab.udpClient("client", `${mapped}:7000`)).ok, true, "UDP echo");
     });
 
@@ -66,7 +68,24 @@ routerLabTest(
         assert.match(line, /outbound=block/, line);
         const u = await rl.lab.udpClient("client", `${mapped}:7000`, "again");
         assert.equal(u.ok, false, `UDP to it is blocked now: ${JSON.stringify(u)}`);
-        assert.ok((await counters())["dns_mapped_flows"]! >= 2, "TCP and UDP took the name");
+        const mappedFlows = (await counters())["dns_mapped_flows"]!;
+        assert.ok(mappedFlows >= 2, "TCP and UDP took the name");
+        // route.test sees the flow as the data plane does (the name from DNS), unless told not to.
+        const rt = await ipc.routeTest({ dst: `${mapped}:8080` });
+        assert.deepEqual([rt.outbound, rt.rule, rt.dns_name], ["block", 0, "www.mapped.e2e.test"]);
+        const ipOnly = await ipc.routeTest({ dst: `${mapped}:8080`, dns: false });
+        assert.deepEqual([ipOnly.outbound, ipOnly.final, ipOnly.dns_name], [
+          "direct",
+          true,
+          undefined,
+        ]);
+        const named = await ipc.routeTest({ dst: `${mapped}:8080`, domain: "other.e2e.test" });
+        assert.deepEqual(
+          [named.outbound, named.dns_name],
+          ["direct", undefined],
+          "a given domain wins",
+        );
+        assert.equal((await counters())["dns_mapped_flows"], mappedFlows, "tests count no flow");
       },
     );
 
@@ -84,6 +103,7 @@ routerLabTest(
       await ipc.reload({ path: off });
       passes(await plain(), "plain TCP after the reload");
       assert.equal((await counters())["dns_reverse_entries"], 0);
+      assert.equal((await ipc.routeTest({ dst: `${mapped}:8080` })).dns_name, undefined);
       await lookup();
       assert.equal((await counters())["dns_reverse_answers"], 1, "answers not recorded when off");
       passes(await plain(), "plain TCP after another lookup");
