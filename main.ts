@@ -16,6 +16,8 @@ Commands:
   reload [--config FILE]   ask a running router to reload (IPC)
   status [--json]          show a running router's state (IPC; --rules N: most hit rules)
   stop [--drain T]         stop a running router, letting its TCP flows finish (IPC)
+  upgrade [--drain T]      restart the running router without dropping flows (new binary,
+                           inbound changes): a successor with --replace takes over
   route-test               which outbound and rule a flow would take (IPC or --config)
   doctor                   check the kernel and sysctls TPROXY needs, print fixes
   tproxy-rules             print (or --apply/--remove) our nftables table and ip rules
@@ -36,6 +38,7 @@ const commands: Record<string, () => Promise<Command>> = {
   reload: async () => (await import("./cli/commands.ts")).runReloadCommand,
   status: async () => (await import("./cli/commands.ts")).runStatusCommand,
   stop: async () => (await import("./cli/commands.ts")).runStopCommand,
+  upgrade: async () => (await import("./cli/commands.ts")).runUpgradeCommand,
   "route-test": async () => (await import("./cli/commands.ts")).runRouteTestCommand,
   doctor: async () => (await import("./cli/doctor.ts")).runDoctorCommand,
   "tproxy-rules": async () => (await import("./cli/tproxy_rules.ts")).runTproxyRulesCommand,

@@ -1,5 +1,5 @@
 /**
- * `router reload|status|stop|route-test`: the IPC client commands of
+ * `router reload|status|stop|upgrade|route-test`: the IPC client commands of
  * `cli/ipc_commands.ts`, given the real stdio and the offline route tester
  * (the rule engine compiled from `--config FILE`).
  *
@@ -15,6 +15,7 @@ import {
   runRouteTest,
   runStatus,
   runStop,
+  runUpgrade,
 } from "./ipc_commands.ts";
 
 /** Compiles the config at `path` and answers route tests from it, without a router. */
@@ -50,6 +51,11 @@ export function runStatusCommand(args: string[]): Promise<number> {
 /** `router stop` */
 export function runStopCommand(args: string[]): Promise<number> {
   return runStop(args, deps());
+}
+
+/** `router upgrade` */
+export function runUpgradeCommand(args: string[]): Promise<number> {
+  return runUpgrade(args, deps());
 }
 
 /** `router route-test` */

@@ -450,6 +450,148 @@ export function runStop(args: string[], deps: IpcCommandDeps): Promise<number> {
   });
 }
 
+// ---------------------------------------------------------------- upgrade
+
+/** Help text of `router upgrade`. */
+export const UPGRADE_HELP = `Usage: router upgrade [--drain T] [--wait T] [--socket PATH]
+
+Restarts the running router without dropping its flows: starts a new router
+with the running one's command line and --replace (so a new binary at the
+same path, the config file as it is now, inbound changes included), waits
+until it has taken over, and prints both pids. The old router drains its
+open TCP flows (at most --drain) and exits. The new router writes its log
+where this command's output goes. Under systemd, make it the unit's
+ExecReload= with Type=notify and NotifyAccess=all: the new router tells
+systemd it is the main process (docs/production.md).
+
+  --drain T        how long the old router's open TCP flows may go on
+                   (default 10m; 0 closes them at once)
+  --wait T         how long the new router may take to take over (default 60s)
+${COMMON_HELP}
+`;
+
+/**
+ * The command line of a successor to a router started with `argv` (its
+ * `/proc/PID/cmdline`): the same, with `--replace` and `--drain drain` after
+ * the router's `run` (earlier `--replace` / `--drain` dropped). Null when
+ * `argv` has no `run` command.
+ */
+export function successorArgv(argv: readonly string[], drain: string): string[] | null {
+  // The router's `run`: the last "run" that is not an option's value (`deno run … main.ts run`).
+  let at = -1;
+  for (let i = 1; i < argv.length; i++) {
+    if (argv[i] === "run" && !["--config", "-c", "--drain"].includes(argv[i - 1]!)) at = i;
+  }
+  if (at < 0) return null;
+  const rest: string[] = [];
+  for (let i = at + 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--replace" || a.startsWith("--drain=")) continue;
+    if (a === "--drain") {
+      i++;
+      continue;
+    }
+    rest.push(a);
+  }
+  return [...argv.slice(0, at + 1), ...rest, "--replace", "--drain", drain];
+}
+
+/** `router upgrade`: a successor takes over the running router (see {@linkcode UPGRADE_HELP}). */
+export function runUpgrade(args: string[], deps: IpcCommandDeps): Promise<number> {
+  const io = makeIo(deps);
+  return run("upgrade", io, UPGRADE_HELP, async () => {
+    const { values } = parse(args, {
+      ...COMMON_OPTIONS,
+      drain: { type: "string" },
+      wait: { type: "string" },
+    });
+    if (values.help) {
+      await io.out(UPGRADE_HELP);
+      return 0;
+    }
+    const drain = values.drain ?? "10m";
+    try {
+      parseDurationArg(drain, MAX_DRAIN_MS);
+    } catch (e) {
+      throw new UsageError(`--drain: "${drain}": ${(e as Error).message}`);
+    }
+    let waitMs = 60_000;
+    if (values.wait !== undefined) {
+      try {
+        waitMs = parseDurationArg(values.wait);
+        if (waitMs <= 0) throw new RangeError("must be positive");
+      } catch (e) {
+        throw new UsageError(`--wait: "${values.wait}": ${(e as Error).message}`);
+      }
+    }
+    const path = socketPath(values.socket, io);
+    const ms = timeoutMs(values.timeout);
+    const oldPid = await routerPid(path, ms);
+    let argv: string[] | null = null, cwd: string;
+    try {
+      argv = new TextDecoder().decode(Deno.readFileSync(`/proc/${oldPid}/cmdline`)).split("\0");
+      if (argv.at(-1) === "") argv.pop();
+      cwd = Deno.readLinkSync(`/proc/${oldPid}/cwd`);
+    } catch (e) {
+      throw new Error(
+        `cannot read the command line of the router (pid ${oldPid}) in /proc: ${
+          (e as Error).message
+        }`,
+      );
+    }
+    const next = successorArgv(argv, drain);
+    if (next === null) {
+      throw new Error(`the router (pid ${oldPid}) was not started with "run": ${argv.join(" ")}`);
+    }
+    const child = new Deno.Command(next[0]!, {
+      args: next.slice(1),
+      cwd,
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    child.unref();
+    // Taken over: the IPC socket answers with the new pid.
+    let exited: Deno.CommandStatus | null = null;
+    child.status.then((s) => exited = s, () => {});
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      if (exited !== null) {
+        throw new Error(
+          `the new router (pid ${child.pid}) exited with code ${
+            (exited as Deno.CommandStatus).code
+          } before taking over; the old one (pid ${oldPid}) goes on`,
+        );
+      }
+      const pid = await routerPid(path, 2_000).catch(() => null);
+      if (pid === child.pid) break;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the new router (pid ${child.pid}) has not taken over after ${waitMs / 1000} s; ` +
+            `the old one (pid ${oldPid}) goes on`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await io.out(
+      values.json
+        ? JSON.stringify({ old_pid: oldPid, new_pid: child.pid, drain }) + "\n"
+        : `router upgraded: pid ${oldPid} -> ${child.pid} (the old one drains its TCP flows for up to ${drain})\n`,
+    );
+    return 0;
+  });
+}
+
+/** The pid of the router answering on `path`. */
+async function routerPid(path: string, ms: number): Promise<number> {
+  const client = await connect(path, ms);
+  try {
+    return (await client.status()).pid;
+  } finally {
+    await client.close();
+  }
+}
+
 // ---------------------------------------------------------------- route-test
 
 type Backend = {

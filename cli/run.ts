@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { ConfigError, type ConfigSource, loadConfig } from "../config/mod.ts";
 import { CompileWorker } from "../config/compile_client.ts";
+import { sdNotify } from "../ffi/sd_notify.ts";
 import { lowerV8HelperPriority } from "../config/thread_priority.ts";
 import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
 import { fixMmapThreshold } from "../ffi/malloc.ts";
@@ -285,6 +286,9 @@ export async function runRunCommand(args: string[]): Promise<number> {
     rules: loaded.engine.ruleCount,
     outbounds: loaded.config.outbounds.length,
   });
+  // systemd (Type=notify): routing now. MAINPID names this process: after a takeover (a
+  // successor that `router upgrade` started from ExecReload=) systemd supervises the new router.
+  notifyReady(logger, loaded.engine.ruleCount);
 
   let draining = false;
   // A signal stops at once, a drain included.
@@ -317,6 +321,17 @@ export async function runRunCommand(args: string[]): Promise<number> {
   await router.stop();
   compiler.close();
   return 0;
+}
+
+/** Tells systemd (`$NOTIFY_SOCKET`, if set) that this process routes now and is the main one. */
+export function notifyReady(logger: Logger, rules: number): void {
+  try {
+    if (sdNotify(`READY=1\nMAINPID=${Deno.pid}\nSTATUS=routing (${rules} rules)`)) {
+      logger.debug("told systemd: ready", { pid: Deno.pid });
+    }
+  } catch (e) {
+    logger.warn("cannot notify systemd (NOTIFY_SOCKET)", { error: e });
+  }
 }
 
 /** The router answering on `path` (its client, still open, and pid), or null. */

@@ -22,6 +22,9 @@ import {
 } from "./socket.ts";
 import { familyOf } from "./sockaddr.ts";
 import { connectTcp, FdStream } from "./stream.ts";
+import { errnoView, libc } from "./libc.ts";
+import { recv, SOCK_DGRAM } from "./socket.ts";
+import { unixSockaddr } from "./sd_notify.ts";
 
 /** IPv4 loopback. */
 export const LOOP4: Uint8Array = new Uint8Array([127, 0, 0, 1]);
@@ -114,4 +117,20 @@ export function randomBytes(n: number, seed: number): Uint8Array {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** A bound AF_UNIX datagram socket, as systemd's notification socket. */
+export function notifyListener(path: string): { fd: number; next(): string | null } {
+  const fd = socket(1, SOCK_DGRAM);
+  const sa = unixSockaddr(path);
+  const E = errnoView();
+  if (libc().bind(fd, sa, sa.length) < 0) throw new Error(`bind ${path}: errno ${E[0]}`);
+  const buf = new Uint8Array(4096);
+  return {
+    fd,
+    next() {
+      const n = recv(fd, buf);
+      return n === WOULD_BLOCK ? null : new TextDecoder().decode(buf.subarray(0, n));
+    },
+  };
 }
