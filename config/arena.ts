@@ -97,20 +97,21 @@ export class ArenaPool {
 }
 
 /**
- * `msg` with every typed array whose buffer is in `buffers` copied into one
- * arena from `pool`, at the same offset within its buffer; other values
- * are copied as they are (plain objects and arrays rebuilt, the rest
- * shared). The copy is meant to be posted without a transfer list; the
- * `buffers` are detached (freed at once), as a transfer would leave them.
+ * `msg` with every typed array whose buffer is in `buffers` or `keep`
+ * copied into one arena from `pool`, at the same offset within its buffer;
+ * other values are passed as they are (see below). The copy is meant to be
+ * posted without a transfer list; the `buffers` are detached (freed at
+ * once), as a transfer would leave them; the `keep` ones stay the caller's.
  */
 export function intoArena<T>(
   msg: T,
   buffers: readonly ArrayBufferLike[],
   pool: ArenaPool,
+  keep: readonly ArrayBufferLike[] = [],
 ): { msg: T; arena: Arena } {
   const at = new Map<ArrayBufferLike, number>();
   let end = ARENA_HEADER;
-  for (const b of buffers) {
+  for (const b of [...buffers, ...keep]) {
     if (at.has(b)) continue;
     end = (end + 7) & ~7;
     at.set(b, end);
@@ -152,7 +153,7 @@ export function intoArena<T>(
   const out = copy(msg) as T;
   // The originals are freed now rather than by a later collection (as a transfer would have
   // detached them; nothing here reads them after posting).
-  for (const b of at.keys()) {
+  for (const b of buffers) {
     if (b instanceof ArrayBuffer) {
       (b as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
     }

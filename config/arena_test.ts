@@ -76,3 +76,13 @@ Deno.test("ArenaPool reuses a freed arena that fits, and keeps at most two free 
   assert.deepEqual(pool.counts(), { held: held - 2, free: 0, allocated: before.allocated + 3 });
   assert.notEqual(pool.take(10).id, more[2]!.id, "dropped arenas are not reused");
 });
+
+Deno.test("intoArena() copies the `keep` buffers too but leaves them to the caller", () => {
+  const moved = new Int32Array([1, 2]);
+  const kept = new Uint8Array([7, 8, 9]);
+  const m = intoArena({ moved, kept }, [moved.buffer], new ArenaPool(), [kept.buffer]).msg;
+  assert.deepEqual([...m.kept], [7, 8, 9]);
+  assert.ok(m.kept.buffer instanceof SharedArrayBuffer && m.kept.buffer === m.moved.buffer);
+  assert.equal(moved.length, 0, "detached");
+  assert.deepEqual([...kept], [7, 8, 9], "still the caller's");
+});

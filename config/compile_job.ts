@@ -139,6 +139,12 @@ export const DEFER_TAIL_MIN_RULES = 2048;
 export interface JobResult {
   readonly reply: JobReply;
   readonly transfer: ArrayBuffer[];
+  /**
+   * Buffers the reply's arrays also use that this thread still needs (the
+   * config file, for the tail and later patches): copied, never detached —
+   * by `postMessage`'s clone, or into the arena (`arena.ts`).
+   */
+  readonly keep?: ArrayBuffer[];
   /** Builds the {@linkcode JobTail} (call it after posting `reply`). */
   readonly tail?: () => { reply: JobTail; transfer: ArrayBuffer[] };
 }
@@ -414,15 +420,18 @@ export async function compileJob(
                 transfer: wireTransferList([wire, rules.wire]),
               };
             }
-            // Fingerprints (not needed to route) follow in a tail. The head carries copies of
-            // the file and its spans: the memo and the tail keep the file itself.
+            // Fingerprints (not needed to route) follow in a tail. The head's arrays (the file,
+            // the spans, the outbounds) stay this thread's too, for the tail and the memo: they
+            // are copied on the way out, not transferred.
             const head = rules.headWire();
             memo?.remember(id, fast.identity, { file, rules: head, wire }, true);
             const tail = () => {
               const t = rules.tailWire();
               return { reply: { id, tail: t }, transfer: wireTransferList(t) };
             };
-            return { reply: done(wire, head), transfer: wireTransferList([wire, head]), tail };
+            const transfer = wireTransferList(wire);
+            const keep = wireTransferList(head).filter((b) => !transfer.includes(b));
+            return { reply: done(wire, head), transfer, keep, tail };
           });
         }
         text = decoder.decode(bytes);

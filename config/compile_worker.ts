@@ -62,7 +62,7 @@ let spareTimer: ReturnType<typeof setTimeout> | undefined;
 function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
   const full = r.reply.ok && "wire" in r.reply && !("patched" in r.reply);
   if (useArenas && full) {
-    const a = intoArena(r.reply, r.transfer, arenas);
+    const a = intoArena(r.reply, r.transfer, arenas, r.keep);
     self.postMessage(wrap({ ...a.msg, arena: a.arena }));
     if (r.tail) {
       const t = r.tail();

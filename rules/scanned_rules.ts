@@ -161,18 +161,13 @@ export class ScannedRules {
 
   /**
    * For sending to another thread before the fingerprints are computed:
-   * {@linkcode wire} with copies of its arrays (transfer them; this object
-   * keeps its own) and fingerprints null. {@linkcode tailWire} brings them.
+   * {@linkcode wire}'s arrays (this object still reads them: copy them on the
+   * way out, never transfer them) and fingerprints null.
+   * {@linkcode tailWire} brings them.
    */
   headWire(): RuleWire {
     const w = this.#wire;
-    return {
-      tags: w.tags,
-      outbound: w.outbound.slice(),
-      fingerprints: null,
-      text: w.text.slice(),
-      spans: w.spans!.slice(),
-    };
+    return { tags: w.tags, outbound: w.outbound, fingerprints: null, text: w.text, spans: w.spans };
   }
 
   /** The fingerprints {@linkcode headWire} left out. */
