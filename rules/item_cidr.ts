@@ -278,6 +278,7 @@ export class CidrIndexBuilder {
   readonly #scratch = new Uint8Array(16);
   #n4 = 0;
   #n6 = 0;
+  #built = false;
 
   /** Presized for about `hint.prefixes` prefixes and the trie nodes given (hints; all grow as needed). */
   constructor(hint: { prefixes: number; v4Nodes: number; v6Nodes: number } = NO_HINT) {
@@ -332,6 +333,9 @@ export class CidrIndexBuilder {
 
   /** Freezes the index as plain data (for {@linkcode CidrIndex}, possibly on another thread). */
   buildImage(): CidrImage {
+    // The tries' scratch goes to the next compile (`spare.ts`): a second build would read it.
+    if (this.#built) throw new Error("CidrIndexBuilder built twice");
+    this.#built = true;
     return {
       v4: this.#n4 ? freezeTrie(this.#v4) : null,
       v6: this.#n6 ? freezeTrie(this.#v6) : null,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseIp } from "../core/ip.ts";
-import { cidrContains, CidrIndexBuilder } from "./item_cidr.ts";
+import { cidrContains, CidrIndex, CidrIndexBuilder } from "./item_cidr.ts";
 import type { Cidr } from "./spec.ts";
 
 function c(text: string): Cidr {
@@ -100,7 +100,7 @@ Deno.test("CidrIndex jump table: only the heads in use, found by rank at every b
   const img = b.buildImage();
   // 11 heads with a /24 below them + 4096 under the /4 (none of the 11 is in 96.0.0.0/4).
   assert.equal(img.v4!.jump.length, 2 * (heads.length + 4096));
-  const index = b.build();
+  const index = new CidrIndex(img);
   const lookup = (ip: string) => {
     const out: number[] = [];
     index.lookup(parseIp(ip)!, (n) => out.push(n));
@@ -116,4 +116,11 @@ Deno.test("CidrIndex jump table: only the heads in use, found by rank at every b
   assert.deepEqual(lookup("96.0.0.1"), [heads.length]);
   assert.deepEqual(lookup("111.255.255.255"), [heads.length]);
   assert.deepEqual(lookup("112.0.0.0"), []);
+});
+
+Deno.test("index builders refuse a second build (their scratch may be another compile's by then)", () => {
+  const b = new CidrIndexBuilder();
+  b.add(0, [c("10.0.0.0/8")]);
+  b.buildImage();
+  assert.throws(() => b.buildImage(), /built twice/);
 });

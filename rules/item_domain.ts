@@ -64,6 +64,7 @@ export class DomainIndexBuilder {
   #entryCount = 0;
   readonly #keywords: KeyedListsBuilder;
   readonly #regexes: KeyedListsBuilder;
+  #built = false;
 
   /**
    * `expectedNames` (and their total length, `expectedChars`) presize the
@@ -146,6 +147,9 @@ export class DomainIndexBuilder {
 
   /** Freezes the index as plain data (for {@linkcode DomainIndex}, possibly on another thread). */
   buildImage(): DomainImage {
+    // Its scratch goes to the next compile below (`spare.ts`): a second build would read it.
+    if (this.#built) throw new Error("DomainIndexBuilder built twice");
+    this.#built = true;
     const lists = this.#lists.build();
     const names = this.#names, nameCount = names.count;
     const entries = this.#entryLists.slice(0, 3 * nameCount);

@@ -26,6 +26,7 @@ export class PostingListsBuilder {
   /** Last value added per list (to skip immediate duplicates). */
   #last: Int32Array;
   #lists = 0;
+  #built = false;
 
   /** `expected`: about how many values (and at most lists) will be added (a hint; it grows as needed). */
   constructor(expected = 0) {
@@ -66,6 +67,9 @@ export class PostingListsBuilder {
 
   /** Freezes the lists into flat typed arrays (values keep their insertion order). */
   build(): PostingLists {
+    // Its arrays go to the next compile below (`spare.ts`): a second build would read them.
+    if (this.#built) throw new Error("PostingListsBuilder.build() called twice");
+    this.#built = true;
     const n = this.#lists, pairs = this.#pairs, len = this.#len;
     const start = new Int32Array(n + 1);
     countLists(pairs, len, start);
