@@ -466,7 +466,8 @@ systemd it is the main process (docs/production.md).
 
   --drain T        how long the old router's open TCP flows may go on
                    (default 10m; 0 closes them at once)
-  --wait T         how long the new router may take to take over (default 60s)
+  --wait T         how long the new router may take to take over (default 60s;
+                   past it the new router is stopped and the old one goes on)
 ${COMMON_HELP}
 `;
 
@@ -566,9 +567,13 @@ export function runUpgrade(args: string[], deps: IpcCommandDeps): Promise<number
       const pid = await routerPid(path, 2_000).catch(() => null);
       if (pid === child.pid) break;
       if (Date.now() > deadline) {
+        // Never two routers: one that has not taken over by now is stopped.
+        try {
+          child.kill("SIGTERM");
+        } catch { /* it has just exited */ }
         throw new Error(
-          `the new router (pid ${child.pid}) has not taken over after ${waitMs / 1000} s; ` +
-            `the old one (pid ${oldPid}) goes on`,
+          `the new router (pid ${child.pid}) had not taken over after ${waitMs / 1000} s ` +
+            `(a different ipc.path in the config?): stopped it; the old one (pid ${oldPid}) goes on`,
         );
       }
       await new Promise((r) => setTimeout(r, 100));

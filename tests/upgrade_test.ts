@@ -23,6 +23,24 @@ function freePort(): number {
   return port;
 }
 
+/** Whether process `pid` exists (and is not a zombie). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+}
+
+/** What `stream` holds within 2 s (then it is cancelled), as text. */
+async function firstChunk(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stream.getReader();
+  const timer = new Promise<null>((r) => setTimeout(() => r(null), 2_000));
+  const got = await Promise.race([reader.read(), timer]);
+  await reader.cancel();
+  return got && got.value ? new TextDecoder().decode(got.value) : "";
+}
+
 /** The next notification, waiting up to `ms`. */
 async function nextNotification(l: { next(): string | null }, ms = 20_000): Promise<string> {
   const end = Date.now() + ms;
@@ -85,7 +103,7 @@ Deno.test("router upgrade: a successor from the running router's command line ta
     stdout: "null",
     stderr: "null",
   }).spawn();
-  let newPid = 0;
+  let newPid = 0, stray = 0;
   let upgradeOut: ReadableStream<Uint8Array> | undefined;
   try {
     assert.equal(
@@ -118,6 +136,25 @@ Deno.test("router upgrade: a successor from the running router's command line ta
       await ipc.close();
     }
     assert.equal((await first.status).code, 0, "the old router drained and exited 0");
+    // One that starts but does not take over in time (its config names another socket) is
+    // stopped: never two routers.
+    const other = join(dir, "other.sock");
+    await Deno.writeTextFile(config, (await Deno.readTextFile(config)).replace(sock, other));
+    const slow = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "upgrade", "--socket", sock, "--wait", "3s"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    assert.equal((await slow.status).code, 1);
+    // Upgrade's own message; not the pipe's end (a stray router would hold it open).
+    const slowErr = await firstChunk(slow.stderr);
+    stray = Number(
+      /new router \(pid (\d+)\) had not taken over after 3 s/.exec(slowErr)?.[1],
+    );
+    assert.ok(stray > 0, slowErr);
+    for (let i = 0; i < 100 && alive(stray); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(stray), false, "the stray router was stopped");
     // A router that cannot start (its config broken since) leaves the running one alone.
     await Deno.writeTextFile(config, "{ broken");
     const bad = await new Deno.Command(Deno.execPath(), {
@@ -138,6 +175,7 @@ Deno.test("router upgrade: a successor from the running router's command line ta
     try {
       first.kill("SIGTERM");
     } catch { /* exited */ }
+    if (stray > 0 && alive(stray)) Deno.kill(stray, "SIGTERM"); // a failed test's leftover
     if (newPid) {
       try {
         Deno.kill(newPid, "SIGTERM");
