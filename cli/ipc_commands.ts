@@ -528,6 +528,15 @@ export function runUpgrade(args: string[], deps: IpcCommandDeps): Promise<number
     const path = socketPath(values.socket, io);
     const ms = timeoutMs(values.timeout);
     const oldPid = await routerPid(path, ms);
+    if (oldPid === 1) {
+      // The container's init: when it exits after its drain, the container (and the new router
+      // started inside it) goes with it.
+      throw new Error(
+        "the router is PID 1 (a container?): a new router started beside it would end with it. " +
+          "Start the new one as a second container in the same network namespace with " +
+          "'router run --replace' (docs/production.md)",
+      );
+    }
     let argv: string[] | null = null, cwd: string;
     try {
       argv = new TextDecoder().decode(Deno.readFileSync(`/proc/${oldPid}/cmdline`)).split("\0");

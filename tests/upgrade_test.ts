@@ -229,3 +229,64 @@ Deno.test({
     }
   },
 });
+
+Deno.test("router upgrade refuses a router that is PID 1 (a container's): its successor would end with it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "router-upgrade-pid1-" });
+  const sock = join(dir, "router.sock");
+  await Deno.writeTextFile(
+    join(dir, "router.json"),
+    JSON.stringify({
+      log: { level: "warn" },
+      inbounds: [{ type: "tproxy", tag: "in", listen: "127.0.0.1", listen_port: freePort() }],
+      outbounds: [{ type: "direct", tag: "direct" }],
+      route: { final: "direct" },
+      ipc: { path: sock },
+    }),
+  );
+  // PID 1 of a new PID namespace, as in a container.
+  const init = new Deno.Command("unshare", {
+    // --kill-child: when unshare goes (SIGKILL below), the router gets SIGTERM.
+    args: [
+      "--fork",
+      "--pid",
+      "--mount-proc",
+      "--kill-child=SIGTERM",
+      Deno.execPath(),
+      "run",
+      "-A",
+      MAIN,
+      "run",
+      "--config",
+      "router.json",
+    ],
+    cwd: dir,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    let pid = 0;
+    for (let i = 0; i < 200 && pid === 0; i++) {
+      try {
+        const c = await IpcClient.connect(sock);
+        pid = (await c.status()).pid;
+        await c.close();
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    assert.equal(pid, 1, "the router is its namespace's PID 1");
+    const up = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "upgrade", "--socket", sock],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(up.code, 1);
+    assert.match(new TextDecoder().decode(up.stderr), /the router is PID 1 \(a container\?\)/);
+  } finally {
+    init.kill("SIGKILL");
+    await init.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
