@@ -23,6 +23,22 @@ function freePort(): number {
   return port;
 }
 
+/** `dir/router.json`: a TPROXY inbound on loopback, the IPC socket `dir/router.sock`. */
+async function writeConfig(dir: string): Promise<{ sock: string; config: string }> {
+  const sock = join(dir, "router.sock"), config = join(dir, "router.json");
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      log: { level: "warn" },
+      inbounds: [{ type: "tproxy", tag: "in", listen: "127.0.0.1", listen_port: freePort() }],
+      outbounds: [{ type: "direct", tag: "direct" }],
+      route: { final: "direct" },
+      ipc: { path: sock },
+    }),
+  );
+  return { sock, config };
+}
+
 /** Whether process `pid` exists (and is not a zombie). */
 function alive(pid: number): boolean {
   try {
@@ -81,19 +97,8 @@ Deno.test("successorArgv() keeps the router's command line and adds --replace, o
 
 Deno.test("router upgrade: a successor from the running router's command line takes over and tells systemd it is the main pid", async () => {
   const dir = await Deno.makeTempDir({ prefix: "router-upgrade-" });
-  const sock = join(dir, "router.sock");
   const notify = notifyListener(join(dir, "notify"));
-  const config = join(dir, "router.json");
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({
-      log: { level: "warn" },
-      inbounds: [{ type: "tproxy", tag: "in", listen: "127.0.0.1", listen_port: freePort() }],
-      outbounds: [{ type: "direct", tag: "direct" }],
-      route: { final: "direct" },
-      ipc: { path: sock },
-    }),
-  );
+  const { sock, config } = await writeConfig(dir);
   const env = { NOTIFY_SOCKET: join(dir, "notify") };
   const first = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, "run", "--config", "router.json"], // relative: run in `dir`
@@ -232,17 +237,7 @@ Deno.test({
 
 Deno.test("router upgrade refuses a router that is PID 1 (a container's): its successor would end with it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "router-upgrade-pid1-" });
-  const sock = join(dir, "router.sock");
-  await Deno.writeTextFile(
-    join(dir, "router.json"),
-    JSON.stringify({
-      log: { level: "warn" },
-      inbounds: [{ type: "tproxy", tag: "in", listen: "127.0.0.1", listen_port: freePort() }],
-      outbounds: [{ type: "direct", tag: "direct" }],
-      route: { final: "direct" },
-      ipc: { path: sock },
-    }),
-  );
+  const { sock } = await writeConfig(dir);
   // PID 1 of a new PID namespace, as in a container.
   const init = new Deno.Command("unshare", {
     // --kill-child: when unshare goes (SIGKILL below), the router gets SIGTERM.
