@@ -7,7 +7,7 @@
  */
 
 import { loadConfig } from "../config/mod.ts";
-import { flowFromRouteTest } from "../ipc/protocol.ts";
+import { flowFromRouteTest, routeTestResult } from "../ipc/protocol.ts";
 import {
   type IpcCommandDeps,
   type RouteTester,
@@ -22,15 +22,7 @@ import {
 export async function offlineRouteTester(path: string): Promise<RouteTester> {
   const { engine } = await loadConfig(path);
   return {
-    test(params) {
-      const e = engine.explain(flowFromRouteTest(params));
-      return {
-        outbound: e.outbound,
-        rule: e.rule,
-        final: e.final,
-        ...(e.rule_json !== null ? { rule_text: JSON.stringify(e.rule_json) } : {}),
-      };
-    },
+    test: (params) => routeTestResult(engine.explain(flowFromRouteTest(params))),
   };
 }
 

@@ -14,6 +14,7 @@ import { parseDurationArg } from "../core/duration.ts";
 import { IpcClient } from "../ipc/client.ts";
 import { LineReader, writeAll } from "../ipc/line_reader.ts";
 import {
+  DEFAULT_TAKEOVER_DRAIN,
   IpcError,
   MAX_DRAIN_MS,
   MAX_LIST_LIMIT,
@@ -154,15 +155,22 @@ function socketPath(value: string | undefined, io: Io): string {
   return value ?? io.env("VPN_ROUTER_SOCKET") ?? DEFAULT_SOCKET_PATH;
 }
 
-function timeoutMs(value: string | undefined): number {
-  if (value === undefined) return 30_000;
+/**
+ * `--flag T`: a duration (ms), at most `maxMs`, above 0 when `positive`; a
+ * usage error naming the flag otherwise.
+ */
+function durationFlag(flag: string, value: string, maxMs = Infinity, positive = false): number {
   try {
-    const ms = parseDurationArg(value);
-    if (ms <= 0) throw new RangeError("must be positive");
+    const ms = parseDurationArg(value, maxMs);
+    if (positive && ms <= 0) throw new RangeError("must be positive");
     return ms;
   } catch (e) {
-    throw new UsageError(`--timeout: "${value}": ${(e as Error).message}`);
+    throw new UsageError(`--${flag}: "${value}": ${(e as Error).message}`);
   }
+}
+
+function timeoutMs(value: string | undefined): number {
+  return value === undefined ? 30_000 : durationFlag("timeout", value, Infinity, true);
 }
 
 function absolute(path: string, io: Io): string {
@@ -421,14 +429,9 @@ export function runStop(args: string[], deps: IpcCommandDeps): Promise<number> {
       await io.out(STOP_HELP);
       return 0;
     }
-    let drainMs = 0;
-    if (values.drain !== undefined) {
-      try {
-        drainMs = parseDurationArg(values.drain, MAX_DRAIN_MS);
-      } catch (e) {
-        throw new UsageError(`--drain: "${values.drain}": ${(e as Error).message}`);
-      }
-    }
+    const drainMs = values.drain === undefined
+      ? 0
+      : durationFlag("drain", values.drain, MAX_DRAIN_MS);
     const client = await connect(socketPath(values.socket, io), timeoutMs(values.timeout));
     try {
       const r = await client.shutdown({ drain_ms: drainMs });
@@ -465,7 +468,7 @@ ExecReload= with Type=notify and NotifyAccess=all: the new router tells
 systemd it is the main process (docs/production.md).
 
   --drain T        how long the old router's open TCP flows may go on
-                   (default 10m; 0 closes them at once)
+                   (default ${DEFAULT_TAKEOVER_DRAIN}; 0 closes them at once)
   --wait T         how long the new router may take to take over (default 60s;
                    past it the new router is stopped and the old one goes on)
 ${COMMON_HELP}
@@ -510,21 +513,11 @@ export function runUpgrade(args: string[], deps: IpcCommandDeps): Promise<number
       await io.out(UPGRADE_HELP);
       return 0;
     }
-    const drain = values.drain ?? "10m";
-    try {
-      parseDurationArg(drain, MAX_DRAIN_MS);
-    } catch (e) {
-      throw new UsageError(`--drain: "${drain}": ${(e as Error).message}`);
-    }
-    let waitMs = 60_000;
-    if (values.wait !== undefined) {
-      try {
-        waitMs = parseDurationArg(values.wait);
-        if (waitMs <= 0) throw new RangeError("must be positive");
-      } catch (e) {
-        throw new UsageError(`--wait: "${values.wait}": ${(e as Error).message}`);
-      }
-    }
+    const drain = values.drain ?? DEFAULT_TAKEOVER_DRAIN;
+    durationFlag("drain", drain, MAX_DRAIN_MS); // checked here; the new router reads it
+    const waitMs = values.wait === undefined
+      ? 60_000
+      : durationFlag("wait", values.wait, Infinity, true);
     const path = socketPath(values.socket, io);
     const ms = timeoutMs(values.timeout);
     const oldPid = await routerPid(path, ms);
@@ -537,7 +530,7 @@ export function runUpgrade(args: string[], deps: IpcCommandDeps): Promise<number
           "'router run --replace' (docs/production.md)",
       );
     }
-    let argv: string[] | null = null, cwd: string;
+    let argv: string[], cwd: string;
     try {
       argv = new TextDecoder().decode(Deno.readFileSync(`/proc/${oldPid}/cmdline`)).split("\0");
       if (argv.at(-1) === "") argv.pop();

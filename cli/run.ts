@@ -15,16 +15,13 @@ import { createLogger, type Level, LEVELS, type Logger } from "../core/log.ts";
 import { fixMmapThreshold } from "../ffi/malloc.ts";
 import { getNofileLimit, setNofileLimit } from "../ffi/socket.ts";
 import { IpcClient } from "../ipc/client.ts";
-import { MAX_DRAIN_MS } from "../ipc/protocol.ts";
+import { DEFAULT_TAKEOVER_DRAIN as DEFAULT_DRAIN, MAX_DRAIN_MS } from "../ipc/protocol.ts";
 import { IpcServer } from "../ipc/server.ts";
 import { parseDuration, parseDurationArg } from "../core/duration.ts";
 import { createIpcHandlers } from "../router/ipc_handlers.ts";
 import { Router } from "../router/router.ts";
 import type { Engine } from "../rules/engine.ts";
 import { VERSION } from "../core/version.ts";
-
-/** Default `--drain`: how long a replaced router's TCP flows may go on. */
-const DEFAULT_DRAIN = "10m";
 
 const RUN_HELP = `Usage: router run --config FILE [--log-level LEVEL] [--no-ipc]
                   [--replace [--drain T]]
@@ -324,7 +321,7 @@ export async function runRunCommand(args: string[]): Promise<number> {
 }
 
 /** Tells systemd (`$NOTIFY_SOCKET`, if set) that this process routes now and is the main one. */
-export function notifyReady(logger: Logger, rules: number): void {
+function notifyReady(logger: Logger, rules: number): void {
   try {
     if (sdNotify(`READY=1\nMAINPID=${Deno.pid}\nSTATUS=routing (${rules} rules)`)) {
       logger.debug("told systemd: ready", { pid: Deno.pid });

@@ -48,15 +48,23 @@ let lastFullMs = 0;
 const arenas = new ArenaPool();
 let useArenas = false;
 /**
- * Free arenas are kept for the next reload, but not for long: after this long
- * without a job they are dropped, so that the collectors that run once both
- * threads go idle give the memory back (large set: RSS 114 MiB idle against
- * 131 when kept a minute). A burst of reloads still reuses them.
+ * Free arenas and spare scratch arrays (`spare.ts`) are kept for the next
+ * reload, but not for long: after this long without a job or a `free` they
+ * are dropped, so the memory goes back (large set: RSS 114 MiB idle against
+ * 131 when arenas were kept a minute). A burst of reloads still reuses them.
  */
-const ARENA_IDLE_MS = 5_000;
-let arenaTimer: ReturnType<typeof setTimeout> | undefined;
-/** Spare scratch arrays (`spare.ts`) are freed after as long without a job. */
-let spareTimer: ReturnType<typeof setTimeout> | undefined;
+const IDLE_MS = 5_000;
+let idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** (Re)starts the wait after which idle memory is dropped. */
+function idleFromNow(): void {
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    arenas.dropFree();
+    dropSpares();
+  }, IDLE_MS);
+  Deno.unrefTimer(idleTimer);
+}
 
 /** Posts a result: a full compile (and its tail) copied into arenas when asked, else transferred. */
 function post(r: JobResult, wrap: (reply: JobResult["reply"]) => unknown = (x) => x): void {
@@ -82,14 +90,11 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
   // Arenas no engine on the data-plane thread reads any more (`CompileWorker.retire`).
   if ("free" in ev.data) {
     arenas.free(ev.data.free);
-    clearTimeout(arenaTimer);
-    arenaTimer = setTimeout(() => arenas.dropFree(), ARENA_IDLE_MS);
-    Deno.unrefTimer(arenaTimer);
+    idleFromNow();
     return;
   }
-  clearTimeout(arenaTimer);
+  clearTimeout(idleTimer);
   clearTimeout(rebaseTimer);
-  clearTimeout(spareTimer);
   rebaseTimer = undefined;
   const req = ev.data;
   useArenas = req.arenas === true;
@@ -100,9 +105,7 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
       lastFullMs = r.reply.ms.parse + r.reply.ms.compile;
       memo.prepareBase();
     }
-    clearTimeout(spareTimer);
-    spareTimer = setTimeout(dropSpares, ARENA_IDLE_MS);
-    Deno.unrefTimer(spareTimer);
+    idleFromNow();
     // A rebase is a full compile, and a reload that comes meanwhile waits for it: wait
     // longer for big rule lists, so reloads a few hundred ms apart do not queue behind one.
     const idle = req.rebaseIdleMs ? Math.min(2000, Math.max(req.rebaseIdleMs, 3 * lastFullMs)) : 0;
@@ -116,6 +119,8 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
             post(rb, (reply) => ({ rebase: reply }));
             memo.prepareBase();
           }
+          // The rebase took spares too: they go after the same wait.
+          idleFromNow();
         });
       }, idle);
     }

@@ -13,8 +13,10 @@ import {
   close,
   getsockname,
   listen,
+  recv,
   setsockoptInt,
   SO_REUSEADDR,
+  SOCK_DGRAM,
   SOCK_STREAM,
   socket,
   SOL_SOCKET,
@@ -23,7 +25,6 @@ import {
 import { familyOf } from "./sockaddr.ts";
 import { connectTcp, FdStream } from "./stream.ts";
 import { errnoView, libc } from "./libc.ts";
-import { recv, SOCK_DGRAM } from "./socket.ts";
 import { unixSockaddr } from "./sd_notify.ts";
 
 /** IPv4 loopback. */

@@ -477,6 +477,9 @@ export interface ShutdownParams {
 /** Longest `shutdown.drain_ms`: a day. */
 export const MAX_DRAIN_MS = 86_400_000;
 
+/** How long a replaced router's TCP flows may go on unless told (`router run --replace`, `router upgrade`). */
+export const DEFAULT_TAKEOVER_DRAIN = "10m";
+
 /** Result of `shutdown` (sent before the router stops taking flows). */
 export interface ShutdownResult {
   /** Process id of the router that is stopping. */
@@ -573,6 +576,23 @@ function int(v: unknown, field: string, min: number, max: number): number {
     throw invalid(field, `${show(v)}: expected an integer in ${min}..${max}`);
   }
   return v;
+}
+
+/** A `route.test` result from an engine's answer (`Engine.explain`, `Router.routeTest`). */
+export function routeTestResult(e: {
+  outbound: string;
+  rule: number | null;
+  final: boolean;
+  rule_json: unknown;
+  dns_name?: string;
+}): RouteTestResult {
+  return {
+    outbound: e.outbound,
+    rule: e.rule,
+    final: e.final,
+    ...(e.rule_json !== null ? { rule_text: JSON.stringify(e.rule_json) } : {}),
+    ...(e.dns_name !== undefined ? { dns_name: e.dns_name } : {}),
+  };
 }
 
 function noParams(params: unknown): undefined {

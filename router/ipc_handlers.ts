@@ -20,6 +20,7 @@ import {
   type LastReload,
   type MemoryInfo,
   type OutboundInfo,
+  routeTestResult,
   type StatsParams,
   type StatsResult,
   type StatusResult,
@@ -204,14 +205,7 @@ export function createIpcHandlers(opts: RouterIpcOptions): IpcHandlers {
       return run;
     },
     routeTest(params) {
-      const r = router.routeTest(flowFromRouteTest(params), { dns: params.dns });
-      return {
-        outbound: r.outbound,
-        rule: r.rule,
-        final: r.final,
-        ...(r.rule_json !== null ? { rule_text: JSON.stringify(r.rule_json) } : {}),
-        ...(r.dns_name !== undefined ? { dns_name: r.dns_name } : {}),
-      };
+      return routeTestResult(router.routeTest(flowFromRouteTest(params), { dns: params.dns }));
     },
     connectionsList(params) {
       // TCP flows, then UDP sessions once routed (one per client and destination).
