@@ -15,7 +15,7 @@ ARG DENO_VERSION=2.9.6
 FROM denoland/deno:${DENO_VERSION} AS build
 WORKDIR /src
 COPY . .
-# build.sh: the flags the router needs (--v8-flags=--optimize-for-size, the
+# build.sh: the flags the router needs (its --v8-flags, the
 # embedded config worker); REQUIRE_COMPILE: no launcher fallback in an image.
 RUN REQUIRE_COMPILE=1 ONLY=router DIST=/out ./build.sh
 

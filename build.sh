@@ -18,12 +18,15 @@ deno --version | head -n1 | grep -q "deno $want_deno " ||
 
 # name entry flags. Both need --allow-all: FFI (libc sockets) grants
 # everything anyway, and reading /proc/self/* (doctor, fd counts) needs it.
-# The router's V8 flag keeps the heap small under connection churn (young
-# generation and growth steps; otherwise RSS stays ~40 MiB higher after a
-# burst of connections): docs/performance.md; bench/netns_bench.ts runs the
-# router the same way.
+# The router's V8 flags: --optimize-for-size keeps the heap small under
+# connection churn (young generation and growth steps; otherwise RSS stays
+# ~40 MiB higher after a burst of connections); --no-concurrent-marking
+# keeps the data-plane thread from waiting on V8's helper threads at the end
+# of a collection (docs/performance.md, docs/rules.md round 13). The same
+# flags: deno.json's router task, ROUTER_V8_FLAGS in bench/netns_bench.ts
+# (tests/build_test.ts checks that they agree).
 programs=(
-  "router main.ts --allow-all --v8-flags=--optimize-for-size"
+  "router main.ts --allow-all --v8-flags=--optimize-for-size,--no-concurrent-marking"
   "slim slim/main.ts --allow-all"
 )
 

@@ -52,7 +52,7 @@ const ROOT = new URL("../", import.meta.url);
  * plus ~25 MiB of uncollected old-space garbage (RSS with 1,000 flows after
  * the rate test ~135 → ~95 MiB, no measurable CPU cost; docs/performance.md).
  */
-export const ROUTER_V8_FLAGS = "--optimize-for-size";
+export const ROUTER_V8_FLAGS = "--optimize-for-size,--no-concurrent-marking";
 
 /** Plain kernel forwarding: nothing to set up. */
 export const kernelSubject: Subject = {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { IpcClient } from "../ipc/client.ts";
+import { ROUTER_V8_FLAGS } from "../bench/netns_bench.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -103,4 +104,15 @@ Deno.test("build.sh with REQUIRE_COMPILE=1 never falls back to a launcher; ONLY 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("build.sh, the router task and the benches run the router with the same V8 flags", async () => {
+  const build = await Deno.readTextFile(join(ROOT, "build.sh"));
+  const baked = build.match(/"router main\.ts [^"]*--v8-flags=(\S+?)"/)?.[1];
+  const task = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks.router as string;
+  const tasked = task.match(/--v8-flags=(\S+)/)?.[1];
+  assert.equal(baked, ROUTER_V8_FLAGS, "build.sh");
+  assert.equal(tasked, ROUTER_V8_FLAGS, "deno.json tasks.router");
+  assert.match(ROUTER_V8_FLAGS, /--optimize-for-size/);
+  assert.match(ROUTER_V8_FLAGS, /--no-concurrent-marking/);
 });
