@@ -33,6 +33,16 @@ Deno.test("memberSpans() splits an array into its members, whitespace and string
   assert.deepEqual(got, [`{"a":"],}"}`, "[1,[2]]", `"s\\""`, "3"]);
   assert.equal(memberSpans(enc.encode("[ ]"), 0, 3)!.length, 0);
   assert.equal(memberSpans(enc.encode("[1 2]"), 0, 5), null);
+  // However many members were expected (the array grows past the guess, or is cut to size).
+  const many = enc.encode(JSON.stringify(Array.from({ length: 50 }, (_, i) => ({ r: i }))));
+  const want = Array.from({ length: 50 }, (_, i) => JSON.stringify({ r: i }));
+  for (const expect of [0, 1, 49, 50, 51, 500]) {
+    const s = memberSpans(many, 0, many.length, expect)!;
+    assert.equal(s.length, 100, `expect ${expect}`);
+    const texts = [];
+    for (let i = 0; i < s.length; i += 2) texts.push(dec.decode(many.subarray(s[i], s[i + 1])));
+    assert.deepEqual(texts, want, `expect ${expect}`);
+  }
 });
 
 /** A base for {@linkcode parseConfigPatch} from a config text (as the worker would remember it). */
