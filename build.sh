@@ -22,11 +22,14 @@ deno --version | head -n1 | grep -q "deno $want_deno " ||
 # connection churn (young generation and growth steps; otherwise RSS stays
 # ~40 MiB higher after a burst of connections); --no-concurrent-marking
 # keeps the data-plane thread from waiting on V8's helper threads at the end
-# of a collection (docs/performance.md, docs/rules.md round 13). The same
+# of a collection (docs/performance.md, docs/rules.md round 13);
+# --enable-experimental-regexp-engine-on-excessive-backtracks reruns a
+# domain_regex that backtracks too long on a name in linear time (docs/rules.md,
+# "Fields"). The same
 # flags: deno.json's router task, ROUTER_V8_FLAGS in bench/netns_bench.ts
 # (tests/build_test.ts checks that they agree).
 programs=(
-  "router main.ts --allow-all --v8-flags=--optimize-for-size,--no-concurrent-marking"
+  "router main.ts --allow-all --v8-flags=--optimize-for-size,--no-concurrent-marking,--enable-experimental-regexp-engine-on-excessive-backtracks"
   "slim slim/main.ts --allow-all"
 )
 

@@ -47,12 +47,15 @@ const ROOT = new URL("../", import.meta.url);
 
 /**
  * V8 flags the router runs with, the same as `build.sh` bakes into
- * `dist/router`: smaller young generation and heap growth steps, so
- * connection churn does not leave the heap at 3 × 16 MiB of semi-spaces
- * plus ~25 MiB of uncollected old-space garbage (RSS with 1,000 flows after
- * the rate test ~135 → ~95 MiB, no measurable CPU cost; docs/performance.md).
+ * `dist/router` (see there): smaller young generation and heap growth
+ * steps, so connection churn does not leave the heap at 3 × 16 MiB of
+ * semi-spaces plus ~25 MiB of uncollected old-space garbage (RSS with 1,000
+ * flows after the rate test ~135 → ~95 MiB, no measurable CPU cost;
+ * docs/performance.md); no concurrent marking (docs/rules.md round 13); a
+ * linear-time rerun of a regex that backtracks too long.
  */
-export const ROUTER_V8_FLAGS = "--optimize-for-size,--no-concurrent-marking";
+export const ROUTER_V8_FLAGS =
+  "--optimize-for-size,--no-concurrent-marking,--enable-experimental-regexp-engine-on-excessive-backtracks";
 
 /** Plain kernel forwarding: nothing to set up. */
 export const kernelSubject: Subject = {

@@ -317,3 +317,30 @@ Deno.test("parseConfig() rejects unsupported rule-set kinds", () => {
     'route.rule_set[1].format: "binary": expected one of source',
   ]);
 });
+
+Deno.test("parseConfig() refuses domain_regex backreferences and lookaround (RE2 syntax, as sing-box)", () => {
+  const refused = [
+    ["(a)\\1", "backreferences"],
+    ["(?<n>a)\\k<n>", "backreferences"],
+    ["^a(?=b)", "lookaheads"],
+    ["^a(?!b)", "lookaheads"],
+    ["(?<=a)b$", "lookbehinds"],
+    ["(?<!a)b$", "lookbehinds"],
+  ];
+  const got = issues(withRules(
+    ...refused.map(([re]) => ({ domain_regex: re, outbound: "direct" })),
+  ));
+  assert.deepEqual(
+    got,
+    refused.map(([re, what], i) =>
+      `route.rules[${i}].domain_regex: ${
+        JSON.stringify(re)
+      }: ${what} are not supported (RE2 syntax, as sing-box)`
+    ),
+  );
+  // Look-alikes that are not: escaped, inside a class, named groups.
+  const accepted = ["\\\\1", "[\\1]", "^(?<name>[a-z]+)\\.com$", "\\(?=x", "[(?=]", "^(?:a|b)+$"];
+  // parse() throws on any issue.
+  const c = parse(withRules(...accepted.map((re) => ({ domain_regex: re, outbound: "direct" }))));
+  assert.equal(c.route.rules.length, accepted.length);
+});

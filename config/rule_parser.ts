@@ -274,11 +274,16 @@ function parseDefault(
           if (s === undefined) return undefined;
           try {
             new RegExp(s);
-            return s;
           } catch (e) {
             iss.add(q, `${show(s)}: invalid regular expression: ${(e as Error).message}`);
             return undefined;
           }
+          const beyond = beyondLinear(s);
+          if (beyond !== null) {
+            iss.add(q, `${show(s)}: ${beyond} are not supported (RE2 syntax, as sing-box)`);
+            return undefined;
+          }
+          return s;
         });
         break;
       case "geoip":
@@ -527,4 +532,36 @@ export function parseRouteRule(v: unknown, path: string, ctx: RuleContext): Rout
   }
   if (outbound === undefined) return undefined;
   return { match, outbound, raw: v };
+}
+
+/**
+ * What in regular expression `s` needs backtracking, or null: backreferences
+ * (`\1`, `\k<name>`) and lookaround (`(?=`, `(?!`, `(?<=`, `(?<!`). RE2,
+ * which sing-box's `domain_regex` uses, has neither; without them V8 can
+ * finish any match in linear time: the router runs with
+ * `--enable-experimental-regexp-engine-on-excessive-backtracks`, so a
+ * pattern that backtracks too long on a name (`([a-z]+)*x` on a long label
+ * a client made up) is rerun by the linear-time engine instead of holding the
+ * data-plane thread for minutes — which that engine cannot do for these.
+ */
+export function beyondLinear(s: string): string | null {
+  let inClass = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === "\\") {
+      const n = s[i + 1] ?? "";
+      if (!inClass && ((n >= "1" && n <= "9") || (n === "k" && s[i + 2] === "<"))) {
+        return "backreferences";
+      }
+      i++;
+    } else if (inClass) {
+      if (c === "]") inClass = false;
+    } else if (c === "[") inClass = true;
+    else if (c === "(" && s[i + 1] === "?") {
+      const n = s[i + 2];
+      if (n === "=" || n === "!") return "lookaheads";
+      if (n === "<" && (s[i + 3] === "=" || s[i + 3] === "!")) return "lookbehinds";
+    }
+  }
+  return null;
 }

@@ -115,4 +115,5 @@ Deno.test("build.sh, the router task and the benches run the router with the sam
   assert.equal(tasked, ROUTER_V8_FLAGS, "deno.json tasks.router");
   assert.match(ROUTER_V8_FLAGS, /--optimize-for-size/);
   assert.match(ROUTER_V8_FLAGS, /--no-concurrent-marking/);
+  assert.match(ROUTER_V8_FLAGS, /--enable-experimental-regexp-engine-on-excessive-backtracks/);
 });
