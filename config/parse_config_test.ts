@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "./config_error.ts";
 import { parseConfig } from "./parse_config.ts";
+import { MAX_LOGICAL_DEPTH } from "./rule_parser.ts";
 import type { RouterConfig } from "./schema.ts";
 
 const base = () => ({
@@ -343,4 +344,21 @@ Deno.test("parseConfig() refuses domain_regex backreferences and lookaround (RE2
   // parse() throws on any issue.
   const c = parse(withRules(...accepted.map((re) => ({ domain_regex: re, outbound: "direct" }))));
   assert.equal(c.route.rules.length, accepted.length);
+});
+
+Deno.test("parseConfig() refuses logical rules nested more than MAX_LOGICAL_DEPTH deep, at their path", () => {
+  const nest = (levels: number) => {
+    let r: Record<string, unknown> = { domain: ["x.com"] };
+    for (let i = 0; i < levels; i++) r = { type: "logical", mode: "and", rules: [r] };
+    return { ...r, outbound: "direct" };
+  };
+  assert.equal(parse(withRules(nest(MAX_LOGICAL_DEPTH))).route.rules.length, 1);
+  // Thousands deep ran out of stack ("Maximum call stack size exceeded", no path).
+  for (const levels of [MAX_LOGICAL_DEPTH + 1, 20_000]) {
+    assert.deepEqual(issues(withRules(nest(levels))), [
+      `route${
+        ".rules[0]".repeat(MAX_LOGICAL_DEPTH + 1)
+      }: logical rules nested more than ${MAX_LOGICAL_DEPTH} deep`,
+    ]);
+  }
 });

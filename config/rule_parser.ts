@@ -172,6 +172,7 @@ export function parseRuleMatch(
   path: string,
   ctx: RuleContext,
   level: RuleLevel,
+  depth = 0,
 ): RuleSpec | undefined {
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     ctx.iss.add(path, `expected a rule object, got ${typeName(v)}`);
@@ -190,24 +191,36 @@ export function parseRuleMatch(
     : (logical ? KNOWN.headlessLogical : KNOWN.headless);
   const o = object(v, path, ctx.iss, known, UNSUPPORTED, NESTED_ONLY_MESSAGE);
   if (!o) return undefined;
-  return logical ? parseLogical(o, path, ctx, level) : parseDefault(o, path, ctx, known);
+  return logical ? parseLogical(o, path, ctx, level, depth) : parseDefault(o, path, ctx, known);
 }
+
+/**
+ * How deep logical rules may nest (a logical rule at the top is depth 1).
+ * Compiling and matching them recurse; a config nested thousands deep ran
+ * out of stack with no path in the message.
+ */
+export const MAX_LOGICAL_DEPTH = 32;
 
 function parseLogical(
   o: Obj,
   path: string,
   ctx: RuleContext,
   level: RuleLevel,
+  depth: number,
 ): LogicalRuleSpec | undefined {
   const mode = oneOf(o.mode, `${path}.mode`, ctx.iss, ["and", "or"] as const);
   const invert = o.invert === undefined ? false : bool(o.invert, `${path}.invert`, ctx.iss);
   const rules: RuleSpec[] = [];
+  if (depth >= MAX_LOGICAL_DEPTH) {
+    ctx.iss.add(path, `logical rules nested more than ${MAX_LOGICAL_DEPTH} deep`);
+    return undefined;
+  }
   if (!Array.isArray(o.rules) || o.rules.length === 0) {
     ctx.iss.add(`${path}.rules`, "expected a non-empty array of rules");
   } else {
     const sub = level === "headless" ? "headless" : "nested";
     o.rules.forEach((r, i) => {
-      const m = parseRuleMatch(r, `${path}.rules[${i}]`, ctx, sub);
+      const m = parseRuleMatch(r, `${path}.rules[${i}]`, ctx, sub, depth + 1);
       if (m) rules.push(m);
     });
   }
