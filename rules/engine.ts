@@ -23,6 +23,7 @@ import { DomainIndex, DomainIndexBuilder } from "./item_domain.ts";
 import type { DomainImage } from "./item_domain.ts";
 import { type GeoIpLookup, noGeoIp } from "./item_geoip.ts";
 import { type PortEntry, type PortImage, PortIndex } from "./item_port.ts";
+import { type MarkEntry, type MarkImage, MarkIndex } from "./item_mark.ts";
 import {
   type CompiledRuleSet,
   DefaultMatcher,
@@ -57,13 +58,18 @@ export interface EngineOptions {
   readonly geoip?: GeoIpLookup;
 }
 
-const W_DST = 1, W_PORT = 2, W_SRC = 3;
+/** Witness kinds: which index proposes a node's top-level rule (node info bits 0-2). */
+const W_DST = 1, W_PORT = 2, W_SRC = 3, W_SPORT = 4, W_DSCP = 5, W_MARK = 6;
+const KIND = 7;
 /** Node info flag: a destination hit on this node alone proves its top-level rule. */
-const PURE = 4;
+const PURE = 8;
+/** Node info: `top << TOP_SHIFT | PURE? | kind`. */
+const TOP_SHIFT = 4;
 const NO_SETS: readonly CompiledRuleSet[] = Object.freeze([]);
 const NONE = 0x7fffffff;
 /** Slots of {@linkcode EngineImage.minTop}. */
-const MIN_PATTERNS = 0, MIN_DST = 1, MIN_SRC = 2, MIN_PORT = 3;
+const MIN_PATTERNS = 0, MIN_DST = 1, MIN_SRC = 2, MIN_PORT = 3, MIN_SPORT = 4, MIN_DSCP = 5;
+const MIN_MARK = 6, MIN_SLOTS = 7;
 
 /** Rules compiled between two checks of the time budget (see {@linkcode Engine.compile}). */
 const STEP = 256;
@@ -74,12 +80,12 @@ const STEP = 256;
  * the data-plane thread without copying (see {@linkcode EngineWire}).
  */
 export interface EngineImage {
-  /** Per rule node: `top << 3 | PURE? | witness kind`. */
+  /** Per rule node: `top << 4 | PURE? | witness kind` (`TOP_SHIFT`). */
   readonly nodeInfo: Int32Array;
   /** Top-level rules no index can propose, in order. */
   readonly always: Int32Array;
   /**
-   * Per index (`MIN_PATTERNS`, `MIN_DST`, `MIN_SRC`, `MIN_PORT`): the lowest
+   * Per index (`MIN_PATTERNS`, `MIN_DST`, `MIN_SRC`, `MIN_PORT`, …): the lowest
    * top-level rule any node it reports belongs to (0 for rule-set nodes,
    * `NONE` when empty). A lookup is skipped once a rule at or below that
    * bound is proven: nothing it could report would matter.
@@ -89,6 +95,10 @@ export interface EngineImage {
   readonly dstCidr: CidrImage;
   readonly srcCidr: CidrImage;
   readonly ports: PortImage;
+  /** Source ports, DSCP values and marks of rules no earlier index proposes. */
+  readonly sports: PortImage;
+  readonly dscps: PortImage;
+  readonly marks: MarkImage;
 }
 
 /**
@@ -319,8 +329,8 @@ export function renumberParts(
   const map = new StretchMap(stretches, base.ruleCount);
   const info = base.image.nodeInfo.slice();
   for (let n = 0; n < info.length; n++) {
-    const v = info[n]!, t = map.renumber(v >>> 3);
-    info[n] = t < 0 ? 0 : (t << 3) | (v & 7);
+    const v = info[n]!, t = map.renumber(v >>> TOP_SHIFT);
+    info[n] = t < 0 ? 0 : (t << TOP_SHIFT) | (v & (PURE | KIND));
   }
   const always: number[] = [];
   for (const i of base.image.always) {
@@ -422,12 +432,17 @@ export class Engine {
   readonly #finalDecision: Decision;
   readonly #always: Int32Array;
   readonly #minTop: Int32Array;
-  /** Per node: `top << 3 | PURE? | witness kind` (witness 0: no top-level rule to propose). */
+  /** The lowest of `#minTop`'s source-port, DSCP and mark slots (see `#lookupRare`). */
+  readonly #minRare: number;
+  /** Per node: `top << 4 | PURE? | witness kind` (witness 0: no top-level rule to propose). */
   readonly #nodeInfo: Int32Array;
   readonly #domains: DomainIndex;
   readonly #dstCidr: CidrIndex;
   readonly #srcCidr: CidrIndex;
   readonly #ports: PortIndex;
+  readonly #sports: PortIndex;
+  readonly #dscps: PortIndex;
+  readonly #marks: MarkIndex;
   readonly #scratch: FlowScratch;
   #candLen = 0;
   /** Lowest rule proven by a pure index hit during the current lookup. */
@@ -451,21 +466,33 @@ export class Engine {
   readonly #stampDst = (node: number): void => {
     const info = this.#nodeInfo[node]!;
     if ((info & PURE) !== 0) {
-      if (info >>> 3 < this.#best) this.#best = info >>> 3;
+      if (info >>> TOP_SHIFT < this.#best) this.#best = info >>> TOP_SHIFT;
       return;
     }
     const s = this.#scratch;
     s.dstHit[node] = s.epoch;
-    if ((info & 3) === W_DST) this.#propose(info >>> 3);
+    if ((info & KIND) === W_DST) this.#propose(info >>> TOP_SHIFT);
   };
   readonly #stampSrc = (node: number): void => {
     this.#scratch.srcHit[node] = this.#scratch.epoch;
     const info = this.#nodeInfo[node]!;
-    if ((info & 3) === W_SRC) this.#propose(info >>> 3);
+    if ((info & KIND) === W_SRC) this.#propose(info >>> TOP_SHIFT);
   };
   readonly #stampPort = (node: number): void => {
     const info = this.#nodeInfo[node]!;
-    if ((info & 3) === W_PORT) this.#propose(info >>> 3); // not a rule removed by a patch
+    if ((info & KIND) === W_PORT) this.#propose(info >>> TOP_SHIFT); // not a rule removed by a patch
+  };
+  readonly #stampSport = (node: number): void => {
+    const info = this.#nodeInfo[node]!;
+    if ((info & KIND) === W_SPORT) this.#propose(info >>> TOP_SHIFT);
+  };
+  readonly #stampDscp = (node: number): void => {
+    const info = this.#nodeInfo[node]!;
+    if ((info & KIND) === W_DSCP) this.#propose(info >>> TOP_SHIFT);
+  };
+  readonly #stampMark = (node: number): void => {
+    const info = this.#nodeInfo[node]!;
+    if ((info & KIND) === W_MARK) this.#propose(info >>> TOP_SHIFT);
   };
 
   /**
@@ -486,10 +513,14 @@ export class Engine {
     this.#nodeInfo = img.nodeInfo;
     this.#always = img.always;
     this.#minTop = img.minTop;
+    this.#minRare = Math.min(img.minTop[MIN_SPORT]!, img.minTop[MIN_DSCP]!, img.minTop[MIN_MARK]!);
     this.#domains = new DomainIndex(img.domains);
     this.#dstCidr = new CidrIndex(img.dstCidr);
     this.#srcCidr = new CidrIndex(img.srcCidr);
     this.#ports = new PortIndex(img.ports);
+    this.#sports = new PortIndex(img.sports);
+    this.#dscps = new PortIndex(img.dscps);
+    this.#marks = new MarkIndex(img.marks);
     this.#arena = arenaCell(img.domains.slots.buffer);
     this.#arenaGen = this.#arena === null ? 0 : Atomics.load(this.#arena, 0);
     const n = this.#table.count;
@@ -645,6 +676,18 @@ export class Engine {
     return m.usesRuleSet ? m.states(this.#scratch, 0) !== 0 : m.test(this.#scratch);
   }
 
+  /** The source-port, DSCP and mark lookups (rules with those and no earlier witness: few). */
+  #lookupRare(flow: FlowMeta): void {
+    const min = this.#minTop;
+    if (this.#best > min[MIN_SPORT]!) this.#sports.lookup(flow.source.port, this.#stampSport);
+    if (flow.dscp !== undefined && this.#best > min[MIN_DSCP]!) {
+      this.#dscps.lookup(flow.dscp, this.#stampDscp);
+    }
+    if (flow.mark !== undefined && this.#best > min[MIN_MARK]!) {
+      this.#marks.lookup(flow.mark, this.#stampMark);
+    }
+  }
+
   /** Index of the first matching rule, or -1. */
   #first(flow: FlowMeta): number {
     if (this.#arena !== null && this.#arena[0] !== this.#arenaGen) {
@@ -664,6 +707,7 @@ export class Engine {
     }
     if (this.#best > min[MIN_SRC]!) this.#srcCidr.lookup(flow.source.addr, this.#stampSrc);
     if (this.#best > min[MIN_PORT]!) this.#ports.lookup(flow.destination.port, this.#stampPort);
+    if (this.#best > this.#minRare) this.#lookupRare(flow);
     let best = this.#best;
     const cand = s.cand;
     for (let k = 0; k < this.#candLen; k++) {
@@ -864,7 +908,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   /** Per entry of `nodes`: its top-level rule (0 for rule-set nodes). */
   const nodeTop: number[] = [];
   let top0 = 0;
-  const minTop = new Int32Array(4).fill(NONE);
+  const minTop = new Int32Array(MIN_SLOTS).fill(NONE);
   const lower = (slot: number, i: number) => {
     if (i < minTop[slot]!) minTop[slot] = i;
   };
@@ -896,12 +940,23 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   const top: (Matcher | null)[] = new Array(rules.length);
   const always: number[] = [];
   const complex: number[] = [], complexFirst: number[] = [];
-  const portEntries: PortEntry[] = [];
+  const portEntries: PortEntry[] = [], sportEntries: PortEntry[] = [];
+  const dscpEntries: PortEntry[] = [], markEntries: MarkEntry[] = [];
   const mark = (node: DefaultMatcher, kind: number, i: number, pure: boolean) => {
-    info.data[node.id] = (i << 3) | (pure ? PURE : 0) | kind;
+    info.data[node.id] = (i << TOP_SHIFT) | (pure ? PURE : 0) | kind;
+    const sp = node.spec;
     if (kind === W_PORT) {
-      portEntries.push({ node: node.id, ranges: node.spec.port });
+      portEntries.push({ node: node.id, ranges: sp.port });
       lower(MIN_PORT, i);
+    } else if (kind === W_SPORT) {
+      sportEntries.push({ node: node.id, ranges: sp.source_port });
+      lower(MIN_SPORT, i);
+    } else if (kind === W_DSCP) {
+      dscpEntries.push({ node: node.id, ranges: sp.dscp.map((d) => ({ from: d, to: d })) });
+      lower(MIN_DSCP, i);
+    } else if (kind === W_MARK) {
+      markEntries.push({ node: node.id, items: sp.fwmark });
+      lower(MIN_MARK, i);
     }
   };
   for (let i = 0; i < rules.length; i++) {
@@ -919,7 +974,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
         : addCompact(info.length, r as CompactRule, domains, dst);
       if ((added & ADDED_KEYWORD) !== 0) lower(MIN_PATTERNS, i);
       if ((added & ADDED_CIDR) !== 0) lower(MIN_DST, i);
-      info.push((i << 3) | PURE | W_DST);
+      info.push((i << TOP_SHIFT) | PURE | W_DST);
       continue;
     }
     complex.push(i);
@@ -972,6 +1027,9 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
       dstCidr,
       srcCidr,
       ports: new PortIndex(portEntries).image,
+      sports: new PortIndex(sportEntries).image,
+      dscps: new PortIndex(dscpEntries).image,
+      marks: new MarkIndex(markEntries).image,
     },
     complex: Int32Array.from(complex),
     complexFirst: Int32Array.from(complexFirst),
@@ -1069,7 +1127,12 @@ function witnessKind(m: DefaultMatcher): number {
   if (m.spec.invert || m.usesRuleSet || m.empty) return 0;
   if (m.dstIndexed) return W_DST;
   if (m.srcIndexed) return W_SRC;
-  if (m.spec.port.length !== 0) return W_PORT;
+  const sp = m.spec;
+  if (sp.port.length !== 0) return W_PORT;
+  // Each of these is AND-ed with the rest of the rule: no match without one of its items.
+  if (sp.source_port.length !== 0) return W_SPORT;
+  if (sp.dscp.length !== 0) return W_DSCP;
+  if (sp.fwmark.length !== 0) return W_MARK;
   return 0;
 }
 

@@ -21,3 +21,83 @@ export function markMatches(items: readonly MarkMatch[], mark: number | undefine
 export function dscpMatches(values: readonly number[], dscp: number | undefined): boolean {
   return dscp !== undefined && values.includes(dscp);
 }
+
+/** A {@linkcode MarkIndex} as plain data (typed arrays, transferable between threads). */
+export interface MarkImage {
+  /** The distinct masks (as int32 bit patterns). */
+  readonly masks: Int32Array;
+  /** Entries of mask k: `[start[k], start[k + 1])`, sorted by value. */
+  readonly start: Int32Array;
+  /** Per entry: the masked value (int32 bit pattern) and its node. */
+  readonly values: Int32Array;
+  readonly nodes: Int32Array;
+}
+
+/** A node and its `fwmark` items, to index. */
+export interface MarkEntry {
+  readonly node: number;
+  readonly items: readonly MarkMatch[];
+}
+
+/**
+ * The `fwmark` items of many rules: per distinct mask, the values sorted
+ * (binary search on `mark & mask`). A lookup costs one search per distinct
+ * mask, whatever the number of rules (they tested their items one by one:
+ * 20,000 mark rules took 345 µs per flow).
+ */
+export class MarkIndex {
+  readonly #img: MarkImage;
+  /** The index as plain data. */
+  readonly image: MarkImage;
+
+  /** Indexes `entries`, or wraps an image built elsewhere. */
+  constructor(entries: readonly MarkEntry[] | MarkImage) {
+    this.image = this.#img = Array.isArray(entries)
+      ? buildMarkImage(entries)
+      : entries as MarkImage;
+  }
+
+  /** Calls `emit(node)` for every node with an item matching `mark` (maybe more than once). */
+  lookup(mark: number, emit: (node: number) => void): void {
+    const { masks, start, values, nodes } = this.#img;
+    for (let k = 0; k < masks.length; k++) {
+      const v = mark & masks[k]!;
+      let lo = start[k]!, hi = start[k + 1]!;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (values[mid]! < v) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let j = lo; j < start[k + 1]! && values[j] === v; j++) emit(nodes[j]!);
+    }
+  }
+}
+
+function buildMarkImage(entries: readonly MarkEntry[]): MarkImage {
+  const byMask = new Map<number, [number, number][]>();
+  for (const e of entries) {
+    for (const m of e.items) {
+      const mask = m.mask | 0;
+      let list = byMask.get(mask);
+      if (list === undefined) byMask.set(mask, list = []);
+      list.push([m.value | 0, e.node]);
+    }
+  }
+  const masks = Int32Array.from(byMask.keys());
+  const start = new Int32Array(masks.length + 1);
+  let total = 0;
+  for (const [k, mask] of masks.entries()) {
+    start[k] = total;
+    total += byMask.get(mask)!.length;
+  }
+  start[masks.length] = total;
+  const values = new Int32Array(total), nodes = new Int32Array(total);
+  for (const [k, mask] of masks.entries()) {
+    const list = byMask.get(mask)!.sort((a, b) => a[0] - b[0]);
+    list.forEach(([v, node], j) => {
+      values[start[k]! + j] = v;
+      nodes[start[k]! + j] = node;
+    });
+  }
+  return { masks, start, values, nodes };
+}

@@ -79,7 +79,17 @@ export function randomCidr(r: Rand): string {
 
 const PORTS = [22, 53, 80, 443, 1000, 1500, 2000, 8080, 65535, 0];
 const RANGES = ["1000:2000", ":100", "8000:", "443:443", "50:60"];
-const MARKS: (string | number)[] = [256, "0x100/0xff00", "0x1", "0x200/0x200", 0];
+const MARKS: (string | number)[] = [
+  256,
+  "0x100/0xff00",
+  "0x1",
+  "0x200/0x200",
+  0,
+  // The high bit: marks are unsigned 32-bit.
+  "0x80000100",
+  "0x80000000/0x80000000",
+  "0x10100/0x1ffff",
+];
 const COUNTRIES = ["cn", "us", "jp", "private"];
 const NETS: Network[] = ["tcp", "udp"];
 const PROTOS: SniffedProtocol[] = ["tls", "http", "quic"];
@@ -250,7 +260,9 @@ export function randomFlow(r: Rand): FlowMeta {
   };
   if (r.chance(0.75)) flow.domain = r.chance(0.05) ? "" : randomDomain(r);
   if (r.chance(0.7)) flow.protocol = r.pick(PROTOS);
-  if (r.chance(0.8)) flow.mark = r.pick([0, 0x100, 0x1ff, 0x201, 1, 256]);
+  if (r.chance(0.8)) {
+    flow.mark = r.pick([0, 0x100, 0x1ff, 0x201, 1, 256, 0x80000100, 0x80010100, 0x10100]);
+  }
   if (r.chance(0.8)) flow.dscp = r.pick([0, 10, 46, 63, 5]);
   return flow;
 }
