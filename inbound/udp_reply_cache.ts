@@ -12,6 +12,7 @@
  * @module
  */
 
+import { coarseNow } from "../core/coarse_clock.ts";
 import type { Endpoint } from "../core/types.ts";
 import { endpointKey } from "./udp_sessions.ts";
 
@@ -68,7 +69,7 @@ export class ReplySocketCache {
     this.#open = opts.open;
     this.#close = opts.close;
     this.#reorderMs = opts.reorderMs ?? 1000;
-    this.#now = opts.now ?? (() => performance.now());
+    this.#now = opts.now ?? coarseNow;
   }
 
   /** Open sockets. */

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { coarseNow } from "../core/coarse_clock.ts";
 import type { Endpoint } from "../core/types.ts";
 
 /** What the table needs of a session. */
@@ -74,7 +75,7 @@ export class UdpSessionTable<S extends SessionEntry> {
       throw new RangeError(`udp_max_sessions: ${opts.maxSessions}: expected an integer ≥ 1`);
     }
     this.#max = opts.maxSessions;
-    this.#now = opts.now ?? (() => performance.now());
+    this.#now = opts.now ?? coarseNow;
     this.#onRemove = opts.onRemove ?? (() => {});
     this.#reorderMs = opts.reorderMs ?? 1000;
   }
