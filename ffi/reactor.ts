@@ -382,15 +382,17 @@ export class Reactor {
     this.#running = true;
     const L = libc();
     try {
-      let spins = 0, turns = 0;
+      let spins = 0, turns = 0, worked = false;
       let busySince = performance.now();
       while (this.#waiters > 0 && !this.#closed) {
         // Busy for maxBusyMs since the last park: park once now (below), so
         // that timers and the rest of the event loop get their turn. The clock
-        // is read every 8th turn (a read is an op call; turns take microseconds).
-        const busy = this.#parkSoon ||
-          ((++turns & 7) === 0 && performance.now() - busySince > this.#maxBusyMs);
-        const n = busy ? 0 : L.epoll_wait(this.#epfd, this.#events, this.#maxEvents, 0);
+        // is read after a turn that did work, and every 8th empty one (a read
+        // is an op call; an empty turn takes about a microsecond).
+        const busy: boolean = this.#parkSoon ||
+          ((worked || (++turns & 7) === 0) && performance.now() - busySince > this.#maxBusyMs);
+        const n: number = busy ? 0 : L.epoll_wait(this.#epfd, this.#events, this.#maxEvents, 0);
+        worked = n > 0;
         if (n > 0) {
           this.#stats.syncPolls++;
           this.#dispatch(n);
