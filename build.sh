@@ -26,7 +26,7 @@ deno --version | head -n1 | grep -q "deno $want_deno " ||
 # --enable-experimental-regexp-engine-on-excessive-backtracks reruns a
 # domain_regex that backtracks too long on a name in linear time (docs/rules.md,
 # "Fields"). The same
-# flags: deno.json's router task, ROUTER_V8_FLAGS in bench/netns_bench.ts
+# flags: deno.json's router task, ROUTER_V8_FLAGS in core/v8_flags.ts
 # (tests/build_test.ts checks that they agree).
 programs=(
   "router main.ts --allow-all --v8-flags=--optimize-for-size,--no-concurrent-marking,--enable-experimental-regexp-engine-on-excessive-backtracks"

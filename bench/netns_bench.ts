@@ -23,6 +23,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { ROUTER_V8_FLAGS } from "../core/v8_flags.ts";
 import type { Lab } from "../tests/netns/harness.ts";
 import { boundedInt, printResults, subjectBenchFlags } from "./lib/cli.ts";
 import { markdownTable, type SubjectResult, vmRssMiB } from "./lib/stats.ts";
@@ -45,17 +46,8 @@ export type { Subject, SubjectHandle } from "./lib/subjects.ts";
 const LIB = new URL("./lib/", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
 
-/**
- * V8 flags the router runs with, the same as `build.sh` bakes into
- * `dist/router` (see there): smaller young generation and heap growth
- * steps, so connection churn does not leave the heap at 3 × 16 MiB of
- * semi-spaces plus ~25 MiB of uncollected old-space garbage (RSS with 1,000
- * flows after the rate test ~135 → ~95 MiB, no measurable CPU cost;
- * docs/performance.md); no concurrent marking (docs/rules.md round 13); a
- * linear-time rerun of a regex that backtracks too long.
- */
-export const ROUTER_V8_FLAGS =
-  "--optimize-for-size,--no-concurrent-marking,--enable-experimental-regexp-engine-on-excessive-backtracks";
+/** The router's V8 flags (`core/v8_flags.ts`); re-exported for the other benches. */
+export { ROUTER_V8_FLAGS };
 
 /** Plain kernel forwarding: nothing to set up. */
 export const kernelSubject: Subject = {

@@ -11,6 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { ROUTER_V8_FLAGS } from "../core/v8_flags.ts";
 import { IpcClient } from "../ipc/client.ts";
 import { Lab, type LabProcess } from "../tests/netns/harness.ts";
 import { peerPath } from "../tests/netns/harness.ts";
@@ -170,10 +171,12 @@ export async function runDemoCommand(args: string[]): Promise<number> {
     console.log(`   final: ${config.route.final}`);
     console.log("   dns_reverse_mapping: on (names from the DNS answers the router relays)");
 
+    // With the production flags (`core/v8_flags.ts`), as `dist/router` runs.
     const router = lab.spawn("router", [
       Deno.execPath(),
       "run",
       "-A",
+      `--v8-flags=${ROUTER_V8_FLAGS}`,
       `${here}../main.ts`,
       "run",
       "--config",

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { IpcClient } from "../ipc/client.ts";
-import { ROUTER_V8_FLAGS } from "../bench/netns_bench.ts";
+import { ROUTER_V8_FLAGS } from "../core/v8_flags.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 

@@ -6,7 +6,7 @@
 // production flags on a name made to blow up the pattern.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROUTER_V8_FLAGS } from "../bench/netns_bench.ts";
+import { ROUTER_V8_FLAGS } from "../core/v8_flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
