@@ -30,6 +30,8 @@ import { keepShapes } from "../core/keep_shape.ts";
 import { dropSpares, keepSpares } from "../rules/spare.ts";
 import { readConfigFileSync } from "./load_config.ts";
 
+/** The worker reads files on its own thread, synchronously (`readFileSyncCapped`). */
+const DEPS = { readFile: readConfigFileSync };
 // The data-plane thread must win the CPU whenever both want it (2 vCPUs are common).
 const niced = lowerThreadPriority();
 // The last job's route rules, to skip them when a reload leaves them unchanged.
@@ -100,7 +102,7 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
   const req = ev.data;
   useArenas = req.arenas === true;
   queue = queue.then(async () => {
-    const r = await compileJob(req, { readFile: readConfigFileSync }, memo);
+    const r = await compileJob(req, DEPS, memo);
     post(r);
     if (r.reply.ok && "wire" in r.reply && !("patched" in r.reply)) {
       lastFullMs = r.reply.ms.parse + r.reply.ms.compile;
@@ -115,7 +117,7 @@ self.onmessage = (ev: MessageEvent<JobRequest | { free: number[] }>) => {
       rebaseTimer = setTimeout(() => {
         rebaseTimer = undefined;
         queue = queue.then(async () => {
-          const rb = await rebaseJob(memo, { readFile: readConfigFileSync });
+          const rb = await rebaseJob(memo, DEPS);
           if (rb) {
             post(rb, (reply) => ({ rebase: reply }));
             memo.prepareBase();

@@ -22,6 +22,7 @@
 import { Buffer } from "node:buffer";
 import type { EngineWire, PatchShape, PatchStretches } from "../rules/engine.ts";
 import type { RouteRule } from "../rules/spec.ts";
+import { IntList } from "../rules/int_list.ts";
 import { skipWs } from "../rules/scanned_rules.ts";
 import { ConfigError } from "./config_error.ts";
 import { implicitOutbounds, parseConfig, type ParseOptions } from "./parse_config.ts";
@@ -78,25 +79,18 @@ export function memberSpans(
   close: number,
   expect = 0,
 ): Int32Array | null {
-  let out = new Int32Array(2 * Math.max(8, expect));
-  let n = 0;
+  const out = new IntList(2 * Math.max(8, expect));
   let i = skipWs(b, open + 1);
   if (i === close - 1) return new Int32Array(0);
   for (;;) {
     const e = skipValue(b, i);
     if (e < 0 || e >= close) return null;
-    if (n === out.length) {
-      const grown = new Int32Array(2 * out.length);
-      grown.set(out);
-      out = grown;
-    }
-    out[n++] = i;
-    out[n++] = e;
+    out.push(i);
+    out.push(e);
     i = skipWs(b, e);
     if (b[i] === COMMA) i = skipWs(b, i + 1);
-    else if (b[i] === CLOSE_BRACKET && i === close - 1) {
-      return n === out.length ? out : out.slice(0, n);
-    } else return null;
+    else if (b[i] === CLOSE_BRACKET && i === close - 1) return out.toArray();
+    else return null;
   }
 }
 

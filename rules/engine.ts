@@ -24,6 +24,7 @@ import type { DomainImage } from "./item_domain.ts";
 import { type GeoIpLookup, noGeoIp } from "./item_geoip.ts";
 import { type PortEntry, type PortImage, PortIndex } from "./item_port.ts";
 import { type MarkEntry, type MarkImage, MarkIndex } from "./item_mark.ts";
+import { IntList } from "./int_list.ts";
 import {
   type CompiledRuleSet,
   DefaultMatcher,
@@ -478,22 +479,21 @@ export class Engine {
     const info = this.#nodeInfo[node]!;
     if ((info & KIND) === W_SRC) this.#propose(info >>> TOP_SHIFT);
   };
-  readonly #stampPort = (node: number): void => {
-    const info = this.#nodeInfo[node]!;
-    if ((info & KIND) === W_PORT) this.#propose(info >>> TOP_SHIFT); // not a rule removed by a patch
-  };
-  readonly #stampSport = (node: number): void => {
-    const info = this.#nodeInfo[node]!;
-    if ((info & KIND) === W_SPORT) this.#propose(info >>> TOP_SHIFT);
-  };
-  readonly #stampDscp = (node: number): void => {
-    const info = this.#nodeInfo[node]!;
-    if ((info & KIND) === W_DSCP) this.#propose(info >>> TOP_SHIFT);
-  };
-  readonly #stampMark = (node: number): void => {
-    const info = this.#nodeInfo[node]!;
-    if ((info & KIND) === W_MARK) this.#propose(info >>> TOP_SHIFT);
-  };
+  /**
+   * What an index that only proposes reports a hit to: the node's top-level
+   * rule becomes a candidate when the node's witness is `kind` (not for a
+   * node of a rule a patch removed, whose info is 0).
+   */
+  #proposer(kind: number): (node: number) => void {
+    return (node) => {
+      const info = this.#nodeInfo[node]!;
+      if ((info & KIND) === kind) this.#propose(info >>> TOP_SHIFT);
+    };
+  }
+  readonly #stampPort = this.#proposer(W_PORT);
+  readonly #stampSport = this.#proposer(W_SPORT);
+  readonly #stampDscp = this.#proposer(W_DSCP);
+  readonly #stampMark = this.#proposer(W_MARK);
 
   /**
    * Compiles `opts` in one go. Rule specs must come from the config parser
@@ -883,21 +883,6 @@ function runToEnd<T>(it: Generator<void, T>): T {
   }
 }
 
-/** A growable Int32Array. */
-class IntList {
-  data = new Int32Array(1024);
-  length = 0;
-  push(x: number): void {
-    if (this.length === this.data.length) {
-      const grown = new Int32Array(this.data.length * 2);
-      grown.set(this.data);
-      this.data = grown;
-    }
-    this.data[this.length++] = x;
-  }
-}
-shapeOf(() => new IntList());
-
 /**
  * Compiles the rules; yields every {@linkcode STEP} rules so a driver can
  * pause. Compact rules go straight into the indexes; the others become
@@ -1020,7 +1005,7 @@ function* buildParts(opts: EngineOptions): Generator<void, Parts> {
   return {
     top,
     image: {
-      nodeInfo: info.data.slice(0, info.length),
+      nodeInfo: info.toArray(),
       always: Int32Array.from(always),
       minTop,
       domains: builtDomains,

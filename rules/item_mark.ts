@@ -74,30 +74,28 @@ export class MarkIndex {
 }
 
 function buildMarkImage(entries: readonly MarkEntry[]): MarkImage {
-  const byMask = new Map<number, [number, number][]>();
+  const byMask = new Map<number, [value: number, node: number][]>();
+  let total = 0;
   for (const e of entries) {
     for (const m of e.items) {
       const mask = m.mask | 0;
       let list = byMask.get(mask);
       if (list === undefined) byMask.set(mask, list = []);
       list.push([m.value | 0, e.node]);
+      total++;
     }
   }
-  const masks = Int32Array.from(byMask.keys());
-  const start = new Int32Array(masks.length + 1);
-  let total = 0;
-  for (const [k, mask] of masks.entries()) {
-    start[k] = total;
-    total += byMask.get(mask)!.length;
-  }
-  start[masks.length] = total;
+  const masks = new Int32Array(byMask.size), start = new Int32Array(byMask.size + 1);
   const values = new Int32Array(total), nodes = new Int32Array(total);
-  for (const [k, mask] of masks.entries()) {
-    const list = byMask.get(mask)!.sort((a, b) => a[0] - b[0]);
-    list.forEach(([v, node], j) => {
-      values[start[k]! + j] = v;
-      nodes[start[k]! + j] = node;
-    });
+  let k = 0, at = 0;
+  for (const [mask, list] of byMask) {
+    masks[k] = mask;
+    start[k++] = at;
+    for (const [v, node] of list.sort((a, b) => a[0] - b[0])) {
+      values[at] = v;
+      nodes[at++] = node;
+    }
   }
+  start[k] = at;
   return { masks, start, values, nodes };
 }
